@@ -1,0 +1,202 @@
+// libvirtiofs public API: a virtio-fs device reached from userspace, with no kernel file system in
+// the way.
+//
+//   auto fs = virtiofs::Client::connect({.socket_path = "/run/vfsd.sock"});
+//   std::string text;
+//   fs->read_file("/hello.txt", text);
+//
+// Three layers, all thread-safe:
+//  - inode operations, one per FUSE request, synchronous (return std::error_code) and
+//    asynchronous (callback on the library's completion thread);
+//  - path conveniences (stat, mkdir, read_file, write_file, list_dir, ...);
+//  - File, an open file with RAII release.
+// Errors are std::error_code in std::system_category: the device's errno (ENOENT, EEXIST, ...),
+// EINVAL for bad arguments, EIO when the device broke the protocol (the session then refuses
+// everything), ENOTCONN when the device was lost or the client closed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "virtiofs/export.hpp"
+#include "virtiofs/types.hpp"
+
+namespace virtiofs {
+
+struct Options {
+  // vhost-user backend socket (virtiofsd --socket-path).
+  std::string socket_path;
+  // Expected tag. Checked against the device's config when it reports one; otherwise it names
+  // the device (vhost-user backends without CONFIG, like QEMU's vhost-user-fs).
+  std::string tag;
+  uint16_t queue_size = 128;           // power of two, 2..32768
+  unsigned num_request_queues = 1;
+  uint32_t max_transfer = 1u << 20;    // upper bound on bytes per READ/WRITE before INIT
+};
+
+// Called once, on the completion thread (or at once on the caller's thread when the client has
+// already failed). Captures up to 16 bytes stay inline (no allocation).
+template <class T>
+using Callback = std::function<void(std::error_code, T)>;
+using DoneCallback = std::function<void(std::error_code)>;
+
+class File;
+
+class VIRTIOFS_API Client {
+ public:
+  // Connects, negotiates and starts the queues. Throws std::system_error naming the cause
+  // (missing socket, not a vhost-user backend, wrong tag, unsupported device).
+  static std::unique_ptr<Client> connect(const Options& options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  const Negotiated& negotiated() const;
+  const std::string& tag() const;
+  // Sends FUSE_DESTROY, lets in-flight requests finish (bounded) and stops the device.
+  void close();
+  // Why the client stopped working (empty while healthy).
+  std::error_code failure() const;
+  // Requests submitted, notifications sent, FORGET entries delivered, requests that waited.
+  struct Stats {
+    uint64_t requests, notifications, forgets, waits;
+  };
+  Stats stats() const;
+
+  // ---- inode operations (synchronous) ----
+  // FUSE semantics: a name passed to unlink, rmdir, rename or link must belong to a node the
+  // caller holds a lookup reference to (the kernel always has one); devices such as virtiofsd
+  // answer EIO otherwise. The path conveniences below take care of this.
+  std::error_code lookup(Inode parent, std::string_view name, Entry& out);
+  // Gives back nlookup references (batched on the high-priority queue, never lost).
+  void forget(Inode inode, uint64_t nlookup);
+  std::error_code getattr(Inode inode, Attr& out);
+  std::error_code setattr(Inode inode, const SetAttr& attr, Attr& out);
+  std::error_code readlink(Inode inode, std::string& target);
+  std::error_code symlink(Inode parent, std::string_view name, std::string_view target, Entry& out);
+  std::error_code mknod(Inode parent, std::string_view name, uint32_t mode, uint32_t rdev, Entry& out);
+  std::error_code mkdir(Inode parent, std::string_view name, uint32_t mode, Entry& out);
+  std::error_code unlink(Inode parent, std::string_view name);
+  std::error_code rmdir(Inode parent, std::string_view name);
+  // flags: 0 or RENAME_NOREPLACE / RENAME_EXCHANGE (sent as RENAME2).
+  std::error_code rename(Inode olddir, std::string_view oldname, Inode newdir,
+                         std::string_view newname, uint32_t flags = 0);
+  std::error_code link(Inode inode, Inode newparent, std::string_view newname, Entry& out);
+  std::error_code open(Inode inode, uint32_t flags, OpenFile& out);
+  std::error_code create(Inode parent, std::string_view name, uint32_t flags, uint32_t mode,
+                         Created& out);
+  // At most negotiated().max_read / max_write bytes move per call; the count is returned.
+  std::error_code read(Inode inode, uint64_t fh, uint64_t offset, std::span<std::byte> buf,
+                       size_t& done);
+  std::error_code write(Inode inode, uint64_t fh, uint64_t offset, std::span<const std::byte> data,
+                        size_t& done);
+  std::error_code statfs(Inode inode, StatFs& out);
+  std::error_code release(Inode inode, uint64_t fh, uint32_t flags = 0);
+  std::error_code fsync(Inode inode, uint64_t fh, bool datasync = false);
+  std::error_code flush(Inode inode, uint64_t fh, uint64_t lock_owner = 0);
+  std::error_code setxattr(Inode inode, std::string_view name, std::span<const std::byte> value,
+                           uint32_t flags = 0);
+  // With an empty buffer, `size` is the value's size; otherwise the bytes copied.
+  std::error_code getxattr(Inode inode, std::string_view name, std::span<std::byte> value,
+                           size_t& size);
+  std::error_code listxattr(Inode inode, std::span<std::byte> list, size_t& size);
+  std::error_code removexattr(Inode inode, std::string_view name);
+  std::error_code opendir(Inode inode, OpenFile& out);
+  // Reads one buffer of entries starting at `offset` (0, then the last entry's offset).
+  // An empty vector means the end of the directory.
+  std::error_code readdir(Inode inode, uint64_t fh, uint64_t offset, std::vector<DirEntry>& out);
+  // Like readdir; every entry with a non-zero entry.inode holds a lookup reference to forget.
+  std::error_code readdirplus(Inode inode, uint64_t fh, uint64_t offset,
+                              std::vector<std::pair<DirEntry, Entry>>& out);
+  std::error_code releasedir(Inode inode, uint64_t fh);
+  std::error_code fsyncdir(Inode inode, uint64_t fh, bool datasync = false);
+  std::error_code access(Inode inode, uint32_t mask);
+  std::error_code fallocate(Inode inode, uint64_t fh, uint64_t offset, uint64_t length,
+                            uint32_t mode = 0);
+  std::error_code lseek(Inode inode, uint64_t fh, uint64_t offset, uint32_t whence,
+                        uint64_t& result);
+  std::error_code copy_file_range(Inode in_inode, uint64_t in_fh, uint64_t in_off,
+                                  Inode out_inode, uint64_t out_fh, uint64_t out_off,
+                                  uint64_t len, uint64_t& copied);
+  std::error_code getlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, Lock& out);
+  std::error_code setlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, bool wait);
+
+  // ---- inode operations (asynchronous) ----
+  // Names are copied; data buffers must stay valid until the callback runs.
+  void lookup(Inode parent, std::string_view name, Callback<Entry> done);
+  void getattr(Inode inode, Callback<Attr> done);
+  void open(Inode inode, uint32_t flags, Callback<OpenFile> done);
+  void create(Inode parent, std::string_view name, uint32_t flags, uint32_t mode,
+              Callback<Created> done);
+  void read(Inode inode, uint64_t fh, uint64_t offset, std::span<std::byte> buf,
+            Callback<size_t> done);
+  void write(Inode inode, uint64_t fh, uint64_t offset, std::span<const std::byte> data,
+             Callback<size_t> done);
+  void release(Inode inode, uint64_t fh, DoneCallback done);
+  void mkdir(Inode parent, std::string_view name, uint32_t mode, Callback<Entry> done);
+  void unlink(Inode parent, std::string_view name, DoneCallback done);
+  void rename(Inode olddir, std::string_view oldname, Inode newdir, std::string_view newname,
+              DoneCallback done);
+  void statfs(Inode inode, Callback<StatFs> done);
+  void fsync(Inode inode, uint64_t fh, bool datasync, DoneCallback done);
+
+  // ---- paths ("/a/b" or "a/b", relative to the root of the share) ----
+  // Resolves a path to an entry holding one lookup reference (forget it when done).
+  std::error_code resolve(std::string_view path, Entry& out);
+  std::error_code stat(std::string_view path, Attr& out);
+  std::error_code mkdir(std::string_view path, uint32_t mode = 0755);
+  std::error_code rmdir(std::string_view path);
+  std::error_code unlink(std::string_view path);
+  std::error_code rename(std::string_view from, std::string_view to);
+  std::error_code symlink(std::string_view target, std::string_view linkpath);
+  std::error_code link(std::string_view existing, std::string_view newpath);
+  std::error_code readlink(std::string_view path, std::string& target);
+  std::error_code list_dir(std::string_view path, std::vector<DirEntry>& out);
+  std::error_code read_file(std::string_view path, std::string& out);
+  // Creates or truncates, then writes all of data.
+  std::error_code write_file(std::string_view path, std::span<const std::byte> data,
+                             uint32_t mode = 0644);
+  // Opens (O_CREAT creates with mode); the File releases the handle when destroyed.
+  std::error_code open_file(std::string_view path, uint32_t flags, File& out, uint32_t mode = 0644);
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::error_code split_parent(std::string_view path, Entry& parent, std::string_view& name);
+  std::unique_ptr<Impl> impl_;
+  friend class File;
+};
+
+// An open regular file. Moves, does not copy; release and forget happen on close or destruction.
+class VIRTIOFS_API File {
+ public:
+  File() = default;
+  ~File();
+  File(File&& other) noexcept;
+  File& operator=(File&& other) noexcept;
+
+  bool is_open() const { return client_ != nullptr; }
+  Inode inode() const { return inode_; }
+  uint64_t handle() const { return fh_; }
+  // Loops over max_read/max_write sized requests; short only at end of file.
+  std::error_code pread(uint64_t offset, std::span<std::byte> buf, size_t& done);
+  std::error_code pwrite(uint64_t offset, std::span<const std::byte> data, size_t& done);
+  std::error_code stat(Attr& out);
+  std::error_code close();
+
+ private:
+  friend class Client;
+  Client* client_ = nullptr;
+  Inode inode_ = 0;
+  uint64_t fh_ = 0;
+  uint32_t flags_ = 0;
+};
+
+}  // namespace virtiofs

@@ -1,0 +1,102 @@
+// Plain value types of the public API: what the device reports about files, in host order.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace virtiofs {
+
+// A node id the device handed out (FUSE nodeid). The root is always kRootInode.
+using Inode = uint64_t;
+inline constexpr Inode kRootInode = 1;
+
+struct Timespec {
+  uint64_t sec = 0;
+  uint32_t nsec = 0;
+};
+
+struct Attr {
+  uint64_t ino = 0;
+  uint64_t size = 0;
+  uint64_t blocks = 0;
+  Timespec atime, mtime, ctime;
+  uint32_t mode = 0;
+  uint32_t nlink = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t rdev = 0;
+  uint32_t blksize = 0;
+};
+
+// Result of LOOKUP, MKDIR, CREATE, ...: a node id with one lookup reference the caller owns
+// (give it back with Client::forget) and its attributes.
+struct Entry {
+  Inode inode = 0;
+  uint64_t generation = 0;
+  Attr attr;
+};
+
+struct OpenFile {
+  uint64_t fh = 0;
+  uint32_t open_flags = 0;  // FOPEN_* bits the device returned
+};
+
+struct Created {
+  Entry entry;
+  OpenFile file;
+};
+
+struct StatFs {
+  uint64_t blocks = 0, bfree = 0, bavail = 0, files = 0, ffree = 0;
+  uint32_t bsize = 0, namelen = 0, frsize = 0;
+};
+
+// Bits of SetAttr::valid (the FATTR_* values of the FUSE protocol).
+namespace set {
+inline constexpr uint32_t kMode = 1u << 0;
+inline constexpr uint32_t kUid = 1u << 1;
+inline constexpr uint32_t kGid = 1u << 2;
+inline constexpr uint32_t kSize = 1u << 3;
+inline constexpr uint32_t kAtime = 1u << 4;
+inline constexpr uint32_t kMtime = 1u << 5;
+inline constexpr uint32_t kFh = 1u << 6;
+inline constexpr uint32_t kAtimeNow = 1u << 7;
+inline constexpr uint32_t kMtimeNow = 1u << 8;
+}  // namespace set
+
+// Fields of SETATTR; set the matching set::k* bit in `valid`.
+struct SetAttr {
+  uint32_t valid = 0;
+  uint64_t fh = 0;
+  uint64_t size = 0;
+  Timespec atime, mtime;
+  uint32_t mode = 0, uid = 0, gid = 0;
+};
+
+struct DirEntry {
+  uint64_t ino = 0;
+  uint64_t offset = 0;  // cookie for the next READDIR
+  uint32_t type = 0;    // DT_* value
+  std::string name;
+};
+
+// A POSIX record lock (struct fuse_file_lock).
+struct Lock {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  uint32_t type = 0;  // F_RDLCK, F_WRLCK, F_UNLCK
+  uint32_t pid = 0;
+};
+
+// What FUSE_INIT settled with the device.
+struct Negotiated {
+  uint32_t major = 0;
+  uint32_t minor = 0;
+  uint32_t max_write = 0;
+  uint32_t max_read = 0;  // bytes per READ the driver will ask for
+  uint32_t max_pages = 0;
+  uint64_t flags = 0;  // FUSE_* capability bits both sides agreed on
+  uint32_t time_gran = 0;
+};
+
+}  // namespace virtiofs

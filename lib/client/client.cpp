@@ -1,0 +1,493 @@
+// Client: the public API over a Session. Inode operations pair an op builder with a reply parser;
+// sync calls wait on a stack SyncCall, async calls use pooled AsyncCalls (no allocation once the
+// pool has grown to the peak number of calls in flight).
+#include "virtiofs/client.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <mutex>
+#include <variant>
+
+#include "fs/session.hpp"
+#include "fuse/dirent.hpp"
+#include "fuse/ops.hpp"
+#include "vhost_user/frontend.hpp"
+#include "virtio/features.hpp"
+
+namespace virtiofs {
+
+namespace {
+
+std::error_code einval() { return std::make_error_code(std::errc::invalid_argument); }
+
+template <class T>
+using Parser = std::error_code (*)(const fuse::Reply&, T&);
+
+std::error_code parse_none(const fuse::Reply&, std::monostate&) { return {}; }
+template <class T>
+std::error_code parse_value(const fuse::Reply& r, T& out) { return fuse::parse(r, out); }
+std::error_code parse_data(const fuse::Reply& r, size_t& out) {
+  out = r.data_len;
+  return {};
+}
+std::error_code parse_written(const fuse::Reply& r, size_t& out) {
+  uint64_t n = 0;
+  auto ec = fuse::parse_count(r, fuse::Count::kWritten, n);
+  out = n;
+  return ec;
+}
+
+// One asynchronous call: the Call, storage for copied names, and the type-erased continuation.
+struct AsyncCall : fs::Call {
+  std::string names[2];
+  std::function<void(AsyncCall&)> finish;
+  struct Pool* pool = nullptr;
+};
+
+struct Pool {
+  std::mutex mu;
+  std::vector<std::unique_ptr<AsyncCall>> all;
+  std::vector<AsyncCall*> free;
+  AsyncCall* take() {
+    std::lock_guard lock(mu);
+    if (free.empty()) {
+      all.push_back(std::make_unique<AsyncCall>());
+      all.back()->pool = this;
+      return all.back().get();
+    }
+    AsyncCall* c = free.back();
+    free.pop_back();
+    return c;
+  }
+  void give(AsyncCall* c) {
+    c->finish = nullptr;
+    std::lock_guard lock(mu);
+    free.push_back(c);
+  }
+};
+
+}  // namespace
+
+struct Client::Impl {
+  std::unique_ptr<fs::Session> session;
+  std::string tag;
+  Pool pool;
+
+  template <class T>
+  std::error_code call(fuse::Frame frame, Parser<T> parse, T& out) {
+    fs::SyncCall c;
+    c.frame = frame;
+    session->submit(c);
+    c.wait();
+    if (c.ec) return c.ec;
+    return parse(c.reply, out);
+  }
+  std::error_code call(fuse::Frame frame) {
+    std::monostate none;
+    return call<std::monostate>(frame, parse_none, none);
+  }
+
+  // build(AsyncCall&) fills the frame (it may point names into the call's storage).
+  template <class T, class Build>
+  void call_async(Build&& build, Parser<T> parse, Callback<T> done) {
+    AsyncCall* c = pool.take();
+    build(*c);
+    c->finish = [parse, done = std::move(done)](AsyncCall& call) {
+      T value{};
+      std::error_code ec = call.ec ? call.ec : parse(call.reply, value);
+      done(ec, std::move(value));
+    };
+    c->on_done = [](fs::Call& base) {
+      auto& call = static_cast<AsyncCall&>(base);
+      call.finish(call);
+      call.pool->give(&call);
+    };
+    session->submit(*c);
+  }
+  static Callback<std::monostate> unit(DoneCallback done) {
+    return [done = std::move(done)](std::error_code ec, std::monostate) { done(ec); };
+  }
+};
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() { close(); }
+
+std::unique_ptr<Client> Client::connect(const Options& options) {
+  if (options.socket_path.empty())
+    throw std::system_error(einval(), "no device given: set Options::socket_path");
+  if (options.tag.size() > virtio::kTagSize)
+    throw std::system_error(einval(), "tag '" + options.tag + "' is longer than 36 bytes");
+  auto transport = std::make_unique<vhost_user::Frontend>(options.socket_path);
+  auto config = transport->read_config();
+  std::string tag = options.tag;
+  if (config.tag) {
+    if (!tag.empty() && *config.tag != tag)
+      throw std::system_error(std::make_error_code(std::errc::no_such_device),
+                              "device tag is '" + *config.tag + "', not '" + tag + "'");
+    tag = *config.tag;
+  }
+  unsigned queues = options.num_request_queues;
+  if (config.num_request_queues && queues > *config.num_request_queues)
+    throw std::system_error(einval(), "device has " + std::to_string(*config.num_request_queues) +
+                                          " request queue(s), " + std::to_string(queues) +
+                                          " asked for");
+  fs::SessionOptions so;
+  so.queue_size = options.queue_size;
+  so.num_request_queues = queues;
+  so.max_transfer = options.max_transfer;
+  auto impl = std::make_unique<Impl>();
+  impl->session = std::make_unique<fs::Session>(std::move(transport), so);
+  impl->tag = tag;
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+const Negotiated& Client::negotiated() const { return impl_->session->negotiated(); }
+const std::string& Client::tag() const { return impl_->tag; }
+void Client::close() { impl_->session->shutdown(); }
+std::error_code Client::failure() const { return impl_->session->failure(); }
+Client::Stats Client::stats() const {
+  auto s = impl_->session->stats();
+  return Stats{s.requests, s.notifications, s.forgets, s.waits};
+}
+
+// ---- synchronous inode operations ----
+
+#define VIRTIOFS_CHECK_NAME(n) \
+  if (auto ec = fuse::check_name(n)) return ec
+
+std::error_code Client::lookup(Inode parent, std::string_view name, Entry& out) {
+  VIRTIOFS_CHECK_NAME(name);
+  return impl_->call(fuse::make_lookup(parent, name), parse_value<Entry>, out);
+}
+
+void Client::forget(Inode inode, uint64_t nlookup) {
+  if (inode != kRootInode) impl_->session->forget(inode, nlookup);
+}
+
+std::error_code Client::getattr(Inode inode, Attr& out) {
+  return impl_->call(fuse::make_getattr(inode, nullptr), parse_value<Attr>, out);
+}
+
+std::error_code Client::setattr(Inode inode, const SetAttr& attr, Attr& out) {
+  return impl_->call(fuse::make_setattr(inode, attr), parse_value<Attr>, out);
+}
+
+std::error_code Client::readlink(Inode inode, std::string& target) {
+  target.resize(fuse::kMaxPath);
+  size_t n = 0;
+  auto ec = impl_->call(fuse::make_readlink(inode, std::as_writable_bytes(std::span(target))),
+                        parse_data, n);
+  target.resize(ec ? 0 : n);
+  return ec;
+}
+
+std::error_code Client::symlink(Inode parent, std::string_view name, std::string_view target,
+                                Entry& out) {
+  VIRTIOFS_CHECK_NAME(name);
+  if (target.empty() || target.size() >= fuse::kMaxPath || target.find('\0') != target.npos)
+    return einval();
+  return impl_->call(fuse::make_symlink(parent, name, target), parse_value<Entry>, out);
+}
+
+std::error_code Client::mknod(Inode parent, std::string_view name, uint32_t mode, uint32_t rdev,
+                              Entry& out) {
+  VIRTIOFS_CHECK_NAME(name);
+  return impl_->call(fuse::make_mknod(parent, name, mode, rdev, 0), parse_value<Entry>, out);
+}
+
+std::error_code Client::mkdir(Inode parent, std::string_view name, uint32_t mode, Entry& out) {
+  VIRTIOFS_CHECK_NAME(name);
+  return impl_->call(fuse::make_mkdir(parent, name, mode, 0), parse_value<Entry>, out);
+}
+
+std::error_code Client::unlink(Inode parent, std::string_view name) {
+  VIRTIOFS_CHECK_NAME(name);
+  return impl_->call(fuse::make_unlink(parent, name));
+}
+
+std::error_code Client::rmdir(Inode parent, std::string_view name) {
+  VIRTIOFS_CHECK_NAME(name);
+  return impl_->call(fuse::make_rmdir(parent, name));
+}
+
+std::error_code Client::rename(Inode olddir, std::string_view oldname, Inode newdir,
+                               std::string_view newname, uint32_t flags) {
+  VIRTIOFS_CHECK_NAME(oldname);
+  VIRTIOFS_CHECK_NAME(newname);
+  return impl_->call(fuse::make_rename(olddir, oldname, newdir, newname, flags));
+}
+
+std::error_code Client::link(Inode inode, Inode newparent, std::string_view newname, Entry& out) {
+  VIRTIOFS_CHECK_NAME(newname);
+  return impl_->call(fuse::make_link(inode, newparent, newname), parse_value<Entry>, out);
+}
+
+std::error_code Client::open(Inode inode, uint32_t flags, OpenFile& out) {
+  return impl_->call(fuse::make_open(inode, flags, false), parse_value<OpenFile>, out);
+}
+
+std::error_code Client::create(Inode parent, std::string_view name, uint32_t flags, uint32_t mode,
+                               Created& out) {
+  VIRTIOFS_CHECK_NAME(name);
+  return impl_->call(fuse::make_create(parent, name, flags, mode, 0), parse_value<Created>, out);
+}
+
+std::error_code Client::read(Inode inode, uint64_t fh, uint64_t offset, std::span<std::byte> buf,
+                             size_t& done) {
+  buf = buf.first(std::min<size_t>(buf.size(), negotiated().max_read));
+  return impl_->call(fuse::make_read(inode, fh, offset, buf, false, false), parse_data, done);
+}
+
+std::error_code Client::write(Inode inode, uint64_t fh, uint64_t offset,
+                              std::span<const std::byte> data, size_t& done) {
+  data = data.first(std::min<size_t>(data.size(), negotiated().max_write));
+  auto ec = impl_->call(fuse::make_write(inode, fh, offset, data), parse_written, done);
+  // A device claiming to have written more than it was given is lying.
+  if (!ec && done > data.size()) return std::make_error_code(std::errc::io_error);
+  return ec;
+}
+
+std::error_code Client::statfs(Inode inode, StatFs& out) {
+  return impl_->call(fuse::make_statfs(inode), parse_value<StatFs>, out);
+}
+
+std::error_code Client::release(Inode inode, uint64_t fh, uint32_t flags) {
+  return impl_->call(fuse::make_release(inode, fh, flags, false));
+}
+
+std::error_code Client::fsync(Inode inode, uint64_t fh, bool datasync) {
+  return impl_->call(fuse::make_fsync(inode, fh, datasync, false));
+}
+
+std::error_code Client::flush(Inode inode, uint64_t fh, uint64_t lock_owner) {
+  return impl_->call(fuse::make_flush(inode, fh, lock_owner));
+}
+
+std::error_code Client::setxattr(Inode inode, std::string_view name,
+                                 std::span<const std::byte> value, uint32_t flags) {
+  if (name.empty() || name.size() > 255) return einval();
+  return impl_->call(fuse::make_setxattr(inode, name, value, flags));
+}
+
+namespace {
+std::error_code parse_xattr(const fuse::Reply& r, size_t& out) {
+  uint64_t n = 0;
+  auto ec = fuse::parse_count(r, fuse::Count::kXattrSize, n);
+  out = n;
+  return ec;
+}
+}  // namespace
+
+std::error_code Client::getxattr(Inode inode, std::string_view name, std::span<std::byte> value,
+                                 size_t& size) {
+  if (name.empty() || name.size() > 255) return einval();
+  return impl_->call(fuse::make_getxattr(inode, name, value), parse_xattr, size);
+}
+
+std::error_code Client::listxattr(Inode inode, std::span<std::byte> list, size_t& size) {
+  return impl_->call(fuse::make_listxattr(inode, list), parse_xattr, size);
+}
+
+std::error_code Client::removexattr(Inode inode, std::string_view name) {
+  if (name.empty() || name.size() > 255) return einval();
+  return impl_->call(fuse::make_removexattr(inode, name));
+}
+
+std::error_code Client::opendir(Inode inode, OpenFile& out) {
+  return impl_->call(fuse::make_open(inode, O_RDONLY | O_DIRECTORY, true), parse_value<OpenFile>,
+                     out);
+}
+
+namespace {
+constexpr size_t kDirBuffer = 64 * 1024;
+}
+
+std::error_code Client::readdir(Inode inode, uint64_t fh, uint64_t offset,
+                                std::vector<DirEntry>& out) {
+  out.clear();
+  std::vector<std::byte> buf(kDirBuffer);
+  size_t n = 0;
+  if (auto ec = impl_->call(fuse::make_read(inode, fh, offset, buf, true, false), parse_data, n))
+    return ec;
+  return fuse::parse_dirents(std::span(buf).first(n), false, [&](const fuse::DirentView& d) {
+    out.push_back(DirEntry{d.ino, d.offset, d.type, std::string(d.name)});
+    return true;
+  });
+}
+
+std::error_code Client::readdirplus(Inode inode, uint64_t fh, uint64_t offset,
+                                    std::vector<std::pair<DirEntry, Entry>>& out) {
+  out.clear();
+  std::vector<std::byte> buf(kDirBuffer);
+  size_t n = 0;
+  if (auto ec = impl_->call(fuse::make_read(inode, fh, offset, buf, true, true), parse_data, n))
+    return ec;
+  auto ec = fuse::parse_dirents(std::span(buf).first(n), true, [&](const fuse::DirentView& d) {
+    out.emplace_back(DirEntry{d.ino, d.offset, d.type, std::string(d.name)}, *d.entry);
+    return true;
+  });
+  if (ec) {
+    // The references the device handed out before the bad record must not leak.
+    for (auto& [d, e] : out) forget(e.inode, 1);
+    out.clear();
+  }
+  return ec;
+}
+
+std::error_code Client::releasedir(Inode inode, uint64_t fh) {
+  return impl_->call(fuse::make_release(inode, fh, 0, true));
+}
+
+std::error_code Client::fsyncdir(Inode inode, uint64_t fh, bool datasync) {
+  return impl_->call(fuse::make_fsync(inode, fh, datasync, true));
+}
+
+std::error_code Client::access(Inode inode, uint32_t mask) {
+  return impl_->call(fuse::make_access(inode, mask));
+}
+
+std::error_code Client::fallocate(Inode inode, uint64_t fh, uint64_t offset, uint64_t length,
+                                  uint32_t mode) {
+  return impl_->call(fuse::make_fallocate(inode, fh, offset, length, mode));
+}
+
+namespace {
+std::error_code parse_u64(const fuse::Reply& r, uint64_t& out, fuse::Count kind) {
+  return fuse::parse_count(r, kind, out);
+}
+}  // namespace
+
+std::error_code Client::lseek(Inode inode, uint64_t fh, uint64_t offset, uint32_t whence,
+                              uint64_t& result) {
+  return impl_->call<uint64_t>(
+      fuse::make_lseek(inode, fh, offset, whence),
+      [](const fuse::Reply& r, uint64_t& o) { return parse_u64(r, o, fuse::Count::kSeekOffset); },
+      result);
+}
+
+std::error_code Client::copy_file_range(Inode in_inode, uint64_t in_fh, uint64_t in_off,
+                                        Inode out_inode, uint64_t out_fh, uint64_t out_off,
+                                        uint64_t len, uint64_t& copied) {
+  return impl_->call<uint64_t>(
+      fuse::make_copy_file_range(in_inode, in_fh, in_off, out_inode, out_fh, out_off, len),
+      [](const fuse::Reply& r, uint64_t& o) { return parse_u64(r, o, fuse::Count::kWritten); },
+      copied);
+}
+
+std::error_code Client::getlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock,
+                              Lock& out) {
+  return impl_->call(fuse::make_getlk(inode, fh, owner, lock), parse_value<Lock>, out);
+}
+
+std::error_code Client::setlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock,
+                              bool wait) {
+  return impl_->call(fuse::make_setlk(inode, fh, owner, lock, wait));
+}
+
+// ---- asynchronous inode operations ----
+
+namespace {
+template <class T>
+void fail_now(Callback<T>& done, std::error_code ec) {
+  done(ec, T{});
+}
+}  // namespace
+
+void Client::lookup(Inode parent, std::string_view name, Callback<Entry> done) {
+  if (auto ec = fuse::check_name(name)) return fail_now(done, ec);
+  impl_->call_async<Entry>(
+      [&](AsyncCall& c) {
+        c.names[0].assign(name);
+        c.frame = fuse::make_lookup(parent, c.names[0]);
+      },
+      parse_value<Entry>, std::move(done));
+}
+
+void Client::getattr(Inode inode, Callback<Attr> done) {
+  impl_->call_async<Attr>([&](AsyncCall& c) { c.frame = fuse::make_getattr(inode, nullptr); },
+                          parse_value<Attr>, std::move(done));
+}
+
+void Client::open(Inode inode, uint32_t flags, Callback<OpenFile> done) {
+  impl_->call_async<OpenFile>([&](AsyncCall& c) { c.frame = fuse::make_open(inode, flags, false); },
+                              parse_value<OpenFile>, std::move(done));
+}
+
+void Client::create(Inode parent, std::string_view name, uint32_t flags, uint32_t mode,
+                    Callback<Created> done) {
+  if (auto ec = fuse::check_name(name)) return fail_now(done, ec);
+  impl_->call_async<Created>(
+      [&](AsyncCall& c) {
+        c.names[0].assign(name);
+        c.frame = fuse::make_create(parent, c.names[0], flags, mode, 0);
+      },
+      parse_value<Created>, std::move(done));
+}
+
+void Client::read(Inode inode, uint64_t fh, uint64_t offset, std::span<std::byte> buf,
+                  Callback<size_t> done) {
+  buf = buf.first(std::min<size_t>(buf.size(), negotiated().max_read));
+  impl_->call_async<size_t>(
+      [&](AsyncCall& c) { c.frame = fuse::make_read(inode, fh, offset, buf, false, false); },
+      parse_data, std::move(done));
+}
+
+void Client::write(Inode inode, uint64_t fh, uint64_t offset, std::span<const std::byte> data,
+                   Callback<size_t> done) {
+  data = data.first(std::min<size_t>(data.size(), negotiated().max_write));
+  impl_->call_async<size_t>([&](AsyncCall& c) { c.frame = fuse::make_write(inode, fh, offset, data); },
+                            parse_written, std::move(done));
+}
+
+void Client::release(Inode inode, uint64_t fh, DoneCallback done) {
+  impl_->call_async<std::monostate>(
+      [&](AsyncCall& c) { c.frame = fuse::make_release(inode, fh, 0, false); }, parse_none,
+      Impl::unit(std::move(done)));
+}
+
+void Client::mkdir(Inode parent, std::string_view name, uint32_t mode, Callback<Entry> done) {
+  if (auto ec = fuse::check_name(name)) return fail_now(done, ec);
+  impl_->call_async<Entry>(
+      [&](AsyncCall& c) {
+        c.names[0].assign(name);
+        c.frame = fuse::make_mkdir(parent, c.names[0], mode, 0);
+      },
+      parse_value<Entry>, std::move(done));
+}
+
+void Client::unlink(Inode parent, std::string_view name, DoneCallback done) {
+  if (auto ec = fuse::check_name(name)) return done(ec);
+  impl_->call_async<std::monostate>(
+      [&](AsyncCall& c) {
+        c.names[0].assign(name);
+        c.frame = fuse::make_unlink(parent, c.names[0]);
+      },
+      parse_none, Impl::unit(std::move(done)));
+}
+
+void Client::rename(Inode olddir, std::string_view oldname, Inode newdir, std::string_view newname,
+                    DoneCallback done) {
+  if (auto ec = fuse::check_name(oldname)) return done(ec);
+  if (auto ec = fuse::check_name(newname)) return done(ec);
+  impl_->call_async<std::monostate>(
+      [&](AsyncCall& c) {
+        c.names[0].assign(oldname);
+        c.names[1].assign(newname);
+        c.frame = fuse::make_rename(olddir, c.names[0], newdir, c.names[1], 0);
+      },
+      parse_none, Impl::unit(std::move(done)));
+}
+
+void Client::statfs(Inode inode, Callback<StatFs> done) {
+  impl_->call_async<StatFs>([&](AsyncCall& c) { c.frame = fuse::make_statfs(inode); },
+                            parse_value<StatFs>, std::move(done));
+}
+
+void Client::fsync(Inode inode, uint64_t fh, bool datasync, DoneCallback done) {
+  impl_->call_async<std::monostate>(
+      [&](AsyncCall& c) { c.frame = fuse::make_fsync(inode, fh, datasync, false); }, parse_none,
+      Impl::unit(std::move(done)));
+}
+
+}  // namespace virtiofs

@@ -1,0 +1,311 @@
+// Path conveniences and File: compositions of inode operations. Every lookup reference taken on
+// the way is given back with FORGET, so walking paths leaks nothing on the device.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "virtiofs/client.hpp"
+
+namespace virtiofs {
+
+namespace {
+
+std::error_code einval() { return std::make_error_code(std::errc::invalid_argument); }
+
+// Splits "a/b//c/" into components; rejects "." and "..", which the device resolves on the host
+// side of the share and which a path walk must not be able to use to escape it.
+std::error_code components(std::string_view path, std::vector<std::string_view>& out) {
+  out.clear();
+  size_t pos = 0;
+  while (pos < path.size()) {
+    size_t end = path.find('/', pos);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view c = path.substr(pos, end - pos);
+    if (c == "." || c == "..") return einval();
+    if (!c.empty()) out.push_back(c);
+    pos = end + 1;
+  }
+  return {};
+}
+
+// Holds a lookup reference and forgets it on scope exit.
+struct Ref {
+  Client& fs;
+  Entry entry;
+  ~Ref() { fs.forget(entry.inode, 1); }
+};
+
+}  // namespace
+
+std::error_code Client::resolve(std::string_view path, Entry& out) {
+  std::vector<std::string_view> parts;
+  if (auto ec = components(path, parts)) return ec;
+  Entry cur;
+  cur.inode = kRootInode;
+  if (parts.empty()) {
+    out = cur;
+    return getattr(kRootInode, out.attr);
+  }
+  for (size_t i = 0; i < parts.size(); ++i) {
+    Entry next;
+    auto ec = lookup(cur.inode, parts[i], next);
+    forget(cur.inode, 1);  // the root is never forgotten (forget ignores it)
+    if (ec) return ec;
+    cur = next;
+  }
+  out = cur;
+  return {};
+}
+
+std::error_code Client::split_parent(std::string_view path, Entry& parent, std::string_view& name) {
+  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  const size_t slash = path.rfind('/');
+  name = slash == std::string_view::npos ? path : path.substr(slash + 1);
+  if (name.empty()) return einval();
+  return resolve(slash == std::string_view::npos ? std::string_view{} : path.substr(0, slash),
+                 parent);
+}
+
+std::error_code Client::stat(std::string_view path, Attr& out) {
+  Entry e;
+  if (auto ec = resolve(path, e)) return ec;
+  Ref ref{*this, e};
+  out = e.attr;
+  return {};
+}
+
+std::error_code Client::mkdir(std::string_view path, uint32_t mode) {
+  Entry parent;
+  std::string_view name;
+  if (auto ec = split_parent(path, parent, name)) return ec;
+  Ref p{*this, parent};
+  Entry e;
+  auto ec = mkdir(parent.inode, name, mode, e);
+  if (!ec) forget(e.inode, 1);
+  return ec;
+}
+
+// The device resolves names of UNLINK, RMDIR and RENAME only among nodes the driver holds a
+// reference to, as the kernel always does (virtiofsd answers EIO otherwise): look them up first.
+std::error_code Client::rmdir(std::string_view path) {
+  Entry parent, victim;
+  std::string_view name;
+  if (auto ec = split_parent(path, parent, name)) return ec;
+  Ref p{*this, parent};
+  if (auto ec = lookup(parent.inode, name, victim)) return ec;
+  Ref v{*this, victim};
+  return rmdir(parent.inode, name);
+}
+
+std::error_code Client::unlink(std::string_view path) {
+  Entry parent, victim;
+  std::string_view name;
+  if (auto ec = split_parent(path, parent, name)) return ec;
+  Ref p{*this, parent};
+  if (auto ec = lookup(parent.inode, name, victim)) return ec;
+  Ref v{*this, victim};
+  return unlink(parent.inode, name);
+}
+
+std::error_code Client::rename(std::string_view from, std::string_view to) {
+  Entry from_parent, to_parent, moved, replaced;
+  std::string_view from_name, to_name;
+  if (auto ec = split_parent(from, from_parent, from_name)) return ec;
+  Ref fp{*this, from_parent};
+  if (auto ec = split_parent(to, to_parent, to_name)) return ec;
+  Ref tp{*this, to_parent};
+  if (auto ec = lookup(from_parent.inode, from_name, moved)) return ec;
+  Ref m{*this, moved};
+  const bool target_exists = !lookup(to_parent.inode, to_name, replaced);
+  auto ec = rename(from_parent.inode, from_name, to_parent.inode, to_name, 0);
+  if (target_exists) forget(replaced.inode, 1);
+  return ec;
+}
+
+std::error_code Client::symlink(std::string_view target, std::string_view linkpath) {
+  Entry parent;
+  std::string_view name;
+  if (auto ec = split_parent(linkpath, parent, name)) return ec;
+  Ref p{*this, parent};
+  Entry e;
+  auto ec = symlink(parent.inode, name, target, e);
+  if (!ec) forget(e.inode, 1);
+  return ec;
+}
+
+std::error_code Client::link(std::string_view existing, std::string_view newpath) {
+  Entry target;
+  if (auto ec = resolve(existing, target)) return ec;
+  Ref t{*this, target};
+  Entry parent;
+  std::string_view name;
+  if (auto ec = split_parent(newpath, parent, name)) return ec;
+  Ref p{*this, parent};
+  Entry e;
+  auto ec = link(target.inode, parent.inode, name, e);
+  if (!ec) forget(e.inode, 1);
+  return ec;
+}
+
+std::error_code Client::readlink(std::string_view path, std::string& target) {
+  Entry e;
+  if (auto ec = resolve(path, e)) return ec;
+  Ref r{*this, e};
+  return readlink(e.inode, target);
+}
+
+std::error_code Client::list_dir(std::string_view path, std::vector<DirEntry>& out) {
+  out.clear();
+  Entry e;
+  if (auto ec = resolve(path, e)) return ec;
+  Ref r{*this, e};
+  OpenFile dir;
+  if (auto ec = opendir(e.inode, dir)) return ec;
+  std::vector<DirEntry> batch;
+  uint64_t offset = 0;
+  std::error_code ec;
+  for (;;) {
+    if ((ec = readdir(e.inode, dir.fh, offset, batch)) || batch.empty()) break;
+    offset = batch.back().offset;
+    for (auto& d : batch)
+      if (d.name != "." && d.name != "..") out.push_back(std::move(d));
+  }
+  auto rec = releasedir(e.inode, dir.fh);
+  return ec ? ec : rec;
+}
+
+std::error_code Client::open_file(std::string_view path, uint32_t flags, File& out, uint32_t mode) {
+  out.close();
+  Entry entry;
+  OpenFile of;
+  if (flags & O_CREAT) {
+    Entry parent;
+    std::string_view name;
+    if (auto ec = split_parent(path, parent, name)) return ec;
+    Ref p{*this, parent};
+    Created c;
+    auto ec = create(parent.inode, name, flags, mode, c);
+    if (ec == std::errc::file_exists && !(flags & O_EXCL)) {
+      if ((ec = lookup(parent.inode, name, entry))) return ec;
+      if ((ec = open(entry.inode, flags & ~static_cast<uint32_t>(O_CREAT), of))) {
+        forget(entry.inode, 1);
+        return ec;
+      }
+    } else if (ec) {
+      return ec;
+    } else {
+      entry = c.entry;
+      of = c.file;
+    }
+  } else {
+    if (auto ec = resolve(path, entry)) return ec;
+    if (auto ec = open(entry.inode, flags, of)) {
+      forget(entry.inode, 1);
+      return ec;
+    }
+  }
+  if (flags & O_TRUNC) {
+    SetAttr sa;
+    sa.valid = set::kSize | set::kFh;
+    sa.fh = of.fh;
+    Attr attr;
+    if (auto ec = setattr(entry.inode, sa, attr)) {
+      release(entry.inode, of.fh);
+      forget(entry.inode, 1);
+      return ec;
+    }
+  }
+  out.client_ = this;
+  out.inode_ = entry.inode;
+  out.fh_ = of.fh;
+  out.flags_ = flags;
+  return {};
+}
+
+std::error_code Client::read_file(std::string_view path, std::string& out) {
+  File f;
+  if (auto ec = open_file(path, O_RDONLY, f)) return ec;
+  out.clear();
+  const size_t chunk = negotiated().max_read;
+  for (;;) {
+    const size_t old = out.size();
+    out.resize(old + chunk);
+    size_t n = 0;
+    auto ec = f.pread(old, std::as_writable_bytes(std::span(out)).subspan(old, chunk), n);
+    out.resize(old + (ec ? 0 : n));
+    if (ec) return ec;
+    if (n < chunk) break;
+  }
+  return f.close();
+}
+
+std::error_code Client::write_file(std::string_view path, std::span<const std::byte> data,
+                                   uint32_t mode) {
+  File f;
+  if (auto ec = open_file(path, O_WRONLY | O_CREAT | O_TRUNC, f, mode)) return ec;
+  size_t n = 0;
+  if (auto ec = f.pwrite(0, data, n)) return ec;
+  return f.close();
+}
+
+// ---- File ----
+
+File::~File() { close(); }
+
+File::File(File&& other) noexcept
+    : client_(std::exchange(other.client_, nullptr)), inode_(other.inode_), fh_(other.fh_),
+      flags_(other.flags_) {}
+
+File& File::operator=(File&& other) noexcept {
+  if (this != &other) {
+    close();
+    client_ = std::exchange(other.client_, nullptr);
+    inode_ = other.inode_;
+    fh_ = other.fh_;
+    flags_ = other.flags_;
+  }
+  return *this;
+}
+
+std::error_code File::pread(uint64_t offset, std::span<std::byte> buf, size_t& done) {
+  done = 0;
+  if (!client_) return std::make_error_code(std::errc::bad_file_descriptor);
+  while (done < buf.size()) {
+    size_t n = 0;
+    if (auto ec = client_->read(inode_, fh_, offset + done, buf.subspan(done), n)) return ec;
+    if (n == 0) break;
+    done += n;
+  }
+  return {};
+}
+
+std::error_code File::pwrite(uint64_t offset, std::span<const std::byte> data, size_t& done) {
+  done = 0;
+  if (!client_) return std::make_error_code(std::errc::bad_file_descriptor);
+  while (done < data.size()) {
+    size_t n = 0;
+    if (auto ec = client_->write(inode_, fh_, offset + done, data.subspan(done), n)) return ec;
+    if (n == 0) return std::make_error_code(std::errc::io_error);  // no progress: device bug
+    done += n;
+  }
+  return {};
+}
+
+std::error_code File::stat(Attr& out) {
+  if (!client_) return std::make_error_code(std::errc::bad_file_descriptor);
+  return client_->getattr(inode_, out);
+}
+
+std::error_code File::close() {
+  if (!client_) return {};
+  Client* c = std::exchange(client_, nullptr);
+  std::error_code ec;
+  if (flags_ & (O_WRONLY | O_RDWR)) ec = c->flush(inode_, fh_);
+  auto rec = c->release(inode_, fh_, flags_);
+  c->forget(inode_, 1);
+  return ec ? ec : rec;
+}
+
+}  // namespace virtiofs

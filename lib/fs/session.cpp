@@ -1,0 +1,564 @@
+#include "fs/session.hpp"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <system_error>
+
+#include "fuse/init.hpp"
+#include "fuse/ops.hpp"
+#include "virtio/features.hpp"
+
+namespace virtiofs::fs {
+
+namespace {
+
+// Per-slot inline areas: every request's headers, names and link targets fit here, so a typical
+// request is two descriptors. Larger payloads spill into chunks.
+constexpr size_t kInInline = 8192;
+constexpr size_t kOutInline = 8192;
+// Where the shared region starts in the device's address space (any base works for vhost-user).
+constexpr uint64_t kDeviceBase = 0x40000000;
+constexpr unsigned kCompletionBatch = 64;
+constexpr auto kDrainTimeout = std::chrono::seconds(5);
+constexpr size_t kForgetBatch =
+    (kInInline - sizeof(fuse_in_header) - sizeof(fuse_batch_forget_in)) / sizeof(fuse_forget_one);
+
+
+[[noreturn]] void fail(int err, const std::string& what) {
+  throw std::system_error(err, std::system_category(), what);
+}
+
+struct Credentials {
+  uint32_t uid, gid, pid;
+};
+const Credentials& credentials() {
+  // Read once: the device acts with these on the caller's behalf.
+  static const Credentials c{static_cast<uint32_t>(geteuid()), static_cast<uint32_t>(getegid()),
+                             static_cast<uint32_t>(getpid())};
+  return c;
+}
+
+// Writes a byte stream into a first inline buffer, then into pool chunks, recording segments.
+class StreamWriter {
+ public:
+  StreamWriter(const virtio::DmaRegion& mem, ChunkPool& pool, uint32_t* chunks, uint16_t& chunk_count,
+               virtio::Segment* segs, unsigned& nsegs, bool writable)
+      : mem_(mem), pool_(pool), chunks_(chunks), chunk_count_(chunk_count), segs_(segs),
+        nsegs_(nsegs), writable_(writable) {}
+
+  void start(std::byte* first, size_t cap) {
+    cur_ = first;
+    cap_ = cap;
+    len_ = 0;
+  }
+  void append(std::span<const std::byte> bytes) {
+    while (!bytes.empty()) {
+      if (len_ == cap_) next_chunk(pool_.chunk_bytes());
+      size_t n = std::min(bytes.size(), cap_ - len_);
+      std::memcpy(cur_ + len_, bytes.data(), n);
+      len_ += n;
+      bytes = bytes.subspan(n);
+    }
+  }
+  // Reserves `bytes` of writable space without writing them.
+  template <class PieceFn>
+  void reserve(size_t bytes, PieceFn&& on_piece) {
+    while (bytes > 0) {
+      if (len_ == cap_) next_chunk(pool_.chunk_bytes());
+      size_t n = std::min(bytes, cap_ - len_);
+      on_piece(cur_ + len_, n);
+      len_ += n;
+      bytes -= n;
+    }
+  }
+  void finish() {
+    if (len_ > 0) segs_[nsegs_++] = {mem_.device_addr(cur_), static_cast<uint32_t>(len_), writable_};
+  }
+
+ private:
+  void next_chunk(size_t cap) {
+    finish();
+    uint32_t c = pool_.take();
+    chunks_[chunk_count_++] = c;
+    cur_ = pool_.at(c);
+    cap_ = cap;
+    len_ = 0;
+  }
+  const virtio::DmaRegion& mem_;
+  ChunkPool& pool_;
+  uint32_t* chunks_;
+  uint16_t& chunk_count_;
+  virtio::Segment* segs_;
+  unsigned& nsegs_;
+  bool writable_;
+  std::byte* cur_ = nullptr;
+  size_t cap_ = 0, len_ = 0;
+};
+
+}  // namespace
+
+Session::Session(std::unique_ptr<virtio::Transport> transport, const SessionOptions& options)
+    : options_(options), transport_(std::move(transport)) {
+  if (!virtio::is_valid_queue_size(options_.queue_size) || options_.queue_size < 2)
+    fail(EINVAL, "queue size " + std::to_string(options_.queue_size) +
+                     " is not a power of two between 2 and 32768");
+  if (options_.num_request_queues == 0) fail(EINVAL, "at least one request queue is needed");
+  if (options_.chunk_bytes < 4096 || options_.chunks_per_queue == 0)
+    fail(EINVAL, "buffer chunks must be at least 4 KiB and there must be some");
+  build_queues(transport_->device_features());
+
+  reactor_ = std::make_unique<loop::Reactor>(64);
+  for (auto& q : queues_) {
+    Queue* qp = q.get();
+    const int fd = transport_->call_fd(qp->index);
+    reactor_->watch(fd, POLLIN, [this, qp, fd](int) {
+      uint64_t count;
+      // The poll does not clear the eventfd: read it, or the next poll fires at once.
+      [[maybe_unused]] ssize_t n = read(fd, &count, sizeof(count));
+      on_call_event(*qp);
+    });
+  }
+  if (transport_->liveness_fd() >= 0) {
+    reactor_->watch(transport_->liveness_fd(), POLLRDHUP,
+                    [this](int) { fail_all(std::make_error_code(std::errc::not_connected)); },
+                    /*once=*/true);
+  }
+  completion_thread_ = std::thread([this] {
+    try {
+      reactor_->run();
+    } catch (const std::exception&) {
+      fail_all(std::make_error_code(std::errc::io_error));
+    }
+  });
+
+  try {
+    SyncCall init;
+    init.frame = fuse::make_init(fuse::kLibraryInitFlags, max_transfer_);
+    run_sync(init);
+    if (init.ec) fail(init.ec.value(), "FUSE_INIT failed");
+    if (auto ec = fuse::negotiate_init(init.reply, fuse::kLibraryInitFlags,
+                                       fuse::InitLimits{max_transfer_, 4096}, negotiated_))
+      fail(ec.value(), "FUSE_INIT reply not acceptable (unsupported protocol or absurd sizes)");
+    max_transfer_ = std::min(negotiated_.max_write, negotiated_.max_read);
+  } catch (...) {
+    reactor_->stop();
+    completion_thread_.join();
+    throw;
+  }
+}
+
+Session::~Session() { shutdown(); }
+
+void Session::build_queues(uint64_t device_features) {
+  using namespace virtio;
+  if (!(device_features & feature::kVersion1))
+    fail(EPROTO, "device does not offer VIRTIO_F_VERSION_1 (legacy devices are not supported)");
+  const uint64_t features = device_features & kDriverFeatures;
+  transport_->set_driver_features(features);
+  const bool event_idx = features & feature::kRingEventIdx;
+  const bool indirect = features & feature::kRingIndirectDesc;
+
+  const unsigned nqueues = 1 + options_.num_request_queues;
+  if (auto max = transport_->max_queues(); max && nqueues > *max)
+    fail(EINVAL, "device has " + std::to_string(*max - 1) + " request queue(s), " +
+                     std::to_string(options_.num_request_queues) + " asked for");
+
+  const uint16_t size = options_.queue_size;
+  const unsigned slots = std::min<unsigned>(options_.max_in_flight, size);
+  const unsigned max_segs = std::min<unsigned>(kMaxSegments, indirect ? kMaxSegments : size);
+  const size_t data_chunks = std::min<size_t>(max_segs - 2, options_.chunks_per_queue);
+  max_transfer_ = static_cast<uint32_t>(
+      std::min<size_t>(options_.max_transfer, data_chunks * options_.chunk_bytes));
+  max_transfer_ = std::max<uint32_t>(max_transfer_ & ~4095u, 4096);
+
+  const size_t ring_bytes = desc_table_bytes(size) + avail_ring_bytes(size) +
+                            used_ring_bytes(size) + 3 * 64;
+  const size_t slot_bytes = kInInline + kOutInline + kMaxSegments * sizeof(Desc) + 3 * 64;
+  const size_t per_queue = ring_bytes + slots * slot_bytes +
+                           options_.chunks_per_queue * options_.chunk_bytes + 4096;
+  memory_ = std::make_unique<DmaRegion>(per_queue * nqueues + 4096, kDeviceBase, "virtiofs-rings");
+
+  for (unsigned qi = 0; qi < nqueues; ++qi) {
+    auto q = std::make_unique<Queue>();
+    q->index = qi;
+    RingMemory rm;
+    rm.desc = reinterpret_cast<Desc*>(memory_->carve(desc_table_bytes(size), kDescAlign));
+    rm.avail = reinterpret_cast<AvailRing*>(memory_->carve(avail_ring_bytes(size), kAvailAlign));
+    rm.used = reinterpret_cast<UsedRing*>(memory_->carve(used_ring_bytes(size), 64));
+    rm.desc_addr = memory_->device_addr(rm.desc);
+    rm.avail_addr = memory_->device_addr(rm.avail);
+    rm.used_addr = memory_->device_addr(rm.used);
+    q->ring_memory = rm;
+    q->ring = std::make_unique<SplitRing>(size, rm, event_idx, indirect);
+    q->done.reserve(slots);
+    q->slots.resize(slots);
+    q->free_slots.reserve(slots);
+    for (unsigned s = 0; s < slots; ++s) {
+      Slot& slot = q->slots[s];
+      slot.in_area = memory_->carve(kInInline, 64);
+      slot.out_area = memory_->carve(kOutInline, 64);
+      auto* table = reinterpret_cast<Desc*>(memory_->carve(kMaxSegments * sizeof(Desc), 64));
+      slot.indirect = IndirectTable{table, memory_->device_addr(table), kMaxSegments};
+      q->free_slots.push_back(slots - 1 - s);
+    }
+    q->chunks = ChunkPool(memory_->carve(options_.chunks_per_queue * options_.chunk_bytes, 4096),
+                          options_.chunk_bytes, options_.chunks_per_queue);
+    if (qi == 0) {
+      q->forget_calls.resize(slots);
+      for (unsigned s = 0; s < slots; ++s) q->free_forget_calls.push_back(s);
+    }
+    queues_.push_back(std::move(q));
+  }
+  transport_->register_memory(*memory_);
+  for (auto& q : queues_) transport_->setup_queue(QueueSetup{q->index, size, q->ring_memory});
+  transport_->start();
+}
+
+
+Session::Queue& Session::pick_queue() {
+  // Like the Linux driver's per-CPU map: a thread keeps to one request queue.
+  static thread_local const size_t thread_hash = std::hash<std::thread::id>{}(std::this_thread::get_id());
+  return *queues_[1 + thread_hash % (queues_.size() - 1)];
+}
+
+Session::Start Session::try_start(Queue& q, Call& call) {
+  const fuse::Frame& f = call.frame;
+  const size_t in_bytes = f.in_bytes();
+  const size_t out_bytes =
+      f.expects_reply ? sizeof(fuse_out_header) + f.out_args_len + f.out_data.size() : 0;
+  const uint32_t in_chunks = q.chunks.needed(in_bytes, kInInline);
+  const uint32_t out_chunks = q.chunks.needed(out_bytes, kOutInline);
+  const unsigned nsegs = 1 + in_chunks + (out_bytes ? 1 + out_chunks : 0);
+  if (q.free_slots.empty() || in_chunks + out_chunks > q.chunks.available() ||
+      q.ring->descriptors_needed(nsegs, true) > q.ring->num_free())
+    return Start::kWait;
+
+  const uint32_t slot_index = q.free_slots.back();
+  q.free_slots.pop_back();
+  Slot& slot = q.slots[slot_index];
+  slot.chunk_count = 0;
+  slot.out_piece_count = 0;
+  if (++q.seq == 0) q.seq = 1;
+  slot.unique = (uint64_t{q.seq} << 32) | (uint64_t{q.index} << 16) | slot_index;
+
+  const Credentials& cred = credentials();
+  fuse_in_header header{};
+  header.len = static_cast<uint32_t>(in_bytes);
+  header.opcode = f.opcode;
+  header.unique = slot.unique;
+  header.nodeid = f.nodeid;
+  header.uid = cred.uid;
+  header.gid = cred.gid;
+  header.pid = cred.pid;
+
+  std::array<virtio::Segment, kMaxSegments> segs;
+  unsigned n = 0;
+  StreamWriter in(*memory_, q.chunks, slot.chunks.data(), slot.chunk_count, segs.data(), n, false);
+  in.start(slot.in_area, kInInline);
+  in.append(std::as_bytes(std::span(&header, 1)));
+  in.append(std::span(f.args.data(), f.args_len));
+  for (uint32_t i = 0; i < f.in_count; ++i) in.append(f.in[i]);
+  in.finish();
+  if (out_bytes) {
+    StreamWriter out(*memory_, q.chunks, slot.chunks.data(), slot.chunk_count, segs.data(), n, true);
+    out.start(slot.out_area, kOutInline);
+    out.reserve(out_bytes, [&](std::byte* p, size_t len) {
+      Piece& last = slot.out_pieces[slot.out_piece_count > 0 ? slot.out_piece_count - 1 : 0];
+      if (slot.out_piece_count > 0 && last.ptr + last.len == p) {
+        last.len += static_cast<uint32_t>(len);
+      } else {
+        slot.out_pieces[slot.out_piece_count++] = Piece{p, static_cast<uint32_t>(len)};
+      }
+    });
+    out.finish();
+  }
+  slot.out_bytes = static_cast<uint32_t>(out_bytes);
+
+  if (auto ec = q.ring->add(std::span(segs.data(), n), slot_index, &slot.indirect)) {
+    for (uint16_t i = 0; i < slot.chunk_count; ++i) q.chunks.give(slot.chunks[i]);
+    q.free_slots.push_back(slot_index);
+    call.ec = ec;
+    return Start::kFailed;
+  }
+  slot.call = &call;
+  ++q.in_flight;
+  return Start::kStarted;
+}
+
+bool Session::publish(Queue& q) {
+  if (!q.ring->kick_prepare()) return false;
+  stat_notifications_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void Session::submit(Call& call) {
+  call.ec = {};
+  call.reply = {};
+  const fuse::Frame& f = call.frame;
+  const size_t payload = f.in_bytes() + f.out_data.size();
+  if (payload > max_transfer_ + kInInline || f.in_count > fuse::kMaxInPayloads) {
+    call.ec = std::make_error_code(std::errc::invalid_argument);
+    call.on_done(call);
+    return;
+  }
+  if (shut_down_.load(std::memory_order_acquire)) {
+    call.ec = std::make_error_code(std::errc::not_connected);
+    call.on_done(call);
+    return;
+  }
+  Queue& q = pick_queue();
+  bool kick = false;
+  {
+    std::lock_guard lock(q.mu);
+    if (q.failed) {
+      call.ec = q.failed;
+    } else {
+      stat_requests_.fetch_add(1, std::memory_order_relaxed);
+      Start r = q.wait_head ? Start::kWait : try_start(q, call);
+      if (r == Start::kWait) {
+        // Full ring or buffers: park until completions make room (no sleep-and-retry).
+        stat_waits_.fetch_add(1, std::memory_order_relaxed);
+        call.next_waiting = nullptr;
+        (q.wait_tail ? q.wait_tail->next_waiting : q.wait_head) = &call;
+        q.wait_tail = &call;
+      } else if (r == Start::kStarted) {
+        kick = publish(q);
+      }
+      if (r != Start::kFailed) call.ec = {};
+    }
+  }
+  if (kick) transport_->notify(q.index);
+  if (call.ec) call.on_done(call);
+}
+
+void Session::run_sync(Call& call) {
+  auto& sync = static_cast<SyncCall&>(call);
+  submit(sync);
+  sync.wait();
+}
+
+void Session::forget(Inode inode, uint64_t nlookup) {
+  if (nlookup == 0) return;
+  Queue& q = *queues_[0];
+  bool kick = false;
+  {
+    std::lock_guard lock(q.mu);
+    if (q.failed) return;  // the device is gone: there is nobody left to forget
+    q.forgets.push_back(fuse_forget_one{inode, nlookup});
+    flush_forgets(q);
+    kick = publish(q);
+  }
+  if (kick) transport_->notify(q.index);
+}
+
+void Session::flush_forgets(Queue& q) {
+  while (!q.forgets.empty() && !q.free_forget_calls.empty()) {
+    const size_t count = std::min(q.forgets.size(), kForgetBatch);
+    std::array<fuse_forget_one, kForgetBatch> batch;
+    std::copy_n(q.forgets.begin(), count, batch.begin());
+    const uint32_t ci = q.free_forget_calls.back();
+    Call& c = q.forget_calls[ci];
+    c.frame = fuse::Frame{};
+    c.frame.opcode = FUSE_BATCH_FORGET;
+    c.frame.set_args(fuse_batch_forget_in{static_cast<uint32_t>(count), 0});
+    c.frame.add_in(std::as_bytes(std::span(batch.data(), count)));
+    c.frame.expects_reply = false;
+    c.on_done = nullptr;  // recycled by the completion path, not reported
+    if (try_start(q, c) != Start::kStarted) return;  // hiprio full: stays queued, never dropped
+    q.free_forget_calls.pop_back();
+    q.forgets.erase(q.forgets.begin(), q.forgets.begin() + static_cast<ptrdiff_t>(count));
+    stat_forgets_.fetch_add(count, std::memory_order_relaxed);
+  }
+}
+
+void Session::admit_waiting(Queue& q) {
+  while (q.wait_head) {
+    Call* c = q.wait_head;
+    Start r = try_start(q, *c);
+    if (r == Start::kWait) break;
+    q.wait_head = c->next_waiting;
+    if (!q.wait_head) q.wait_tail = nullptr;
+    if (r == Start::kFailed) q.done.push_back(c);
+  }
+  if (q.index == 0) flush_forgets(q);
+}
+
+bool Session::finish_slot(Slot& slot, uint32_t used_len) {
+  Call& call = *slot.call;
+  if (!call.frame.expects_reply) return false;
+  // Gather [offset, offset+len) of the reply stream out of device memory, once, into private
+  // memory: nothing is re-read after it is validated.
+  auto gather = [&](size_t offset, std::byte* dst, size_t len) {
+    for (uint16_t i = 0; i < slot.out_piece_count && len > 0; ++i) {
+      const Piece& p = slot.out_pieces[i];
+      if (offset >= p.len) {
+        offset -= p.len;
+        continue;
+      }
+      size_t n = std::min<size_t>(len, p.len - offset);
+      std::memcpy(dst, p.ptr + offset, n);
+      dst += n;
+      len -= n;
+      offset = 0;
+    }
+  };
+  if (used_len >= sizeof(fuse_out_header)) gather(0, reinterpret_cast<std::byte*>(&call.reply.header), sizeof(fuse_out_header));
+  bool malformed = false;
+  call.ec = fuse::validate_reply(call.reply.header, used_len, slot.unique, malformed);
+  if (malformed || call.ec) return malformed;
+  const uint32_t payload = used_len - static_cast<uint32_t>(sizeof(fuse_out_header));
+  call.reply.args_len = std::min(payload, call.frame.out_args_len);
+  gather(sizeof(fuse_out_header), call.reply.args.data(), call.reply.args_len);
+  call.reply.data_len = payload - call.reply.args_len;
+  gather(sizeof(fuse_out_header) + call.frame.out_args_len, call.frame.out_data.data(),
+         call.reply.data_len);
+  return false;
+}
+
+void Session::release_slot(Queue& q, uint32_t index) {
+  Slot& slot = q.slots[index];
+  for (uint16_t i = 0; i < slot.chunk_count; ++i) q.chunks.give(slot.chunks[i]);
+  slot.chunk_count = 0;
+  Call* c = slot.call;
+  slot.call = nullptr;
+  q.free_slots.push_back(index);
+  --q.in_flight;
+  if (!c->on_done) {
+    q.free_forget_calls.push_back(static_cast<uint32_t>(c - q.forget_calls.data()));
+  } else {
+    q.done.push_back(c);
+  }
+}
+
+void Session::on_call_event(Queue& q) {
+  for (;;) {
+    std::array<virtio::UsedElement, kCompletionBatch> used;
+    std::error_code ring_ec;
+    size_t n;
+    {
+      std::lock_guard lock(q.mu);
+      if (q.failed) return;
+      q.ring->disable_interrupts();
+      n = q.ring->collect_used(used, ring_ec);
+    }
+    // Slots whose chains came back are ours alone until released: copy replies unlocked.
+    bool malformed = false;
+    for (size_t i = 0; i < n; ++i) malformed |= finish_slot(q.slots[used[i].token], used[i].len);
+    bool kick = false;
+    bool idle = false;
+    {
+      std::lock_guard lock(q.mu);
+      for (size_t i = 0; i < n; ++i) release_slot(q, used[i].token);
+      if (!ring_ec && !malformed) {
+        admit_waiting(q);
+        kick = publish(q);
+        idle = n == 0 && !q.ring->enable_interrupts();
+      }
+    }
+    if (kick) transport_->notify(q.index);
+    complete(q.done);
+    if (ring_ec || malformed) {
+      fail_all(std::make_error_code(std::errc::io_error));
+      return;
+    }
+    if (shut_down_.load(std::memory_order_acquire)) notify_drained();
+    if (idle) return;
+  }
+}
+
+void Session::complete(std::vector<Call*>& calls) {
+  for (Call* c : calls) c->on_done(*c);
+  calls.clear();
+}
+
+void Session::fail_queue(Queue& q, std::error_code ec, std::vector<Call*>& out) {
+  if (!q.failed) q.failed = ec;
+  for (uint32_t i = 0; i < q.slots.size(); ++i) {
+    Slot& slot = q.slots[i];
+    if (!slot.call) continue;
+    Call* c = slot.call;
+    if (c->on_done) {
+      c->ec = q.failed;
+      out.push_back(c);
+    } else {
+      q.free_forget_calls.push_back(static_cast<uint32_t>(c - q.forget_calls.data()));
+    }
+    for (uint16_t k = 0; k < slot.chunk_count; ++k) q.chunks.give(slot.chunks[k]);
+    slot.chunk_count = 0;
+    slot.call = nullptr;
+    q.free_slots.push_back(i);
+  }
+  q.in_flight = 0;
+  for (Call* c = q.wait_head; c; c = c->next_waiting) {
+    c->ec = q.failed;
+    out.push_back(c);
+  }
+  q.wait_head = q.wait_tail = nullptr;
+  q.forgets.clear();
+}
+
+void Session::fail_all(std::error_code ec) {
+  std::vector<Call*> out;
+  for (auto& q : queues_) {
+    {
+      std::lock_guard lock(q->mu);
+      fail_queue(*q, ec, out);
+    }
+    complete(out);
+  }
+  notify_drained();
+}
+
+void Session::notify_drained() {
+  std::lock_guard lock(drain_mu_);
+  drained_.notify_all();
+}
+
+std::error_code Session::failure() const {
+  for (auto& q : queues_) {
+    std::lock_guard lock(q->mu);
+    if (q->failed) return q->failed;
+  }
+  return {};
+}
+
+SessionStats Session::stats() const {
+  return SessionStats{stat_requests_.load(), stat_notifications_.load(), stat_forgets_.load(),
+                      stat_waits_.load()};
+}
+
+void Session::shutdown() {
+  if (shut_down_.load(std::memory_order_acquire) || !reactor_) return;
+  if (!failure()) {
+    SyncCall destroy;
+    destroy.frame = fuse::make_destroy();
+    run_sync(destroy);
+  }
+  shut_down_.store(true, std::memory_order_release);
+  {
+    // Let requests already handed to the device finish, but never wait for ever.
+    std::unique_lock lock(drain_mu_);
+    drained_.wait_for(lock, kDrainTimeout, [this] {
+      for (auto& q : queues_) {
+        std::lock_guard ql(q->mu);
+        if (!q->failed && (q->in_flight > 0 || q->wait_head)) return false;
+      }
+      return true;
+    });
+  }
+  reactor_->stop();
+  completion_thread_.join();
+  fail_all(std::make_error_code(std::errc::not_connected));
+  try {
+    transport_->stop();
+  } catch (const std::exception&) {
+    // The backend is already gone: nothing left to stop.
+  }
+}
+
+}  // namespace virtiofs::fs

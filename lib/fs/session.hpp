@@ -1,0 +1,140 @@
+// The virtio-fs session: hiprio + N request queues over a Transport, request slots in device
+// memory, completion-driven backpressure, FORGET batching, completion dispatch on an io_uring
+// reactor thread, and the failure of every pending request when the device breaks or is lost.
+#pragma once
+
+#include <linux/fuse.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "fs/call.hpp"
+#include "fs/chunk_pool.hpp"
+#include "loop/reactor.hpp"
+#include "virtio/dma_region.hpp"
+#include "virtio/split_ring.hpp"
+#include "virtio/transport.hpp"
+#include "virtiofs/types.hpp"
+
+namespace virtiofs::fs {
+
+struct SessionOptions {
+  uint16_t queue_size = 128;
+  unsigned num_request_queues = 1;
+  unsigned max_in_flight = 256;       // request slots per queue (capped at queue_size)
+  uint32_t max_transfer = 1u << 20;   // payload bytes per READ/WRITE, before INIT clamps it
+  size_t chunk_bytes = 64 * 1024;
+  uint32_t chunks_per_queue = 64;     // buffer memory per queue = chunks * chunk_bytes
+};
+
+struct SessionStats {
+  uint64_t requests = 0;
+  uint64_t notifications = 0;  // kicks actually sent
+  uint64_t forgets = 0;        // FORGET entries handed to the device
+  uint64_t waits = 0;          // requests that waited for ring or buffer space
+};
+
+class Session {
+ public:
+  // Negotiates features, builds the rings in one shared region, starts the queues and the
+  // completion thread, and performs FUSE_INIT. Throws std::system_error with a readable message.
+  Session(std::unique_ptr<virtio::Transport> transport, const SessionOptions& options);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Queues the call on a request queue. on_done runs on the completion thread, or on this
+  // thread at once when the session has already failed.
+  void submit(Call& call);
+  // Drops nlookup references to inode: batched onto hiprio, never lost while the device lives.
+  void forget(Inode inode, uint64_t nlookup);
+  // Sends DESTROY, waits (bounded) for in-flight requests, stops the queues. Idempotent.
+  void shutdown();
+
+  const Negotiated& negotiated() const { return negotiated_; }
+  SessionStats stats() const;
+  unsigned num_request_queues() const { return static_cast<unsigned>(queues_.size() - 1); }
+  // Why the session failed (empty while healthy).
+  std::error_code failure() const;
+
+ private:
+  struct Piece {
+    std::byte* ptr;
+    uint32_t len;
+  };
+  static constexpr unsigned kMaxSegments = 40;
+  struct Slot {
+    std::byte* in_area;
+    std::byte* out_area;
+    virtio::IndirectTable indirect;
+    Call* call = nullptr;
+    uint64_t unique = 0;
+    uint32_t out_bytes = 0;
+    uint16_t chunk_count = 0;
+    uint16_t out_piece_count = 0;
+    std::array<uint32_t, kMaxSegments> chunks{};
+    std::array<Piece, kMaxSegments> out_pieces{};
+  };
+  struct Queue {
+    unsigned index = 0;
+    std::mutex mu;
+    virtio::RingMemory ring_memory;
+    std::unique_ptr<virtio::SplitRing> ring;
+    std::vector<Slot> slots;
+    std::vector<uint32_t> free_slots;
+    ChunkPool chunks;
+    Call* wait_head = nullptr;
+    Call* wait_tail = nullptr;
+    std::error_code failed;  // set once: every later call fails with it
+    uint32_t in_flight = 0;
+    uint32_t seq = 0;
+    // hiprio only: FORGETs not yet handed to the device, and the calls that carry them.
+    std::deque<fuse_forget_one> forgets;
+    std::vector<Call> forget_calls;
+    std::vector<uint32_t> free_forget_calls;
+    std::vector<Call*> done;  // completion thread's batch, reserved up front
+  };
+  enum class Start { kStarted, kWait, kFailed };
+
+  void build_queues(uint64_t device_features);
+  Queue& pick_queue();
+  // Under q.mu: stage the call into a slot and add it to the ring.
+  Start try_start(Queue& q, Call& call);
+  // Under q.mu: start waiting calls and pending forgets while there is room.
+  void admit_waiting(Queue& q);
+  void flush_forgets(Queue& q);
+  // Under q.mu: publish and decide whether to notify (the notify itself is done unlocked).
+  bool publish(Queue& q);
+  void on_call_event(Queue& q);
+  // Copies and validates the reply of a completed slot into its Call (device memory is read
+  // once). Returns true when the reply is malformed: the device can no longer be trusted.
+  bool finish_slot(Slot& slot, uint32_t used_len);
+  void notify_drained();
+  void release_slot(Queue& q, uint32_t index);
+  // Marks every queue failed with ec and completes all pending calls with it.
+  void fail_all(std::error_code ec);
+  void fail_queue(Queue& q, std::error_code ec, std::vector<Call*>& out);
+  void complete(std::vector<Call*>& calls);
+  void run_sync(Call& call);
+
+  SessionOptions options_;
+  std::unique_ptr<virtio::Transport> transport_;
+  std::unique_ptr<virtio::DmaRegion> memory_;
+  std::vector<std::unique_ptr<Queue>> queues_;  // [0] = hiprio
+  Negotiated negotiated_{};
+  uint32_t max_transfer_ = 0;
+  std::unique_ptr<loop::Reactor> reactor_;
+  std::thread completion_thread_;
+  std::atomic<bool> shut_down_{false};
+  std::mutex drain_mu_;
+  std::condition_variable drained_;
+  std::atomic<uint64_t> stat_requests_{0}, stat_notifications_{0}, stat_forgets_{0}, stat_waits_{0};
+};
+
+}  // namespace virtiofs::fs

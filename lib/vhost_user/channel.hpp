@@ -1,0 +1,39 @@
+// One vhost-user connection: framed messages with file descriptors over a UNIX stream socket.
+// Every reply is checked (reply flag, version, request it answers, exact size) before use.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "vhost_user/protocol.hpp"
+
+namespace virtiofs::vhost_user {
+
+class Channel {
+ public:
+  // Connects to the backend's socket; throws std::system_error naming the path and cause.
+  explicit Channel(const std::string& socket_path);
+  ~Channel();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  int fd() const { return fd_; }
+
+  // Sends a request with payload and fds (at most kMaxMemTableRegions). Throws on failure.
+  void send(Request req, uint32_t flags, std::span<const std::byte> payload,
+            std::span<const int> fds = {});
+  // Receives the reply to `req` into `payload`, which must be filled exactly.
+  void receive_reply(Request req, std::span<std::byte> payload);
+  // Receives a reply whose size may be up to payload.size(); returns the size.
+  size_t receive_reply_upto(Request req, std::span<std::byte> payload);
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
+// Validates a reply header against the request it should answer; throws std::system_error(EPROTO).
+void check_reply_header(const Header& h, Request req, size_t min_size, size_t max_size);
+
+}  // namespace virtiofs::vhost_user

@@ -1,0 +1,50 @@
+// The one seam between "virtio" and "how the device is reached" (vhost-user, VFIO). Everything
+// above it is transport-agnostic. Setup calls throw std::system_error with a readable message.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "virtio/dma_region.hpp"
+#include "virtio/split_ring_layout.hpp"
+
+namespace virtiofs::virtio {
+
+struct DeviceConfig {
+  std::optional<std::string> tag;
+  std::optional<uint32_t> num_request_queues;
+};
+
+struct QueueSetup {
+  unsigned index;
+  uint16_t size;
+  RingMemory memory;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  virtual uint64_t device_features() = 0;
+  // Features the driver accepts (a subset of device_features()).
+  virtual void set_driver_features(uint64_t features) = 0;
+  // Total virtqueues the device has (hiprio + request queues), when the transport can tell.
+  virtual std::optional<unsigned> max_queues() = 0;
+  virtual DeviceConfig read_config() = 0;
+  virtual void register_memory(const DmaRegion& region) = 0;
+  // Sets up and enables one queue. Returns nothing; call_fd() gives its completion eventfd.
+  virtual void setup_queue(const QueueSetup& queue) = 0;
+  // All queues set up: the device may start processing.
+  virtual void start() = 0;
+  // Eventfd signalled when queue `index` has used buffers (interrupts enabled).
+  virtual int call_fd(unsigned index) const = 0;
+  // Tells the device queue `index` has new available buffers. Safe from any thread.
+  virtual void notify(unsigned index) = 0;
+  // An fd that reports POLLHUP/POLLIN when the device is lost (-1 if none).
+  virtual int liveness_fd() const = 0;
+  // Stops the device's queues; safe to call once after a loss too.
+  virtual void stop() = 0;
+};
+
+}  // namespace virtiofs::virtio
