@@ -50,7 +50,7 @@ inline constexpr size_t kUsedAlign = 4;
 
 inline le16& used_event(AvailRing* avail, uint32_t size) { return avail->ring[size]; }
 inline le16& avail_event(UsedRing* used, uint32_t size) {
-  return *reinterpret_cast<le16*>(&used->ring[size]);
+  return *reinterpret_cast<le16*>(reinterpret_cast<std::byte*>(used) + 4 + sizeof(UsedElem) * size);
 }
 
 // virtio spec §2.7.10: should the side that published new_idx (last told at old_idx) notify a peer

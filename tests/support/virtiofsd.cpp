@@ -1,0 +1,94 @@
+#include "support/virtiofsd.hpp"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <stdexcept>
+#include <thread>
+
+namespace virtiofs::test {
+
+const char* virtiofsd_binary() { return VIRTIOFS_VIRTIOFSD; }
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "virtiofs-test-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+Virtiofsd::Virtiofsd(const std::string& shared_dir, std::vector<std::string> extra_options)
+    : socket_(socket_dir_ / "vfsd.sock") {
+  std::vector<std::string> args = {virtiofsd_binary(), "--socket-path=" + socket_,
+                                   "-o",               "source=" + shared_dir,
+                                   "-o",               "sandbox=chroot",
+                                   "-o",               "cache=auto",
+                                   "-o",               "log_level=warn"};
+  args.insert(args.end(), extra_options.begin(), extra_options.end());
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  // Ready when the socket exists (virtiofsd creates it before it waits for the frontend).
+  for (int i = 0; i < 500; ++i) {
+    struct stat st;
+    if (stat(socket_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return;
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error(std::string("virtiofsd exited at start: ") + virtiofsd_binary());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  kill_now();
+  throw std::runtime_error("virtiofsd did not create its socket");
+}
+
+Virtiofsd::~Virtiofsd() {
+  if (pid_ > 0 && !wait_exit(2000)) kill_now();
+}
+
+int Virtiofsd::open_fds() const {
+  int n = 0;
+  DIR* d = opendir(("/proc/" + std::to_string(pid_) + "/fd").c_str());
+  if (!d) return -1;
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  closedir(d);
+  return n;
+}
+
+void Virtiofsd::kill_now() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+bool Virtiofsd::wait_exit(int timeout_ms) {
+  if (pid_ <= 0) return true;
+  for (int waited = 0; waited <= timeout_ms; waited += 10) {
+    if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+      pid_ = -1;
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+}  // namespace virtiofs::test
