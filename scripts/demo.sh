@@ -18,7 +18,11 @@ client() {
   "$vfsd" --socket-path="$sock" -o source="$share" -o sandbox=chroot -o cache=auto \
     -o log_level=warn 2>>"$work/virtiofsd.log" &
   local pid=$!
-  for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+  # Listening (flags 00010000 in /proc/net/unix), not just bound: a probe would use the connection.
+  for _ in $(seq 100); do
+    grep -q " 00010000 .* $sock\$" /proc/net/unix && break
+    sleep 0.05
+  done
   ./build/virtiofs --socket "$sock" "$@"
   wait "$pid" || true
 }

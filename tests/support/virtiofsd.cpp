@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -24,6 +26,20 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+bool is_listening(const std::string& socket_path) {
+  std::ifstream table("/proc/net/unix");
+  std::string line;
+  while (std::getline(table, line)) {
+    // Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 = __SO_ACCEPTCON (listening)
+    std::istringstream fields(line);
+    std::string num, ref, proto, flags, type, state, inode, path;
+    if (fields >> num >> ref >> proto >> flags >> type >> state >> inode >> path &&
+        path == socket_path && flags == "00010000")
+      return true;
+  }
+  return false;
 }
 
 Virtiofsd::Virtiofsd(const std::string& shared_dir, std::vector<std::string> extra_options)
@@ -43,10 +59,10 @@ Virtiofsd::Virtiofsd(const std::string& shared_dir, std::vector<std::string> ext
     execv(argv[0], argv.data());
     _exit(127);
   }
-  // Ready when the socket exists (virtiofsd creates it before it waits for the frontend).
+  // Ready when the socket listens. A probe connect would use up the one connection virtiofsd
+  // serves, so read the kernel's table instead.
   for (int i = 0; i < 500; ++i) {
-    struct stat st;
-    if (stat(socket_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return;
+    if (is_listening(socket_)) return;
     int status;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;

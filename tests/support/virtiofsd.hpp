@@ -39,6 +39,9 @@ class Virtiofsd {
   pid_t pid_ = -1;
 };
 
+// Whether a UNIX socket is bound at socket_path and listening.
+bool is_listening(const std::string& socket_path);
+
 // The path of the virtiofsd binary the build found.
 const char* virtiofsd_binary();
 

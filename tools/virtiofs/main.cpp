@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench.hpp"
 #include "virtiofs/client.hpp"
 
 namespace {
@@ -26,7 +27,8 @@ const char* kUsage =
     "  mkdir DIR             create a directory\n"
     "  rmdir DIR             remove an empty directory\n"
     "  mv FROM TO            rename\n"
-    "  statfs                show file system usage\n";
+    "  statfs                show file system usage\n"
+    "  bench [SECONDS]       GETATTR round trips (depth 1, 32) and 1 MiB read/write MB/s\n";
 
 int die(const std::string& what, std::error_code ec) {
   std::cerr << "virtiofs: " << what << ": " << ec.message() << "\n";
@@ -109,6 +111,10 @@ int run(virtiofs::Client& fs, const std::string& cmd, const std::vector<std::str
                 static_cast<unsigned long long>(s.blocks), static_cast<unsigned long long>(s.bfree),
                 static_cast<unsigned long long>(s.files), static_cast<unsigned long long>(s.ffree));
     return 0;
+  }
+  if (cmd == "bench") {
+    if (args.size() > 1) return need(1) ? 0 : 2;
+    return run_bench(fs, args.empty() ? 2.0 : std::stod(args[0]));
   }
   std::cerr << "virtiofs: unknown command '" << cmd << "'\n" << kUsage;
   return 2;
