@@ -3,7 +3,8 @@
 // until on_done runs; the session never allocates one.
 #pragma once
 
-#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <system_error>
 
 #include "fuse/frame.hpp"
@@ -20,17 +21,25 @@ struct Call {
   Call* next_waiting = nullptr;
 };
 
-// A Call a thread blocks on.
+// A Call a thread blocks on. The waiter may destroy it as soon as wait() returns, so the
+// completer signals under the mutex and touches nothing after unlocking (POSIX allows destroying
+// a mutex right after another thread's unlock; an atomic notify after the store would not be safe).
 struct SyncCall : Call {
-  std::atomic<bool> done{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
   SyncCall() {
     on_done = [](Call& c) {
       auto& s = static_cast<SyncCall&>(c);
-      s.done.store(true, std::memory_order_release);
-      s.done.notify_one();
+      std::lock_guard lock(s.mu);
+      s.done = true;
+      s.cv.notify_one();
     };
   }
-  void wait() { done.wait(false, std::memory_order_acquire); }
+  void wait() {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [this] { return done; });
+  }
 };
 
 }  // namespace virtiofs::fs

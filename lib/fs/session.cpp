@@ -313,10 +313,14 @@ void Session::submit(Call& call) {
   }
   Queue& q = pick_queue();
   bool kick = false;
+  // Once the call is on the ring it belongs to the completion thread: decide here, under the
+  // lock, whether this thread must complete it, and never read the call after unlocking.
+  bool fail_now = false;
   {
     std::lock_guard lock(q.mu);
     if (q.failed) {
       call.ec = q.failed;
+      fail_now = true;
     } else {
       stat_requests_.fetch_add(1, std::memory_order_relaxed);
       Start r = q.wait_head ? Start::kWait : try_start(q, call);
@@ -328,12 +332,13 @@ void Session::submit(Call& call) {
         q.wait_tail = &call;
       } else if (r == Start::kStarted) {
         kick = publish(q);
+      } else {
+        fail_now = true;
       }
-      if (r != Start::kFailed) call.ec = {};
     }
   }
   if (kick) transport_->notify(q.index);
-  if (call.ec) call.on_done(call);
+  if (fail_now) call.on_done(call);
 }
 
 void Session::run_sync(Call& call) {
