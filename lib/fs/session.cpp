@@ -277,7 +277,6 @@ Session::Start Session::try_start(Queue& q, Call& call) {
     });
     out.finish();
   }
-  slot.out_bytes = static_cast<uint32_t>(out_bytes);
 
   if (auto ec = q.ring->add(std::span(segs.data(), n), slot_index, &slot.indirect)) {
     for (uint16_t i = 0; i < slot.chunk_count; ++i) q.chunks.give(slot.chunks[i]);

@@ -75,7 +75,6 @@ class Session {
     virtio::IndirectTable indirect;
     Call* call = nullptr;
     uint64_t unique = 0;
-    uint32_t out_bytes = 0;
     uint16_t chunk_count = 0;
     uint16_t out_piece_count = 0;
     std::array<uint32_t, kMaxSegments> chunks{};

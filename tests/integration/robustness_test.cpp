@@ -37,6 +37,28 @@ struct Countdown {
   }
 };
 
+// connect must fail with `code` and a message that contains `mention`.
+void expect_connect_error(const Options& o, std::errc code, const std::string& mention) {
+  try {
+    Client::connect(o);
+    ADD_FAILURE() << "connect must throw";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    EXPECT_NE(std::string(e.what()).find(mention), std::string::npos) << e.what();
+  }
+}
+
+// FORGET has no reply: poll the backend's fd table until it is back to `baseline` (bounded).
+int wait_for_fds_at_most(const Virtiofsd& backend, int baseline) {
+  int now = 0;
+  for (int i = 0; i < 200; ++i) {
+    now = backend.open_fds();
+    if (now <= baseline) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  return now;
+}
+
 }  // namespace
 
 class SmallRingTest : public VirtiofsdTest {
@@ -103,14 +125,7 @@ TEST_F(ForgetTest, ForgetsReachTheDevice) {
   }
   EXPECT_GE(backend->open_fds(), before + kFiles);
   for (auto& e : entries) client->forget(e.inode, 2);
-  // FORGET has no reply: poll the backend until it has processed them.
-  int now = 0;
-  for (int i = 0; i < 200; ++i) {
-    now = backend->open_fds();
-    if (now <= before) break;
-    std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_LE(now, before) << "the backend still holds nodes we forgot";
+  EXPECT_LE(wait_for_fds_at_most(*backend, before), before) << "the backend still holds nodes we forgot";
   EXPECT_GE(client->stats().forgets, static_cast<uint64_t>(kFiles));
 }
 
@@ -123,13 +138,7 @@ TEST_F(ForgetTest, PathWalksLeakNoReferences) {
     ASSERT_FALSE(client->write_file("a/b/f" + std::to_string(i), bytes("x")));
     ASSERT_FALSE(client->stat("a/b/f" + std::to_string(i), attr));
   }
-  int now = 0;
-  for (int i = 0; i < 200; ++i) {
-    now = backend->open_fds();
-    if (now <= before) break;
-    std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_LE(now, before);
+  EXPECT_LE(wait_for_fds_at_most(*backend, before), before);
 }
 
 using DeviceLossTest = VirtiofsdTest;
@@ -183,13 +192,7 @@ TEST_F(DeviceLossTest, BackendKilledMidRunFailsEverythingWithENOTCONN) {
 TEST(BadInput, MissingSocketIsAClearError) {
   Options o;
   o.socket_path = "/nonexistent-dir/vfsd.sock";
-  try {
-    Client::connect(o);
-    FAIL() << "connect must throw";
-  } catch (const std::system_error& e) {
-    EXPECT_EQ(e.code(), std::errc::no_such_file_or_directory);
-    EXPECT_NE(std::string(e.what()).find("/nonexistent-dir/vfsd.sock"), std::string::npos);
-  }
+  expect_connect_error(o, std::errc::no_such_file_or_directory, "/nonexistent-dir/vfsd.sock");
 }
 
 TEST(BadInput, SocketPathThatIsARegularFile) {
@@ -217,12 +220,7 @@ TEST(BadInput, PeerThatIsNotVhostUserTimesOutOrFails) {
   Options o;
   o.socket_path = path;
   const auto t0 = std::chrono::steady_clock::now();
-  try {
-    Client::connect(o);
-    ADD_FAILURE() << "connect must throw";
-  } catch (const std::system_error& e) {
-    EXPECT_EQ(e.code(), std::errc::timed_out);
-  }
+  expect_connect_error(o, std::errc::timed_out, "did not reply");
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
@@ -234,13 +232,7 @@ TEST(BadInput, QueueSizeMustBeAPowerOfTwo) {
   Options o;
   o.socket_path = backend.socket_path();
   o.queue_size = 100;
-  try {
-    Client::connect(o);
-    FAIL() << "connect must throw";
-  } catch (const std::system_error& e) {
-    EXPECT_EQ(e.code(), std::errc::invalid_argument);
-    EXPECT_NE(std::string(e.what()).find("power of two"), std::string::npos);
-  }
+  expect_connect_error(o, std::errc::invalid_argument, "power of two");
 }
 
 TEST(BadInput, MoreRequestQueuesThanTheBackendHas) {
