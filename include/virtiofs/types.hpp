@@ -97,6 +97,9 @@ struct Negotiated {
   uint32_t max_pages = 0;
   uint64_t flags = 0;  // FUSE_* capability bits both sides agreed on
   uint32_t time_gran = 0;
+  uint32_t max_readahead = 0;  // as the device answered (the FUSE bridge passes them on)
+  uint16_t max_background = 0;
+  uint16_t congestion_threshold = 0;
 };
 
 }  // namespace virtiofs

@@ -11,6 +11,7 @@
 
 #include "fs/session.hpp"
 #include "fuse/dirent.hpp"
+#include "fuse/init.hpp"
 #include "fuse/ops.hpp"
 #include "vhost_user/frontend.hpp"
 #include "virtio/features.hpp"
@@ -138,6 +139,7 @@ std::unique_ptr<Client> Client::connect(const Options& options) {
   so.max_transfer = options.max_transfer;
   auto impl = std::make_unique<Impl>();
   impl->session = std::make_unique<fs::Session>(std::move(transport), so);
+  impl->session->init(fuse::kLibraryInitFlags, so.max_transfer);
   impl->tag = tag;
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }

@@ -11,8 +11,25 @@
 
 namespace virtiofs::fs {
 
+// A piece of the session's shared memory (see Session::staging()).
+struct DeviceBuffer {
+  std::byte* data = nullptr;
+  uint32_t len = 0;
+};
+
+// A whole FUSE message its owner already staged in device memory (the FUSE bridge reads
+// /dev/fuse straight into it): sent as is, nothing copied in. The reply stays in `out`; only its
+// header is copied out and validated.
+struct RawMessage {
+  std::span<const DeviceBuffer> in;   // the request, fuse_in_header first
+  std::span<const DeviceBuffer> out;  // room for the reply, fuse_out_header first; empty: no reply
+  uint64_t unique = 0;                // the staged header's unique, read before the device saw it
+  bool reply_optional = false;        // the device may hand it back with nothing written (INTERRUPT)
+};
+
 struct Call {
   fuse::Frame frame;
+  const RawMessage* raw = nullptr;  // set: send this instead of building from `frame`
   fuse::Reply reply;
   std::error_code ec;  // empty, the device's errno, or the session's (EIO broken, ENOTCONN lost)
   void (*on_done)(Call&) = nullptr;

@@ -135,21 +135,18 @@ Session::Session(std::unique_ptr<virtio::Transport> transport, const SessionOpti
       fail_all(std::make_error_code(std::errc::io_error));
     }
   });
+}
 
-  try {
-    SyncCall init;
-    init.frame = fuse::make_init(fuse::kLibraryInitFlags, max_transfer_);
-    run_sync(init);
-    if (init.ec) fail(init.ec.value(), "FUSE_INIT failed");
-    if (auto ec = fuse::negotiate_init(init.reply, fuse::kLibraryInitFlags,
-                                       fuse::InitLimits{max_transfer_, 4096}, negotiated_))
-      fail(ec.value(), "FUSE_INIT reply not acceptable (unsupported protocol or absurd sizes)");
-    max_transfer_ = std::min(negotiated_.max_write, negotiated_.max_read);
-  } catch (...) {
-    reactor_->stop();
-    completion_thread_.join();
-    throw;
-  }
+void Session::init(uint64_t flags, uint32_t max_readahead, uint32_t minor) {
+  SyncCall call;
+  call.frame = fuse::make_init(flags, max_readahead, minor);
+  run_sync(call);
+  if (call.ec) fail(call.ec.value(), "FUSE_INIT failed");
+  if (auto ec = fuse::negotiate_init(call.reply, flags, fuse::InitLimits{max_transfer_, 4096},
+                                     negotiated_))
+    fail(ec.value(), "FUSE_INIT reply not acceptable (unsupported protocol or absurd sizes)");
+  max_transfer_ = std::min(negotiated_.max_write, negotiated_.max_read);
+  initialized_ = true;
 }
 
 Session::~Session() { shutdown(); }
@@ -181,7 +178,10 @@ void Session::build_queues(uint64_t device_features) {
   const size_t slot_bytes = kInInline + kOutInline + kMaxSegments * sizeof(Desc) + 3 * 64;
   const size_t per_queue = ring_bytes + slots * slot_bytes +
                            options_.chunks_per_queue * options_.chunk_bytes + 4096;
-  memory_ = std::make_unique<DmaRegion>(per_queue * nqueues + 4096, kDeviceBase, "virtiofs-rings");
+  const size_t staging = (options_.staging_bytes + 4095) & ~size_t{4095};
+  memory_ = std::make_unique<DmaRegion>(per_queue * nqueues + staging + 4096, kDeviceBase,
+                                        "virtiofs-rings");
+  if (staging) staging_ = std::span(memory_->carve(staging, 4096), staging);
 
   for (unsigned qi = 0; qi < nqueues; ++qi) {
     auto q = std::make_unique<Queue>();
@@ -226,7 +226,50 @@ Session::Queue& Session::pick_queue() {
   return *queues_[1 + thread_hash % (queues_.size() - 1)];
 }
 
+bool Session::stage_raw(Queue& q, Slot& slot, const RawMessage& raw,
+                        std::span<virtio::Segment> segs, unsigned& n) {
+  (void)q;
+  for (const DeviceBuffer& b : raw.in) {
+    if (!memory_->contains(b.data, b.len) || b.len == 0) return false;
+    segs[n++] = {memory_->device_addr(b.data), b.len, false};
+  }
+  for (const DeviceBuffer& b : raw.out) {
+    if (!memory_->contains(b.data, b.len) || b.len == 0) return false;
+    segs[n++] = {memory_->device_addr(b.data), b.len, true};
+    slot.out_pieces[slot.out_piece_count++] = Piece{b.data, b.len};
+  }
+  slot.unique = raw.unique;
+  return true;
+}
+
 Session::Start Session::try_start(Queue& q, Call& call) {
+  if (call.raw) {
+    const RawMessage& raw = *call.raw;
+    const size_t nsegs = raw.in.size() + raw.out.size();
+    if (raw.in.empty() || nsegs > kMaxSegments) {
+      call.ec = std::make_error_code(std::errc::invalid_argument);
+      return Start::kFailed;
+    }
+    if (q.free_slots.empty() ||
+        q.ring->descriptors_needed(static_cast<unsigned>(nsegs), true) > q.ring->num_free())
+      return Start::kWait;
+    const uint32_t slot_index = q.free_slots.back();
+    Slot& slot = q.slots[slot_index];
+    slot.chunk_count = 0;
+    slot.out_piece_count = 0;
+    std::array<virtio::Segment, kMaxSegments> segs;
+    unsigned n = 0;
+    std::error_code ec = std::make_error_code(std::errc::bad_address);
+    if (stage_raw(q, slot, raw, segs, n)) ec = q.ring->add(std::span(segs.data(), n), slot_index, &slot.indirect);
+    if (ec) {
+      call.ec = ec;
+      return Start::kFailed;
+    }
+    q.free_slots.pop_back();
+    slot.call = &call;
+    ++q.in_flight;
+    return Start::kStarted;
+  }
   const fuse::Frame& f = call.frame;
   const size_t in_bytes = f.in_bytes();
   const size_t out_bytes =
@@ -295,12 +338,16 @@ bool Session::publish(Queue& q) {
   return true;
 }
 
-void Session::submit(Call& call) {
+void Session::submit(Call& call) { submit_to(pick_queue(), call); }
+
+void Session::submit_hiprio(Call& call) { submit_to(*queues_[0], call); }
+
+void Session::submit_to(Queue& q, Call& call) {
   call.ec = {};
   call.reply = {};
   const fuse::Frame& f = call.frame;
-  const size_t payload = f.in_bytes() + f.out_data.size();
-  if (payload > max_transfer_ + kInInline || f.in_count > fuse::kMaxInPayloads) {
+  if (!call.raw && (f.in_bytes() + f.out_data.size() > max_transfer_ + kInInline ||
+                    f.in_count > fuse::kMaxInPayloads)) {
     call.ec = std::make_error_code(std::errc::invalid_argument);
     call.on_done(call);
     return;
@@ -310,7 +357,6 @@ void Session::submit(Call& call) {
     call.on_done(call);
     return;
   }
-  Queue& q = pick_queue();
   bool kick = false;
   // Once the call is on the ring it belongs to the completion thread: decide here, under the
   // lock, whether this thread must complete it, and never read the call after unlocking.
@@ -394,7 +440,7 @@ void Session::admit_waiting(Queue& q) {
 
 bool Session::finish_slot(Slot& slot, uint32_t used_len) {
   Call& call = *slot.call;
-  if (!call.frame.expects_reply) return false;
+  if (call.raw ? call.raw->out.empty() : !call.frame.expects_reply) return false;
   // Gather [offset, offset+len) of the reply stream out of device memory, once, into private
   // memory: nothing is re-read after it is validated.
   auto gather = [&](size_t offset, std::byte* dst, size_t len) {
@@ -411,10 +457,16 @@ bool Session::finish_slot(Slot& slot, uint32_t used_len) {
       offset = 0;
     }
   };
+  if (used_len == 0 && call.raw && call.raw->reply_optional) return false;  // header.len stays 0
   if (used_len >= sizeof(fuse_out_header)) gather(0, reinterpret_cast<std::byte*>(&call.reply.header), sizeof(fuse_out_header));
   bool malformed = false;
   call.ec = fuse::validate_reply(call.reply.header, used_len, slot.unique, malformed);
   if (malformed || call.ec) return malformed;
+  if (call.raw) {
+    // The payload stays in device memory for the owner to pass on as it is.
+    call.reply.data_len = used_len - static_cast<uint32_t>(sizeof(fuse_out_header));
+    return false;
+  }
   const uint32_t payload = used_len - static_cast<uint32_t>(sizeof(fuse_out_header));
   call.reply.args_len = std::min(payload, call.frame.out_args_len);
   gather(sizeof(fuse_out_header), call.reply.args.data(), call.reply.args_len);
@@ -506,7 +558,21 @@ void Session::fail_queue(Queue& q, std::error_code ec, std::vector<Call*>& out) 
   q.forgets.clear();
 }
 
+void Session::set_failure_handler(std::function<void(std::error_code)> handler) {
+  std::lock_guard lock(failure_mu_);
+  failure_handler_ = std::move(handler);
+}
+
 void Session::fail_all(std::error_code ec) {
+  if (!shut_down_.load(std::memory_order_acquire)) {
+    std::function<void(std::error_code)> report;
+    {
+      std::lock_guard lock(failure_mu_);
+      if (!failure_reported_) report = failure_handler_;
+      failure_reported_ = true;
+    }
+    if (report) report(ec);
+  }
   std::vector<Call*> out;
   for (auto& q : queues_) {
     {
@@ -538,7 +604,7 @@ SessionStats Session::stats() const {
 
 void Session::shutdown() {
   if (shut_down_.load(std::memory_order_acquire) || !reactor_) return;
-  if (!failure()) {
+  if (initialized_ && !failure()) {
     SyncCall destroy;
     destroy.frame = fuse::make_destroy();
     run_sync(destroy);

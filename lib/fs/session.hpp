@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -31,6 +32,7 @@ struct SessionOptions {
   uint32_t max_transfer = 1u << 20;   // payload bytes per READ/WRITE, before INIT clamps it
   size_t chunk_bytes = 64 * 1024;
   uint32_t chunks_per_queue = 64;     // buffer memory per queue = chunks * chunk_bytes
+  size_t staging_bytes = 0;           // device memory handed to the owner for RawMessages
 };
 
 struct SessionStats {
@@ -43,21 +45,35 @@ struct SessionStats {
 class Session {
  public:
   // Negotiates features, builds the rings in one shared region, starts the queues and the
-  // completion thread, and performs FUSE_INIT. Throws std::system_error with a readable message.
+  // completion thread. Throws std::system_error with a readable message.
   Session(std::unique_ptr<virtio::Transport> transport, const SessionOptions& options);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
+  // FUSE_INIT with the device, offering `flags` at protocol 7.`minor`; must come before any
+  // other request. The FUSE bridge calls it when the kernel's INIT arrives, so that all three
+  // agree. Throws on refusal.
+  void init(uint64_t flags, uint32_t max_readahead, uint32_t minor = FUSE_KERNEL_MINOR_VERSION);
+
   // Queues the call on a request queue. on_done runs on the completion thread, or on this
   // thread at once when the session has already failed.
   void submit(Call& call);
+  // The same on the high-priority queue (INTERRUPT).
+  void submit_hiprio(Call& call);
   // Drops nlookup references to inode: batched onto hiprio, never lost while the device lives.
   void forget(Inode inode, uint64_t nlookup);
   // Sends DESTROY, waits (bounded) for in-flight requests, stops the queues. Idempotent.
   void shutdown();
 
+  // Runs once, on whichever thread notices, when the device is lost or breaks (not on shutdown).
+  void set_failure_handler(std::function<void(std::error_code)> handler);
+
   const Negotiated& negotiated() const { return negotiated_; }
+  // Largest payload one request may carry: what the rings and buffers allow, then INIT.
+  uint32_t max_transfer() const { return max_transfer_; }
+  // The owner's part of device memory (SessionOptions::staging_bytes, page aligned).
+  std::span<std::byte> staging() const { return staging_; }
   SessionStats stats() const;
   unsigned num_request_queues() const { return static_cast<unsigned>(queues_.size() - 1); }
   // Why the session failed (empty while healthy).
@@ -103,6 +119,9 @@ class Session {
 
   void build_queues(uint64_t device_features);
   Queue& pick_queue();
+  void submit_to(Queue& q, Call& call);
+  bool stage_raw(Queue& q, Slot& slot, const RawMessage& raw, std::span<virtio::Segment> segs,
+                 unsigned& n);
   // Under q.mu: stage the call into a slot and add it to the ring.
   Start try_start(Queue& q, Call& call);
   // Under q.mu: start waiting calls and pending forgets while there is room.
@@ -127,6 +146,11 @@ class Session {
   std::unique_ptr<virtio::DmaRegion> memory_;
   std::vector<std::unique_ptr<Queue>> queues_;  // [0] = hiprio
   Negotiated negotiated_{};
+  bool initialized_ = false;
+  std::span<std::byte> staging_;
+  std::mutex failure_mu_;
+  std::function<void(std::error_code)> failure_handler_;
+  bool failure_reported_ = false;
   uint32_t max_transfer_ = 0;
   std::unique_ptr<loop::Reactor> reactor_;
   std::thread completion_thread_;

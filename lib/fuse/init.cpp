@@ -4,12 +4,12 @@
 
 namespace virtiofs::fuse {
 
-Frame make_init(uint64_t flags, uint32_t max_readahead) {
+Frame make_init(uint64_t flags, uint32_t max_readahead, uint32_t minor) {
   Frame f;
   f.opcode = FUSE_INIT;
   fuse_init_in in{};
   in.major = FUSE_KERNEL_VERSION;
-  in.minor = FUSE_KERNEL_MINOR_VERSION;
+  in.minor = minor;
   in.max_readahead = max_readahead;
   in.flags = static_cast<uint32_t>(flags);
   in.flags2 = static_cast<uint32_t>(flags >> 32);
@@ -44,6 +44,9 @@ std::error_code negotiate_init(const Reply& reply, uint64_t offered, const InitL
   out.max_write = std::min({init.max_write, by_pages, limits.max_transfer});
   out.max_read = std::min(by_pages, limits.max_transfer);
   out.time_gran = init.time_gran;
+  out.max_readahead = init.max_readahead;
+  out.max_background = init.max_background;
+  out.congestion_threshold = init.congestion_threshold;
   return {};
 }
 

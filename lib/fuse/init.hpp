@@ -22,7 +22,7 @@ struct InitLimits {
   uint32_t page_size;
 };
 
-Frame make_init(uint64_t flags, uint32_t max_readahead);
+Frame make_init(uint64_t flags, uint32_t max_readahead, uint32_t minor = FUSE_KERNEL_MINOR_VERSION);
 
 // Validates the reply (major 7, minor >= kMinMinor, sizes in range) and settles what the session
 // uses: max_write and max_read clamped to limits.max_transfer, flags intersected with `offered`.
