@@ -1,0 +1,445 @@
+#include "mount/bridge.hpp"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <system_error>
+
+#include "fuse/forwarding.hpp"
+
+namespace virtiofs::mount {
+
+namespace {
+
+// Readers block in read(2) on /dev/fuse; stop() wakes them with this signal (no SA_RESTART).
+constexpr int kKickSignal = SIGUSR1;
+void on_kick(int) {}
+
+uint32_t chunks_for(size_t bytes, size_t head) {
+  return bytes > head ? static_cast<uint32_t>((bytes - head + Bridge::kChunkBytes - 1) / Bridge::kChunkBytes)
+                      : 0;
+}
+
+}  // namespace
+
+// One request on its way through the bridge. Its heads live in device memory for good; payload
+// chunks are borrowed from the pool while it is in flight.
+struct Bridge::Request : fs::Call {
+  Bridge* bridge = nullptr;
+  uint32_t index = 0;
+  std::byte* in_head = nullptr;
+  std::byte* out_head = nullptr;
+  int fd = -1;  // the clone the request came from: its reply must go back there
+  uint64_t unique = 0;
+  uint32_t opcode = 0;
+  std::array<uint32_t, kLandingChunks + 1> chunks{};  // request payload, then reply room
+  uint32_t chunk_count = 0;
+  std::array<fs::DeviceBuffer, 1 + kLandingChunks> in{};
+  std::array<fs::DeviceBuffer, 2 + kLandingChunks> out{};
+  fs::RawMessage message;
+};
+
+struct Bridge::Reader {
+  int fd = -1;
+  std::thread thread;
+  Request* landing = nullptr;  // the record the next read lands in
+  std::array<uint32_t, kLandingChunks> chunks{};
+  uint32_t chunk_count = 0;
+};
+
+namespace {
+unsigned request_count(const fs::SessionOptions& s, const BridgeOptions& o) {
+  // Enough records for every slot of every queue, plus one landing per reader.
+  return std::min<unsigned>(s.max_in_flight, s.queue_size) * (s.num_request_queues + 1) + o.readers;
+}
+unsigned chunk_count(const BridgeOptions& o) {
+  // Each reader's landing, plus 16 MiB of payload in flight.
+  return (o.readers + 16) * Bridge::kLandingChunks;
+}
+BridgeOptions normalized(BridgeOptions o) {
+  o.readers = std::max(1u, o.readers);
+  return o;
+}
+// Staging layout: the chunks, then two heads per record for as many records as fit.
+unsigned records_in(std::span<std::byte> staging, const BridgeOptions& o) {
+  const size_t chunk_bytes = size_t{chunk_count(o)} * Bridge::kChunkBytes;
+  if (staging.size() < chunk_bytes + size_t{o.readers + 1} * 2 * Bridge::kHeadBytes)
+    throw std::system_error(EINVAL, std::system_category(), "FUSE bridge: staging area too small");
+  return static_cast<unsigned>((staging.size() - chunk_bytes) / (2 * Bridge::kHeadBytes));
+}
+}  // namespace
+
+size_t Bridge::staging_bytes(const fs::SessionOptions& session, const BridgeOptions& options) {
+  const BridgeOptions o = normalized(options);
+  return size_t{request_count(session, o)} * 2 * kHeadBytes + size_t{chunk_count(o)} * kChunkBytes;
+}
+
+Bridge::Bridge(fs::Session& session, int fuse_fd, const BridgeOptions& options)
+    : session_(session),
+      options_(normalized(options)),
+      free_requests_(records_in(session.staging(), options_)),
+      free_chunks_(chunk_count(options_)) {
+  const unsigned records = records_in(session.staging(), options_);
+  std::byte* p = session.staging().data();
+  chunks_ = p;
+  p += size_t{chunk_count(options_)} * kChunkBytes;
+  for (unsigned i = 0; i < records; ++i) {
+    auto r = std::make_unique<Request>();
+    r->bridge = this;
+    r->index = i;
+    r->in_head = p;
+    r->out_head = p + kHeadBytes;
+    p += 2 * kHeadBytes;
+    requests_.push_back(std::move(r));
+  }
+
+  ended_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (ended_fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
+  struct sigaction sa {};
+  sa.sa_handler = on_kick;  // no SA_RESTART: a blocked read returns EINTR
+  sigemptyset(&sa.sa_mask);
+  sigaction(kKickSignal, &sa, nullptr);
+
+  uint32_t master = static_cast<uint32_t>(fuse_fd);
+  for (unsigned i = 0; i < options_.readers; ++i) {
+    auto reader = std::make_unique<Reader>();
+    reader->fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (reader->fd < 0 || ioctl(reader->fd, FUSE_DEV_IOC_CLONE, &master) < 0) {
+      int err = errno;
+      if (reader->fd >= 0) close(reader->fd);
+      for (auto& r : readers_) close(r->fd);
+      close(ended_fd_);
+      throw std::system_error(err, std::system_category(), "cloning the /dev/fuse session");
+    }
+    readers_.push_back(std::move(reader));
+  }
+  live_readers_ = options_.readers;
+  for (auto& r : readers_) r->thread = std::thread([this, rp = r.get()] { read_loop(*rp); });
+}
+
+Bridge::~Bridge() {
+  stop();
+  {
+    // Every request handed to the session comes back (the session completes all on shutdown).
+    std::unique_lock lock(live_mu_);
+    live_cv_.wait(lock, [this] { return in_flight_ == 0; });
+  }
+  for (auto& r : readers_) close(r->fd);
+  close(ended_fd_);
+}
+
+void Bridge::read_loop(Reader& r) {
+  sigset_t kick;
+  sigemptyset(&kick);
+  sigaddset(&kick, kKickSignal);
+  pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
+  std::array<iovec, 1 + kLandingChunks> iov;
+  while (!stopping_.load(std::memory_order_acquire)) {
+    if (!r.landing) {
+      uint32_t i;
+      if (!free_requests_.take(std::span(&i, 1))) break;
+      r.landing = requests_[i].get();
+    }
+    if (r.chunk_count < kLandingChunks) {
+      if (!free_chunks_.take(std::span(r.chunks).subspan(r.chunk_count))) break;
+      r.chunk_count = kLandingChunks;
+    }
+    iov[0] = {r.landing->in_head, kHeadBytes};
+    for (uint32_t i = 0; i < kLandingChunks; ++i)
+      iov[1 + i] = {chunks_ + size_t{r.chunks[i]} * kChunkBytes, kChunkBytes};
+    const ssize_t n = readv(r.fd, iov.data(), static_cast<int>(iov.size()));
+    if (n < 0) {
+      // ENOENT: the request was interrupted before it could be read.
+      if (errno == EINTR || errno == EAGAIN || errno == ENOENT) continue;
+      if (errno == ENODEV) {
+        mark_ended();
+      } else {
+        std::fprintf(stderr, "virtiofs-mount: reading /dev/fuse: %s\n", std::strerror(errno));
+        mark_ended();
+      }
+      break;
+    }
+    dispatch(r, static_cast<size_t>(n));
+  }
+  if (r.landing) free_requests_.give(std::span(&r.landing->index, 1));
+  r.landing = nullptr;
+  free_chunks_.give(std::span(r.chunks.data(), r.chunk_count));
+  r.chunk_count = 0;
+  std::lock_guard lock(live_mu_);
+  --live_readers_;
+  live_cv_.notify_all();
+}
+
+void Bridge::dispatch(Reader& r, size_t n) {
+  Request& q = *r.landing;
+  fuse_in_header header{};
+  if (n < sizeof(header)) return;  // the kernel never sends less; nothing to answer
+  std::memcpy(&header, q.in_head, sizeof(header));
+  if (header.len != n) {
+    reply_error(r.fd, header.unique, EIO);
+    return;
+  }
+  // A private copy of the fixed arguments: device memory is never read twice for a decision.
+  std::array<std::byte, 128> args{};
+  const size_t args_len = std::min({n - sizeof(header), size_t{kHeadBytes} - sizeof(header), args.size()});
+  std::memcpy(args.data(), q.in_head + sizeof(header), args_len);
+  const std::span<const std::byte> arg_span(args.data(), args_len);
+  const fuse::Forwarding fwd = fuse::classify(header, arg_span, max_payload_.load(std::memory_order_relaxed));
+  if (options_.debug)
+    std::fprintf(stderr, "unique %llu %s nodeid %llu len %u\n",
+                 static_cast<unsigned long long>(header.unique), fuse::opcode_name(header.opcode),
+                 static_cast<unsigned long long>(header.nodeid), header.len);
+  switch (fwd.route) {
+    case fuse::Route::kInit:
+      handle_init(r, header, arg_span);
+      return;
+    case fuse::Route::kForget:
+      handle_forget(r, header, n);
+      return;
+    case fuse::Route::kReply:
+      reply_error(r.fd, header.unique, fwd.error);
+      return;
+    case fuse::Route::kDrop:
+      return;
+    case fuse::Route::kDevice:
+    case fuse::Route::kHiprio:
+      forward(r, header, fwd.reply_bytes, fwd.route == fuse::Route::kHiprio, n);
+      return;
+  }
+}
+
+void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<const std::byte> args) {
+  auto done = [&](std::string error) {
+    std::lock_guard lock(init_mu_);
+    init_done_ = true;
+    init_error_ = std::move(error);
+    init_cv_.notify_all();
+  };
+  fuse::KernelInit kernel;
+  if (fuse::parse_kernel_init(args, kernel)) {
+    reply_error(r.fd, header.unique, EPROTO);
+    done("the kernel speaks FUSE " + std::to_string(kernel.major) + "." +
+         std::to_string(kernel.minor) + ", too old for virtio-fs");
+    return;
+  }
+  try {
+    session_.init(fuse::device_offer(kernel), kernel.max_readahead, fuse::device_minor(kernel));
+  } catch (const std::system_error& e) {
+    reply_error(r.fd, header.unique, e.code().value());
+    done(e.what());
+    return;
+  }
+  fuse_init_out out{};
+  const uint32_t len = fuse::make_kernel_init_reply(
+      kernel, session_.negotiated(), std::min(kMaxPayload, session_.max_transfer()), out);
+  const uint32_t pages = (out.flags & FUSE_MAX_PAGES) ? out.max_pages : 32;
+  max_payload_.store(std::min(kMaxPayload, pages * 4096), std::memory_order_relaxed);
+  fuse_out_header h{static_cast<uint32_t>(sizeof(fuse_out_header) + len), 0, header.unique};
+  iovec iov[2] = {{&h, sizeof(h)}, {&out, len}};
+  write_reply(r.fd, iov, 2, header.unique);
+  if (options_.debug)
+    std::fprintf(stderr, "INIT: kernel 7.%u, device 7.%u -> 7.%u, max_write %u, max_pages %u, flags %#llx\n",
+                 kernel.minor, session_.negotiated().minor, out.minor, out.max_write, out.max_pages,
+                 static_cast<unsigned long long>(out.flags | uint64_t{out.flags2} << 32));
+  done({});
+}
+
+void Bridge::handle_forget(Reader& r, const fuse_in_header& header, size_t n) {
+  // Reads `len` bytes at `offset` of what the reader just read (head, then its landing chunks).
+  auto gather = [&](size_t offset, void* dst, size_t len) {
+    auto* out = static_cast<std::byte*>(dst);
+    while (len > 0) {
+      std::byte* src;
+      size_t avail;
+      if (offset < kHeadBytes) {
+        src = r.landing->in_head + offset;
+        avail = kHeadBytes - offset;
+      } else {
+        const size_t c = (offset - kHeadBytes) / kChunkBytes, within = (offset - kHeadBytes) % kChunkBytes;
+        src = chunks_ + size_t{r.chunks[c]} * kChunkBytes + within;
+        avail = kChunkBytes - within;
+      }
+      const size_t k = std::min(avail, len);
+      std::memcpy(out, src, k);
+      out += k;
+      offset += k;
+      len -= k;
+    }
+  };
+  size_t offset = sizeof(fuse_in_header);
+  if (header.opcode == FUSE_FORGET) {
+    fuse_forget_in in{};
+    if (n < offset + sizeof(in)) return;
+    gather(offset, &in, sizeof(in));
+    session_.forget(header.nodeid, in.nlookup);
+    return;
+  }
+  fuse_batch_forget_in batch{};
+  if (n < offset + sizeof(batch)) return;
+  gather(offset, &batch, sizeof(batch));
+  offset += sizeof(batch);
+  const size_t count = std::min<size_t>(batch.count, (n - offset) / sizeof(fuse_forget_one));
+  for (size_t i = 0; i < count; ++i, offset += sizeof(fuse_forget_one)) {
+    fuse_forget_one one{};
+    gather(offset, &one, sizeof(one));
+    session_.forget(one.nodeid, one.nlookup);
+  }
+}
+
+void Bridge::forward(Reader& r, const fuse_in_header& header, uint32_t reply_bytes, bool hiprio,
+                     size_t n) {
+  Request& q = *r.landing;
+  r.landing = nullptr;
+  q.fd = r.fd;
+  q.unique = header.unique;
+  q.opcode = header.opcode;
+  // The request: the head, then the landing chunks the kernel filled; the rest stay with the
+  // reader for its next read.
+  uint32_t n_in = 0;
+  q.in[n_in++] = {q.in_head, static_cast<uint32_t>(std::min<size_t>(n, kHeadBytes))};
+  const uint32_t used = chunks_for(n, kHeadBytes);
+  size_t rest = n > kHeadBytes ? n - kHeadBytes : 0;
+  for (uint32_t i = 0; i < used; ++i) {
+    q.chunks[i] = r.chunks[i];
+    const auto len = static_cast<uint32_t>(std::min<size_t>(rest, kChunkBytes));
+    q.in[n_in++] = {chunks_ + size_t{r.chunks[i]} * kChunkBytes, len};
+    rest -= len;
+  }
+  std::copy(r.chunks.begin() + used, r.chunks.begin() + r.chunk_count, r.chunks.begin());
+  r.chunk_count -= used;
+  q.chunk_count = used;
+  {
+    std::lock_guard lock(live_mu_);
+    ++in_flight_;
+  }
+  // Room for the reply: the reply head, then chunks (READ, READDIR, xattrs).
+  uint32_t n_out = 0;
+  if (reply_bytes) {
+    q.out[n_out++] = {q.out_head, std::min(reply_bytes, kHeadBytes)};
+    const uint32_t more = chunks_for(reply_bytes, kHeadBytes);
+    if (more && !free_chunks_.take(std::span(q.chunks).subspan(q.chunk_count, more))) {
+      q.ec = std::make_error_code(std::errc::not_connected);
+      on_reply(q);
+      return;
+    }
+    size_t left = reply_bytes - kHeadBytes * (more ? 1 : 0);
+    for (uint32_t i = 0; i < more; ++i) {
+      const auto len = static_cast<uint32_t>(std::min<size_t>(left, kChunkBytes));
+      q.out[n_out++] = {chunks_ + size_t{q.chunks[q.chunk_count + i]} * kChunkBytes, len};
+      left -= len;
+    }
+    q.chunk_count += more;
+  }
+  q.message = fs::RawMessage{std::span(q.in.data(), n_in), std::span(q.out.data(), n_out),
+                             header.unique, header.opcode == FUSE_INTERRUPT};
+  q.raw = &q.message;
+  q.on_done = &Bridge::on_reply;
+  if (hiprio) {
+    session_.submit_hiprio(q);
+  } else {
+    session_.submit(q);
+  }
+}
+
+void Bridge::on_reply(fs::Call& call) {
+  auto& q = static_cast<Request&>(call);
+  Bridge& b = *q.bridge;
+  if (q.ec) {
+    b.reply_error(q.fd, q.unique, q.ec.value());
+  } else if (q.reply.header.len != 0) {  // zero: an INTERRUPT the device handed back unanswered
+    // The validated header from private memory, the payload from device memory as it is.
+    std::array<iovec, 3 + kLandingChunks> iov;
+    int count = 0;
+    iov[count++] = {&q.reply.header, sizeof(fuse_out_header)};
+    size_t skip = sizeof(fuse_out_header), left = q.reply.data_len;
+    for (const fs::DeviceBuffer& buf : q.message.out) {
+      if (left == 0) break;
+      if (skip >= buf.len) {
+        skip -= buf.len;
+        continue;
+      }
+      const size_t len = std::min<size_t>(buf.len - skip, left);
+      iov[count++] = {buf.data + skip, len};
+      left -= len;
+      skip = 0;
+    }
+    b.write_reply(q.fd, iov.data(), count, q.unique);
+    if (b.options_.debug)
+      std::fprintf(stderr, "   unique %llu %s: %u bytes\n", static_cast<unsigned long long>(q.unique),
+                   fuse::opcode_name(q.opcode), q.reply.header.len);
+  }
+  b.finish(q);
+}
+
+void Bridge::finish(Request& q) {
+  free_chunks_.give(std::span(q.chunks.data(), q.chunk_count));
+  q.chunk_count = 0;
+  q.raw = nullptr;
+  free_requests_.give(std::span(&q.index, 1));
+  std::lock_guard lock(live_mu_);
+  if (--in_flight_ == 0) live_cv_.notify_all();
+}
+
+void Bridge::reply_error(int fd, uint64_t unique, int error) {
+  fuse_out_header h{sizeof(fuse_out_header), -error, unique};
+  iovec iov{&h, sizeof(h)};
+  write_reply(fd, &iov, 1, unique);
+  if (options_.debug)
+    std::fprintf(stderr, "   unique %llu: error %d (%s)\n", static_cast<unsigned long long>(unique),
+                 error, std::strerror(error));
+}
+
+void Bridge::write_reply(int fd, const iovec* iov, int count, uint64_t unique) {
+  if (writev(fd, iov, count) >= 0) return;
+  // ENOENT: the kernel gave up on the request (interrupted); ENODEV: the connection ended.
+  if (errno != ENOENT && errno != ENODEV)
+    std::fprintf(stderr, "virtiofs-mount: the kernel refused the reply to request %llu: %s\n",
+                 static_cast<unsigned long long>(unique), std::strerror(errno));
+}
+
+void Bridge::mark_ended() {
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t w = write(ended_fd_, &one, sizeof(one));
+  std::lock_guard lock(init_mu_);
+  if (!init_done_) {
+    init_done_ = true;
+    init_error_ = "the kernel ended the FUSE connection before INIT";
+    init_cv_.notify_all();
+  }
+}
+
+bool Bridge::wait_init(std::chrono::milliseconds timeout, std::string& error) {
+  std::unique_lock lock(init_mu_);
+  if (!init_cv_.wait_for(lock, timeout, [this] { return init_done_; })) {
+    error = "the kernel sent no FUSE_INIT";
+    return false;
+  }
+  error = init_error_;
+  return error.empty();
+}
+
+void Bridge::stop() {
+  stopping_.store(true, std::memory_order_release);
+  free_requests_.close();
+  free_chunks_.close();
+  std::unique_lock lock(live_mu_);
+  while (live_readers_ > 0) {
+    // A reader between its stop check and read(2) misses one kick; the next one reaches it.
+    for (auto& r : readers_) pthread_kill(r->thread.native_handle(), kKickSignal);
+    live_cv_.wait_for(lock, std::chrono::milliseconds(20), [this] { return live_readers_ == 0; });
+  }
+  lock.unlock();
+  for (auto& r : readers_)
+    if (r->thread.joinable()) r->thread.join();
+}
+
+}  // namespace virtiofs::mount

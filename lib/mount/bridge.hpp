@@ -1,0 +1,93 @@
+// The FUSE bridge: carries the kernel's FUSE requests to the virtio-fs device and the device's
+// replies back, as raw messages. Reader threads read /dev/fuse (one cloned fd each) straight into
+// the session's device memory; FUSE_INIT is settled against both sides; FORGETs are batched on
+// hiprio; everything else goes to the device without waiting for it. Replies are validated by
+// the session and written, from device memory, to the fd their request came from.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fs/session.hpp"
+#include "mount/index_pool.hpp"
+
+namespace virtiofs::mount {
+
+struct BridgeOptions {
+  unsigned readers = 2;  // threads reading /dev/fuse; each holds one landing buffer
+  bool debug = false;    // a line per request and per reply on stderr
+};
+
+class Bridge {
+ public:
+  static constexpr uint32_t kHeadBytes = 8192;    // request and reply heads per record
+  static constexpr uint32_t kChunkBytes = 65536;  // payload beyond the heads
+  static constexpr uint32_t kLandingChunks = 16;  // a read lands in head + 1 MiB
+  // Largest WRITE or READ payload the bridge stages.
+  static constexpr uint32_t kMaxPayload = kLandingChunks * kChunkBytes;
+
+  // Device memory the bridge needs in the session's staging area.
+  static size_t staging_bytes(const fs::SessionOptions& session, const BridgeOptions& options);
+
+  // `fuse_fd` is the /dev/fuse fd of a mounted file system; the bridge reads only from clones
+  // of it, so the owner may close it (unmount) while replies are still being written.
+  Bridge(fs::Session& session, int fuse_fd, const BridgeOptions& options);
+  ~Bridge();
+  Bridge(const Bridge&) = delete;
+  Bridge& operator=(const Bridge&) = delete;
+
+  // Waits until the kernel's INIT is answered. False, with the reason, on failure or timeout.
+  bool wait_init(std::chrono::milliseconds timeout, std::string& error);
+  // Readable (eventfd) once the kernel ended the connection (the file system was unmounted).
+  int ended_fd() const { return ended_fd_; }
+  // Stops the readers and waits for them. Requests already at the device still get their
+  // replies until the session is shut down; the clones close when the bridge is destroyed.
+  void stop();
+
+ private:
+  struct Request;
+  struct Reader;
+
+  void read_loop(Reader& reader);
+  // Handles the `n` bytes the reader just read into its landing record.
+  void dispatch(Reader& reader, size_t n);
+  void handle_init(Reader& reader, const fuse_in_header& header, std::span<const std::byte> args);
+  void handle_forget(Reader& reader, const fuse_in_header& header, size_t n);
+  void forward(Reader& reader, const fuse_in_header& header, uint32_t reply_bytes, bool hiprio,
+               size_t n);
+  static void on_reply(fs::Call& call);
+  void finish(Request& request);
+  void reply_error(int fd, uint64_t unique, int error);
+  void write_reply(int fd, const iovec* iov, int count, uint64_t unique);
+  void mark_ended();
+
+  fs::Session& session_;
+  BridgeOptions options_;
+  std::vector<std::unique_ptr<Request>> requests_;
+  IndexPool free_requests_;
+  IndexPool free_chunks_;
+  std::byte* chunks_ = nullptr;
+  std::vector<std::unique_ptr<Reader>> readers_;
+  std::atomic<uint32_t> max_payload_{kMaxPayload};
+  std::atomic<bool> stopping_{false};
+  int ended_fd_ = -1;
+
+  std::mutex init_mu_;
+  std::condition_variable init_cv_;
+  bool init_done_ = false;
+  std::string init_error_;
+
+  std::mutex live_mu_;
+  std::condition_variable live_cv_;
+  unsigned live_readers_ = 0;
+  unsigned in_flight_ = 0;  // requests handed to the session and not yet finished
+};
+
+}  // namespace virtiofs::mount

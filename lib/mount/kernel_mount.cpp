@@ -1,0 +1,70 @@
+#define FUSE_USE_VERSION 314
+#include "mount/kernel_mount.hpp"
+
+#include <fuse_lowlevel.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <mutex>
+#include <stdexcept>
+
+namespace virtiofs::mount {
+
+namespace {
+
+// libfuse reports through its log function: keep the last message so that errors are one line
+// of ours, not libfuse's lines and ours.
+std::mutex log_mu;
+std::string last_log;
+void capture_log(enum fuse_log_level, const char* fmt, va_list ap) {
+  char buf[512];
+  std::vsnprintf(buf, sizeof(buf), fmt, ap);
+  std::lock_guard lock(log_mu);
+  last_log += buf;
+}
+std::string take_log() {
+  std::lock_guard lock(log_mu);
+  std::string s;
+  s.swap(last_log);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  if (s.rfind("fuse: ", 0) == 0) s.erase(0, 6);
+  return s;
+}
+
+}  // namespace
+
+KernelMount::KernelMount(fuse_args& args) {
+  fuse_set_log_func(capture_log);
+  take_log();
+  // No operations: libfuse never processes a request of this session.
+  const fuse_lowlevel_ops ops{};
+  session_ = fuse_session_new(&args, &ops, sizeof(ops), nullptr);
+  if (!session_) {
+    std::string why = take_log();
+    throw std::runtime_error(why.empty() ? "invalid mount options" : why);
+  }
+}
+
+KernelMount::~KernelMount() {
+  unmount();
+  if (session_) fuse_session_destroy(session_);
+}
+
+void KernelMount::mount(const std::string& mountpoint) {
+  take_log();
+  if (fuse_session_mount(session_, mountpoint.c_str()) != 0) {
+    std::string why = take_log();
+    throw std::runtime_error("cannot mount on " + mountpoint + (why.empty() ? "" : ": " + why));
+  }
+  mounted_ = true;
+}
+
+int KernelMount::fd() const { return fuse_session_fd(session_); }
+
+void KernelMount::unmount() {
+  if (!mounted_) return;
+  mounted_ = false;
+  fuse_session_unmount(session_);
+}
+
+}  // namespace virtiofs::mount

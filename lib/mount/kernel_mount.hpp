@@ -1,0 +1,33 @@
+// The kernel side of a mount, left to libfuse3: mount options (allow_other, default_permissions,
+// ro, auto_unmount, fsname=, ...), the mount itself (directly as root, through fusermount3
+// otherwise) and the unmount. Requests on the fd are the bridge's business, not libfuse's.
+#pragma once
+
+#include <string>
+
+struct fuse_args;
+struct fuse_session;
+
+namespace virtiofs::mount {
+
+class KernelMount {
+ public:
+  // Takes the libfuse options left in `args`; refuses unknown ones (std::runtime_error carrying
+  // libfuse's own message).
+  explicit KernelMount(fuse_args& args);
+  ~KernelMount();
+  KernelMount(const KernelMount&) = delete;
+  KernelMount& operator=(const KernelMount&) = delete;
+
+  void mount(const std::string& mountpoint);  // throws std::runtime_error
+  int fd() const;
+  // Detaches the mount (lazily: files still open keep it until the connection ends) and closes
+  // the session fd. Idempotent.
+  void unmount();
+
+ private:
+  fuse_session* session_ = nullptr;
+  bool mounted_ = false;
+};
+
+}  // namespace virtiofs::mount

@@ -1,0 +1,176 @@
+// virtiofs-mount: mounts a virtio-fs device through libvirtiofs and FUSE.
+// Order: check everything checkable, daemonize (the parent waits for the verdict), start the
+// backend (share=), connect, mount, bridge, wait for the kernel's INIT, then serve until unmount,
+// SIGTERM/SIGINT/SIGHUP or device loss; then unmount, drain, DESTROY, stop the backend.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "backend.hpp"
+#include "daemon.hpp"
+#include "device_search.hpp"
+#include "fs/session.hpp"
+#include "mount/bridge.hpp"
+#include "mount/kernel_mount.hpp"
+#include "options.hpp"
+#include "vhost_user/frontend.hpp"
+
+using namespace virtiofs;
+using namespace virtiofs::mount_tool;
+
+namespace {
+
+constexpr auto kInitTimeout = std::chrono::seconds(10);
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "virtiofs-mount: %s\n", message.c_str());
+  return 1;
+}
+
+// Blocks the stop signals in every thread (threads inherit it) and returns a signalfd for them.
+int stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+enum class Ended { kSignal, kUnmounted, kDeviceLost };
+
+Ended serve(int signal_fd, int ended_fd, int lost_fd) {
+  pollfd fds[3] = {{signal_fd, POLLIN, 0}, {ended_fd, POLLIN, 0}, {lost_fd, POLLIN, 0}};
+  for (;;) {
+    if (poll(fds, 3, -1) < 0) continue;  // EINTR
+    if (fds[0].revents) return Ended::kSignal;
+    if (fds[1].revents) return Ended::kUnmounted;
+    if (fds[2].revents) return Ended::kDeviceLost;
+  }
+}
+
+// Everything after the checks; runs in the daemon (or in the foreground with -f).
+int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
+  std::unique_ptr<Backend> backend;
+  std::string socket = o.socket;
+  if (!o.share.empty()) {
+    backend = std::make_unique<Backend>(o.share, o.debug);
+    socket = backend->socket_path();
+  }
+  auto connect_error = [&](const std::string& what) {
+    if (backend) {
+      backend->stop();
+      return what + " (" + backend->diagnosis() + ")";
+    }
+    return what;
+  };
+
+  fs::SessionOptions so;
+  so.queue_size = static_cast<uint16_t>(o.queue_size);
+  so.num_request_queues = o.num_queues;
+  mount::BridgeOptions bo;
+  bo.readers = o.readers;
+  bo.debug = o.debug;
+  so.staging_bytes = mount::Bridge::staging_bytes(so, bo);
+
+  std::unique_ptr<fs::Session> session;
+  try {
+    auto transport = std::make_unique<vhost_user::Frontend>(socket);
+    auto config = transport->read_config();
+    if (config.tag && *config.tag != o.tag)
+      throw std::runtime_error("the device's tag is '" + *config.tag + "', not '" + o.tag + "'");
+    session = std::make_unique<fs::Session>(std::move(transport), so);
+  } catch (const std::exception& e) {
+    return daemon.failed(connect_error(e.what()));
+  }
+  int lost_fd = eventfd(0, EFD_CLOEXEC);
+  std::atomic<int> lost_errno{0};
+  session->set_failure_handler([&](std::error_code ec) {
+    lost_errno = ec.value();
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(lost_fd, &one, sizeof(one));
+  });
+
+  try {
+    kernel.mount(o.mountpoint);
+  } catch (const std::exception& e) {
+    return daemon.failed(e.what());
+  }
+  std::optional<mount::Bridge> bridge;
+  try {
+    bridge.emplace(*session, kernel.fd(), bo);
+  } catch (const std::exception& e) {
+    kernel.unmount();
+    return daemon.failed(e.what());
+  }
+  std::string why;
+  if (!bridge->wait_init(kInitTimeout, why)) {
+    kernel.unmount();
+    bridge->stop();
+    session->shutdown();
+    bridge.reset();
+    return daemon.failed(connect_error("mounting " + o.mountpoint + " failed: " + why));
+  }
+  daemon.succeeded();
+
+  const Ended ended = serve(signal_fd, bridge->ended_fd(), lost_fd);
+  kernel.unmount();
+  bridge->stop();
+  session->shutdown();  // DESTROY, drain what the device still holds
+  bridge.reset();       // closes the clones: a still-busy detached mount now fails with ENOTCONN
+  session.reset();
+  if (backend) backend->stop();
+  close(lost_fd);
+  if (ended == Ended::kDeviceLost) {
+    std::fprintf(stderr, "virtiofs-mount: %s: device lost (%s); unmounted %s\n", o.tag.c_str(),
+                 std::strerror(lost_errno.load()), o.mountpoint.c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  try {
+    parse(argc, argv, o);
+    if (o.help) {
+      print_usage(argv[0]);
+      return 0;
+    }
+    if (o.version) {
+      std::printf("virtiofs-mount %s (libfuse %s)\n", VIRTIOFS_VERSION, fuse_pkgversion());
+      return 0;
+    }
+    validate(o);
+    if (o.socket.empty() && o.share.empty()) throw UsageError(vfio_device_not_found(o.tag));
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+
+  std::optional<mount::KernelMount> kernel;
+  try {
+    kernel.emplace(o.fuse);  // refuses unknown options before anything starts
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  fuse_opt_free_args(&o.fuse);
+
+  Daemon daemon(o.foreground);
+  if (daemon.is_parent()) return daemon.wait_verdict();
+  const int signal_fd = stop_signals();
+  int status = run(o, *kernel, daemon, signal_fd);
+  kernel.reset();
+  close(signal_fd);
+  return status;
+}

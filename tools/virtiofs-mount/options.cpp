@@ -1,0 +1,172 @@
+#include "options.hpp"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+namespace virtiofs::mount_tool {
+
+namespace {
+
+struct DirCloser {
+  void operator()(DIR* d) const { closedir(d); }
+};
+
+struct Parsed {
+  char* socket = nullptr;
+  char* share = nullptr;
+  unsigned queue_size = 128;
+  unsigned num_queues = 1;
+  std::string tag;
+  bool has_fsname = false;
+  bool has_max_threads = false;
+};
+
+enum Key { kFsname = 1, kMaxThreads, kDrop };
+
+#define OPT(t, field) {t, offsetof(Parsed, field), 0}
+const fuse_opt kOptions[] = {
+    OPT("socket=%s", socket),
+    OPT("share=%s", share),
+    OPT("queue_size=%u", queue_size),
+    OPT("num_queues=%u", num_queues),
+    FUSE_OPT_KEY("fsname=", kFsname),
+    FUSE_OPT_KEY("max_threads=", kMaxThreads),
+    // fstab-only options mount(8) or mount.fuse3 may pass on: they mean nothing here.
+    FUSE_OPT_KEY("defaults", kDrop),
+    FUSE_OPT_KEY("auto", kDrop),
+    FUSE_OPT_KEY("noauto", kDrop),
+    FUSE_OPT_KEY("user", kDrop),
+    FUSE_OPT_KEY("nouser", kDrop),
+    FUSE_OPT_KEY("users", kDrop),
+    FUSE_OPT_KEY("_netdev", kDrop),
+    FUSE_OPT_KEY("nofail", kDrop),
+    FUSE_OPT_END,
+};
+#undef OPT
+
+int on_option(void* data, const char* arg, int key, fuse_args*) {
+  auto& p = *static_cast<Parsed*>(data);
+  switch (key) {
+    case FUSE_OPT_KEY_NONOPT:
+      if (p.tag.empty()) {
+        p.tag = arg;
+        return 0;
+      }
+      return 1;  // the mount point: libfuse's command-line parser takes it
+    case FUSE_OPT_KEY_OPT:
+      if (std::strncmp(arg, "x-", 2) == 0 || std::strncmp(arg, "comment=", 8) == 0) return 0;
+      return 1;
+    case kFsname:
+      p.has_fsname = true;
+      return 1;
+    case kMaxThreads:
+      p.has_max_threads = true;
+      return 1;
+    case kDrop:
+      return 0;
+    default:
+      return 1;
+  }
+}
+
+bool is_power_of_two(unsigned v) { return v && !(v & (v - 1)); }
+
+}  // namespace
+
+void parse(int argc, char** argv, Options& out) {
+  out.fuse = FUSE_ARGS_INIT(argc, argv);
+  fuse_args& args = out.fuse;
+  Parsed p;
+  if (fuse_opt_parse(&args, &p, kOptions, on_option) != 0)
+    throw UsageError("invalid options (see --help)");
+  std::unique_ptr<char, decltype(&free)> socket(p.socket, free), share(p.share, free);
+  fuse_cmdline_opts cmd{};
+  if (fuse_parse_cmdline(&args, &cmd) != 0) throw UsageError("invalid options (see --help)");
+  std::unique_ptr<char, decltype(&free)> mountpoint(cmd.mountpoint, free);
+  out.help = cmd.show_help;
+  out.version = cmd.show_version;
+  if (out.help || out.version) return;
+  out.tag = p.tag;
+  if (socket) out.socket = socket.get();
+  if (share) out.share = share.get();
+  out.queue_size = p.queue_size;
+  out.num_queues = p.num_queues;
+  out.debug = cmd.debug;
+  out.foreground = cmd.foreground || cmd.debug;
+  out.readers = cmd.singlethread ? 1 : p.has_max_threads ? cmd.max_threads : 2;
+  if (out.tag.empty() || !mountpoint) throw UsageError("usage: virtiofs-mount [-f] [-d] [-o OPTS] TAG MOUNTPOINT");
+  out.mountpoint = mountpoint.get();  // fuse_parse_cmdline made it absolute
+  if (!p.has_fsname) fuse_opt_add_arg(&args, ("-ofsname=" + out.tag).c_str());
+  fuse_opt_add_arg(&args, "-osubtype=virtiofs-mount");
+}
+
+void validate(Options& o) {
+  if (o.tag.size() > 36) throw UsageError("tag '" + o.tag + "' is longer than 36 bytes");
+  if (!is_power_of_two(o.queue_size) || o.queue_size < 2 || o.queue_size > 32768)
+    throw UsageError("queue_size=" + std::to_string(o.queue_size) +
+                     " is not a power of two between 2 and 32768");
+  if (o.num_queues == 0 || o.num_queues > 64)
+    throw UsageError("num_queues=" + std::to_string(o.num_queues) + " is not between 1 and 64");
+  if (o.readers == 0 || o.readers > 64)
+    throw UsageError("max_threads=" + std::to_string(o.readers) + " is not between 1 and 64");
+  if (!o.socket.empty() && !o.share.empty())
+    throw UsageError("give socket= or share=, not both");
+
+  struct stat st {};
+  if (stat(o.mountpoint.c_str(), &st) != 0)
+    throw UsageError("mount point " + o.mountpoint + ": " + std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) throw UsageError("mount point " + o.mountpoint + " is not a directory");
+  std::unique_ptr<DIR, DirCloser> dir(opendir(o.mountpoint.c_str()));
+  if (!dir) throw UsageError("mount point " + o.mountpoint + ": " + std::strerror(errno));
+  while (dirent* e = readdir(dir.get())) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+      throw UsageError("mount point " + o.mountpoint + " is not empty");
+  }
+
+  if (!o.socket.empty()) {
+    if (stat(o.socket.c_str(), &st) != 0)
+      throw UsageError("socket " + o.socket + ": " + std::strerror(errno));
+    if (!S_ISSOCK(st.st_mode)) throw UsageError(o.socket + " is not a socket");
+  }
+  if (!o.share.empty()) {
+    char real[PATH_MAX];
+    if (!realpath(o.share.c_str(), real)) throw UsageError("share " + o.share + ": " + std::strerror(errno));
+    if (stat(real, &st) != 0 || !S_ISDIR(st.st_mode))
+      throw UsageError("share " + o.share + " is not a directory");
+    o.share = real;
+  }
+}
+
+void print_usage(const char* program) {
+  std::printf(
+      "usage: %s [-f] [-d] [-s] [-o OPT[,OPT...]] TAG MOUNTPOINT\n"
+      "\n"
+      "Mounts the virtio-fs device TAG at MOUNTPOINT through libvirtiofs and FUSE.\n"
+      "\n"
+      "Device:\n"
+      "    -o share=DIR           start virtiofsd on DIR and mount it (stopped on unmount)\n"
+      "    -o socket=PATH         a vhost-user-fs backend listening at PATH\n"
+      "    (neither)              the VFIO-bound virtio-fs device with tag TAG\n"
+      "    -o queue_size=N        descriptors per virtqueue, a power of two (128)\n"
+      "    -o num_queues=N        request queues (1)\n"
+      "\n"
+      "Mount:\n"
+      "    -f                     stay in the foreground\n"
+      "    -d                     print every request and reply (implies -f)\n"
+      "    -s, -o max_threads=N   threads reading /dev/fuse (2); they never wait for the device\n"
+      "    -o allow_other, default_permissions, ro, auto_unmount, fsname=NAME and the other\n"
+      "       libfuse mount options\n"
+      "\n"
+      "Unmount with: fusermount3 -u MOUNTPOINT (or umount MOUNTPOINT)\n",
+      program);
+}
+
+}  // namespace virtiofs::mount_tool

@@ -1,0 +1,41 @@
+// virtiofs-mount's command line, in the form FUSE mount helpers use:
+//   virtiofs-mount [-f] [-d] [-s] [-o OPT[,OPT...]] TAG MOUNTPOINT
+// Our options (socket=, share=, queue_size=, num_queues=) are taken out; fstab-only ones are
+// dropped; the rest is left for libfuse, which refuses what it does not know.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace virtiofs::mount_tool {
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Options {
+  std::string tag;
+  std::string mountpoint;  // absolute
+  std::string socket;      // -o socket=PATH: a vhost-user backend
+  std::string share;       // -o share=DIR: start virtiofsd on DIR
+  unsigned queue_size = 128;
+  unsigned num_queues = 1;
+  unsigned readers = 2;  // max_threads=N, 1 with -s
+  bool foreground = false;
+  bool debug = false;
+  bool help = false;
+  bool version = false;
+  fuse_args fuse = FUSE_ARGS_INIT(0, nullptr);  // what libfuse gets
+};
+
+// Throws UsageError with a one-line message.
+void parse(int argc, char** argv, Options& out);
+// Checks what can be checked before anything starts: the mount point, the socket or directory,
+// the sizes. Throws UsageError.
+void validate(Options& options);
+void print_usage(const char* program);
+
+}  // namespace virtiofs::mount_tool
