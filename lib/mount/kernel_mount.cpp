@@ -22,7 +22,11 @@ void capture_log(enum fuse_log_level, const char* fmt, va_list ap) {
   std::lock_guard lock(log_mu);
   last_log += buf;
 }
-std::string take_log() {
+}  // namespace
+
+void capture_libfuse_log() { fuse_set_log_func(capture_log); }
+
+std::string take_libfuse_log() {
   std::lock_guard lock(log_mu);
   std::string s;
   s.swap(last_log);
@@ -31,16 +35,14 @@ std::string take_log() {
   return s;
 }
 
-}  // namespace
-
 KernelMount::KernelMount(fuse_args& args) {
-  fuse_set_log_func(capture_log);
-  take_log();
+  capture_libfuse_log();
+  take_libfuse_log();
   // No operations: libfuse never processes a request of this session.
   const fuse_lowlevel_ops ops{};
   session_ = fuse_session_new(&args, &ops, sizeof(ops), nullptr);
   if (!session_) {
-    std::string why = take_log();
+    std::string why = take_libfuse_log();
     throw std::runtime_error(why.empty() ? "invalid mount options" : why);
   }
 }
@@ -51,9 +53,9 @@ KernelMount::~KernelMount() {
 }
 
 void KernelMount::mount(const std::string& mountpoint) {
-  take_log();
+  take_libfuse_log();
   if (fuse_session_mount(session_, mountpoint.c_str()) != 0) {
-    std::string why = take_log();
+    std::string why = take_libfuse_log();
     throw std::runtime_error("cannot mount on " + mountpoint + (why.empty() ? "" : ": " + why));
   }
   mounted_ = true;

@@ -10,6 +10,11 @@ struct fuse_session;
 
 namespace virtiofs::mount {
 
+// Routes libfuse's messages into a buffer so that errors are reported as one line of ours;
+// take_libfuse_log() returns (and clears) what libfuse said since.
+void capture_libfuse_log();
+std::string take_libfuse_log();
+
 class KernelMount {
  public:
   // Takes the libfuse options left in `args`; refuses unknown ones (std::runtime_error carrying

@@ -90,7 +90,7 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
       throw std::runtime_error("the device's tag is '" + *config.tag + "', not '" + o.tag + "'");
     session = std::make_unique<fs::Session>(std::move(transport), so);
   } catch (const std::exception& e) {
-    return daemon.failed(connect_error(e.what()));
+    return daemon.failed(connect_error("no usable vhost-user backend at " + socket + ": " + e.what()));
   }
   int lost_fd = eventfd(0, EFD_CLOEXEC);
   std::atomic<int> lost_errno{0};
@@ -153,7 +153,6 @@ int main(int argc, char** argv) {
       return 0;
     }
     validate(o);
-    if (o.socket.empty() && o.share.empty()) throw UsageError(vfio_device_not_found(o.tag));
   } catch (const std::exception& e) {
     return fail(e.what());
   }
@@ -161,6 +160,7 @@ int main(int argc, char** argv) {
   std::optional<mount::KernelMount> kernel;
   try {
     kernel.emplace(o.fuse);  // refuses unknown options before anything starts
+    if (o.socket.empty() && o.share.empty()) throw UsageError(vfio_device_not_found(o.tag));
   } catch (const std::exception& e) {
     return fail(e.what());
   }

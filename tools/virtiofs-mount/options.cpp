@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include "mount/kernel_mount.hpp"
+
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -89,7 +91,12 @@ void parse(int argc, char** argv, Options& out) {
     throw UsageError("invalid options (see --help)");
   std::unique_ptr<char, decltype(&free)> socket(p.socket, free), share(p.share, free);
   fuse_cmdline_opts cmd{};
-  if (fuse_parse_cmdline(&args, &cmd) != 0) throw UsageError("invalid options (see --help)");
+  mount::capture_libfuse_log();
+  mount::take_libfuse_log();
+  if (fuse_parse_cmdline(&args, &cmd) != 0) {
+    std::string why = mount::take_libfuse_log();
+    throw UsageError(why.empty() ? "invalid options (see --help)" : why);
+  }
   std::unique_ptr<char, decltype(&free)> mountpoint(cmd.mountpoint, free);
   out.help = cmd.show_help;
   out.version = cmd.show_version;

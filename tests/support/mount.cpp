@@ -1,0 +1,173 @@
+#include "support/mount.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace virtiofs::test {
+
+const char* mount_binary() { return VIRTIOFS_MOUNT; }
+
+namespace {
+
+int wait_status(pid_t pid, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    int status;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r < 0) return -1;
+    if (std::chrono::steady_clock::now() > deadline) return -2;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+RunResult run(const std::vector<std::string>& argv, int timeout_ms) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], 1);
+    dup2(out[1], 2);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  RunResult result;
+  // Read until EOF or timeout: a daemon keeps no copy of the pipe once it detached.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  char buf[4096];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) break;
+    pollfd p{out[0], POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left)) <= 0) break;
+    ssize_t n = read(out[0], buf, sizeof(buf));
+    if (n <= 0) break;
+    result.output.append(buf, static_cast<size_t>(n));
+  }
+  close(out[0]);
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now()).count();
+  result.status = wait_status(pid, static_cast<int>(std::max<long>(left, 100)));
+  if (result.status == -2) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    result.status = 137;
+  }
+  return result;
+}
+
+RunResult sh(const std::string& command, int timeout_ms) { return run({"/bin/sh", "-c", command}, timeout_ms); }
+
+std::string mounted_type(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, type;
+  while (std::getline(in, line)) {
+    // id parent major:minor root mountpoint options [optional...] - fstype source superopts
+    std::istringstream f(line);
+    std::string id, parent, dev, root, mnt;
+    f >> id >> parent >> dev >> root >> mnt;
+    if (mnt != path) continue;
+    std::string tok;
+    while (f >> tok && tok != "-") {
+    }
+    f >> type;  // the last mount on a path is the visible one
+  }
+  return type;
+}
+
+bool wait_mount_state(const std::string& path, const std::string& want, int timeout_ms) {
+  for (int waited = 0; waited <= timeout_ms; waited += 10) {
+    if (mounted_type(path) == want) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+std::vector<pid_t> pids_with_arg(const std::string& needle) {
+  std::vector<pid_t> pids;
+  DIR* d = opendir("/proc");
+  while (d) {
+    dirent* e = readdir(d);
+    if (!e) break;
+    const pid_t pid = static_cast<pid_t>(atoi(e->d_name));
+    if (pid <= 0 || pid == getpid()) continue;
+    std::ifstream in("/proc/" + std::string(e->d_name) + "/cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(needle) == std::string::npos) continue;
+    std::ifstream stat("/proc/" + std::string(e->d_name) + "/stat");
+    std::string pid_s, comm, state;
+    stat >> pid_s >> comm >> state;
+    if (state != "Z") pids.push_back(pid);
+  }
+  if (d) closedir(d);
+  return pids;
+}
+
+bool wait_gone(pid_t pid, int timeout_ms) {
+  for (int waited = 0; waited <= timeout_ms; waited += 10) {
+    waitpid(pid, nullptr, WNOHANG);  // reaps it when it is our child
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string pid_s, comm, state;
+    if (!(stat >> pid_s >> comm >> state) || state == "Z") return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+ForegroundMount::ForegroundMount(const std::string& mountpoint, std::vector<std::string> args)
+    : mountpoint_(mountpoint) {
+  args.insert(args.begin(), {mount_binary(), "-f"});
+  args.push_back(mountpoint);
+  pid_ = fork();
+  if (pid_ == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  if (!wait_mount_state(mountpoint_, "fuse.virtiofs-mount", 10000)) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    throw std::runtime_error("virtiofs-mount -f did not mount " + mountpoint_);
+  }
+}
+
+ForegroundMount::~ForegroundMount() {
+  if (pid_ <= 0) return;
+  if (!mounted_type(mountpoint_).empty()) kill(pid_, SIGTERM);
+  if (wait(10000) == -1) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    umount2(mountpoint_.c_str(), MNT_DETACH);
+  }
+}
+
+int ForegroundMount::wait(int timeout_ms) {
+  if (pid_ <= 0) return -1;
+  int status = wait_status(pid_, timeout_ms);
+  if (status < 0) return -1;
+  pid_ = -1;
+  return status;
+}
+
+}  // namespace virtiofs::test
