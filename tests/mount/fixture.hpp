@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -16,6 +17,29 @@
 #include "support/virtiofsd.hpp"
 
 namespace virtiofs::test {
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+inline void write_file(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+  ASSERT_TRUE(out.good()) << path;
+}
+inline std::string random_bytes(size_t n, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(&s[i], &v, 8);
+  }
+  for (; i < n; ++i) s[i] = static_cast<char>(rng());
+  return s;
+}
 
 class MountTest : public ::testing::Test {
  protected:
@@ -31,29 +55,6 @@ class MountTest : public ::testing::Test {
 
   std::string m(const std::string& rel) const { return mnt / rel; }
   std::string h(const std::string& rel) const { return share / rel; }
-
-  static std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  static void write_file(const std::string& path, const std::string& data) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << data;
-    ASSERT_TRUE(out.good()) << path;
-  }
-  static std::string random_bytes(size_t n, unsigned seed) {
-    std::mt19937_64 rng(seed);
-    std::string s(n, '\0');
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      uint64_t v = rng();
-      std::memcpy(&s[i], &v, 8);
-    }
-    for (; i < n; ++i) s[i] = static_cast<char>(rng());
-    return s;
-  }
 
   TempDir share;
   TempDir mnt;

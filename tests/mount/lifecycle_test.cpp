@@ -1,0 +1,203 @@
+// virtiofs-mount's life cycle (foreground, daemon, fstab through mount.fuse3, unmount by
+// fusermount3/umount, SIGTERM while busy, backend death) and its answers to bad input.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "mount/fixture.hpp"
+
+namespace virtiofs::test {
+namespace {
+
+constexpr const char* kType = "fuse.virtiofs-mount";
+
+class Lifecycle : public ::testing::Test {
+ protected:
+  void SetUp() override { write_file(share / "hello.txt", "hello"); }
+  // The virtiofsd a share= mount started: found by its source= argument.
+  std::vector<pid_t> backends() const { return pids_with_arg("source=" + share.path()); }
+  bool backends_gone(int timeout_ms) const {
+    for (pid_t p : backends())
+      if (!wait_gone(p, timeout_ms)) return false;
+    return true;
+  }
+
+  TempDir share;
+  TempDir mnt;
+};
+
+TEST_F(Lifecycle, ForegroundUntilFusermountUnmounts) {
+  ForegroundMount fg(mnt.path(), {"-o", "share=" + share.path(), "myfs"});
+  EXPECT_EQ(read_file(mnt / "hello.txt"), "hello");
+  EXPECT_EQ(backends().size(), 1u);
+  auto r = run({"fusermount3", "-u", mnt.path()});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(fg.wait(10000), 0);
+  EXPECT_EQ(mounted_type(mnt.path()), "");
+  EXPECT_TRUE(backends_gone(5000)) << "the virtiofsd started by share= outlived the mount";
+}
+
+TEST_F(Lifecycle, DaemonReturnsOnceTheMountIsLive) {
+  auto r = run({mount_binary(), "-o", "share=" + share.path(), "myfs", mnt.path()});
+  ASSERT_EQ(r.status, 0) << r.output;
+  // No waiting: the parent exits only after the kernel's INIT was answered.
+  EXPECT_EQ(mounted_type(mnt.path()), kType);
+  EXPECT_EQ(read_file(mnt / "hello.txt"), "hello");
+  const auto daemon = pids_with_arg(mnt.path());
+  ASSERT_EQ(daemon.size(), 1u);
+  auto u = run({"umount", mnt.path()});
+  ASSERT_EQ(u.status, 0) << u.output;
+  EXPECT_TRUE(wait_gone(daemon[0], 10000)) << "daemon still running after umount";
+  EXPECT_TRUE(backends_gone(5000));
+  EXPECT_EQ(mounted_type(mnt.path()), "");
+}
+
+TEST_F(Lifecycle, FstabStyleMountThroughMountFuse3) {
+  // mount(8) runs helpers with a fixed PATH (/usr/local/sbin:...:/bin), where an installed
+  // virtiofs-mount lives. The test puts the build's binary there in a private mount namespace,
+  // then mounts as an fstab line would, fstab-only options included (they are ignored).
+  const std::string script =
+      "set -e\n"
+      "mount -t tmpfs tmpfs /usr/local/sbin\n"
+      "ln -s " + std::string(mount_binary()) + " /usr/local/sbin/virtiofs-mount\n"
+      "mount -t fuse.virtiofs-mount -o share=" + share.path() +
+      ",nofail,_netdev,x-systemd.automount,default_permissions myfs " + mnt.path() + "\n"
+      "grep -q ' " + mnt.path() + " fuse.virtiofs-mount ' /proc/self/mounts\n"
+      "echo fstab > " + (mnt / "via-fstab.txt") + "\n"
+      "cat " + (mnt / "hello.txt") + "\n"
+      "umount " + mnt.path() + "\n";
+  auto r = run({"unshare", "--mount", "--propagation", "private", "sh", "-c", script});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("hello"), std::string::npos);
+  EXPECT_EQ(read_file(share / "via-fstab.txt"), "fstab\n");
+  for (pid_t p : pids_with_arg(mnt.path())) EXPECT_TRUE(wait_gone(p, 10000));
+  EXPECT_TRUE(backends_gone(5000));
+}
+
+TEST_F(Lifecycle, SigtermWhileBusyLeavesNoMountAndNoBackend) {
+  ForegroundMount fg(mnt.path(), {"-o", "share=" + share.path(), "myfs"});
+  // A writer holding a file open and writing as fast as it can.
+  pid_t writer = fork();
+  if (writer == 0) {
+    int fd = open((mnt / "busy").c_str(), O_CREAT | O_WRONLY, 0644);
+    std::string block(1 << 20, 'b');
+    while (fd >= 0 && pwrite(fd, block.data(), block.size(), 0) > 0) {
+    }
+    _exit(0);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(kill(fg.pid(), SIGTERM), 0);
+  EXPECT_EQ(fg.wait(15000), 0) << "virtiofs-mount hung on SIGTERM";
+  EXPECT_TRUE(wait_mount_state(mnt.path(), "", 5000)) << "stale mount left behind";
+  EXPECT_TRUE(wait_gone(writer, 10000)) << "the writer hangs on the dead mount";
+  kill(writer, SIGKILL);
+  waitpid(writer, nullptr, 0);
+  EXPECT_TRUE(backends_gone(5000));
+}
+
+TEST_F(Lifecycle, BackendDeathEndsTheMountWithAMessage) {
+  Virtiofsd backend(share.path());
+  int err[2];
+  ASSERT_EQ(pipe(err), 0);
+  pid_t tool = fork();
+  if (tool == 0) {
+    dup2(err[1], 2);
+    execl(mount_binary(), mount_binary(), "-f", "-o", ("socket=" + backend.socket_path()).c_str(), "myfs",
+          mnt.path().c_str(), nullptr);
+    _exit(127);
+  }
+  close(err[1]);
+  ASSERT_TRUE(wait_mount_state(mnt.path(), kType, 10000));
+  backend.kill_now();
+  int status = 0;
+  for (int i = 0; i < 500 && waitpid(tool, &status, WNOHANG) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(WIFEXITED(status)) << "virtiofs-mount did not exit after its backend died";
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  char buf[512] = {};
+  [[maybe_unused]] ssize_t n = read(err[0], buf, sizeof(buf) - 1);
+  close(err[0]);
+  EXPECT_NE(std::string(buf).find("device lost"), std::string::npos) << buf;
+  EXPECT_TRUE(wait_mount_state(mnt.path(), "", 5000));
+}
+
+// ---- bad input: one line, non-zero exit, nothing mounted ----
+
+class BadInput : public Lifecycle {
+ protected:
+  void expect_refused(const std::vector<std::string>& args, const std::string& says) {
+    std::vector<std::string> argv = {mount_binary()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, 20000);
+    EXPECT_NE(r.status, 0) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_EQ(r.output.rfind("virtiofs-mount: ", 0), 0u) << r.output;
+    EXPECT_NE(r.output.find(says), std::string::npos) << r.output;
+    EXPECT_EQ(mounted_type(mnt.path()), "");
+    EXPECT_TRUE(backends().empty());
+  }
+};
+
+TEST_F(BadInput, MissingSocket) {
+  expect_refused({"-o", "socket=" + (share / "nope.sock"), "t", mnt.path()}, "No such file");
+}
+
+TEST_F(BadInput, SocketThatIsAFile) {
+  expect_refused({"-o", "socket=" + (share / "hello.txt"), "t", mnt.path()}, "is not a socket");
+}
+
+TEST_F(BadInput, SocketThatIsNotVhostUser) {
+  TempDir dir;
+  const std::string path = dir / "not-vhost.sock";
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(s, 1), 0);
+  std::thread server([s] {
+    int c = accept(s, nullptr, nullptr);
+    const char junk[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+    [[maybe_unused]] ssize_t n = write(c, junk, sizeof(junk));
+    close(c);
+  });
+  expect_refused({"-o", "socket=" + path, "t", mnt.path()}, "no usable vhost-user backend");
+  server.join();
+  close(s);
+}
+
+TEST_F(BadInput, MissingMountPoint) {
+  expect_refused({"-o", "share=" + share.path(), "t", mnt / "missing"}, "missing");
+}
+
+TEST_F(BadInput, NonEmptyMountPoint) {
+  write_file(mnt / "occupant", "x");
+  expect_refused({"-o", "share=" + share.path(), "t", mnt.path()}, "is not empty");
+}
+
+TEST_F(BadInput, UnknownOption) {
+  expect_refused({"-o", "share=" + share.path() + ",frobnicate", "t", mnt.path()}, "frobnicate");
+}
+
+TEST_F(BadInput, UnknownTagWithoutSocketOrShare) {
+  expect_refused({"nosuchtag", mnt.path()}, "no VFIO-bound virtio-fs device with tag 'nosuchtag'");
+}
+
+TEST_F(BadInput, TagLongerThan36Bytes) {
+  expect_refused({"-o", "share=" + share.path(), std::string(37, 't'), mnt.path()}, "longer than 36");
+}
+
+TEST_F(BadInput, QueueSizeNotAPowerOfTwo) {
+  expect_refused({"-o", "share=" + share.path() + ",queue_size=100", "t", mnt.path()}, "power of two");
+}
+
+TEST_F(BadInput, ShareThatIsNotADirectory) {
+  expect_refused({"-o", "share=" + (share / "hello.txt"), "t", mnt.path()}, "is not a directory");
+}
+
+}  // namespace
+}  // namespace virtiofs::test
