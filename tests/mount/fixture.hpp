@@ -49,6 +49,8 @@ class MountTest : public ::testing::Test {
         mnt.path(), std::vector<std::string>{"-o", "socket=" + backend->socket_path(), "testfs"});
   }
   void TearDown() override {
+    EXPECT_EQ(mount->stop(), 0) << "virtiofs-mount did not stop cleanly";
+    EXPECT_EQ(mounted_type(mnt.path()), "");
     mount.reset();
     backend.reset();
   }

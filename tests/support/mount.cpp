@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -150,6 +151,9 @@ ForegroundMount::ForegroundMount(const std::string& mountpoint, std::vector<std:
     pid_ = -1;
     throw std::runtime_error("virtiofs-mount -f did not mount " + mountpoint_);
   }
+  // The first request waits for the kernel's INIT to be answered: live once it returns.
+  struct stat st {};
+  stat(mountpoint_.c_str(), &st);
 }
 
 ForegroundMount::~ForegroundMount() {
@@ -160,6 +164,12 @@ ForegroundMount::~ForegroundMount() {
     waitpid(pid_, nullptr, 0);
     umount2(mountpoint_.c_str(), MNT_DETACH);
   }
+}
+
+int ForegroundMount::stop() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  return wait(15000);
 }
 
 int ForegroundMount::wait(int timeout_ms) {

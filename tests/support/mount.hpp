@@ -40,6 +40,8 @@ class ForegroundMount {
   pid_t pid() const { return pid_; }
   // Waits for the tool to exit; returns its exit status (or -1 after timeout_ms).
   int wait(int timeout_ms);
+  // SIGTERM, as a service manager stops it; returns the exit status (0: clean, sanitizers quiet).
+  int stop();
   const std::string& mountpoint() const { return mountpoint_; }
 
  private:

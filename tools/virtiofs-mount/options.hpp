@@ -29,6 +29,11 @@ struct Options {
   bool help = false;
   bool version = false;
   fuse_args fuse = FUSE_ARGS_INIT(0, nullptr);  // what libfuse gets
+
+  Options() = default;
+  Options(const Options&) = delete;
+  Options& operator=(const Options&) = delete;
+  ~Options() { fuse_opt_free_args(&fuse); }
 };
 
 // Throws UsageError with a one-line message.
