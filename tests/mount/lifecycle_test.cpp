@@ -112,6 +112,7 @@ TEST_F(Lifecycle, BackendDeathEndsTheMountWithAMessage) {
   }
   close(err[1]);
   ASSERT_TRUE(wait_mount_state(mnt.path(), kType, 10000));
+  ASSERT_EQ(read_file(mnt / "hello.txt"), "hello");  // live: INIT answered
   backend.kill_now();
   int status = 0;
   for (int i = 0; i < 500 && waitpid(tool, &status, WNOHANG) == 0; ++i)
