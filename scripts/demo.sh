@@ -1,39 +1,33 @@
 #!/usr/bin/env bash
-# The main job: serves a sample directory with virtiofsd and uses it through the whole stack
-# (virtiofsd -> vhost-user -> libvirtiofs) with the `virtiofs` client. Run as root.
+# The main job: mounts a sample directory through the whole stack
+#   virtiofsd -> vhost-user -> libvirtiofs -> FUSE
+# with virtiofs-mount, uses it with ordinary commands, and leaves it mounted. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
-vfsd=$(grep -E '^VIRTIOFS_VIRTIOFSD:' build/CMakeCache.txt | cut -d= -f2)
-work=$(mktemp -d)
-share="$work/share"
-mkdir -p "$share"
+mnt=${VIRTIOFS_DEMO_MOUNT:-/mnt/virtiofs-demo}
+share=${VIRTIOFS_DEMO_SHARE:-/srv/virtiofs-demo}
+
+if mountpoint -q "$mnt"; then
+  echo "== $mnt is still mounted from an earlier run: unmounting it"
+  fusermount3 -u "$mnt"
+fi
+mkdir -p "$mnt" "$share"
 echo "hello from the host" > "$share/hello.txt"
-trap 'rm -rf "$work"' EXIT
 
-# virtiofsd serves one connection and exits when it ends: start one per command.
-client() {
-  local sock="$work/vfsd.sock"
-  rm -f "$sock"
-  "$vfsd" --socket-path="$sock" -o source="$share" -o sandbox=chroot -o cache=auto \
-    -o log_level=warn 2>>"$work/virtiofsd.log" &
-  local pid=$!
-  # Listening (flags 00010000 in /proc/net/unix), not just bound: a probe would use the connection.
-  for _ in $(seq 100); do
-    grep -q " 00010000 .* $sock\$" /proc/net/unix && break
-    sleep 0.05
-  done
-  ./build/virtiofs --socket "$sock" "$@"
-  wait "$pid" || true
-}
-
-echo "== shared directory: $share"
-echo "== virtiofs ls /";                client ls /
-echo "== virtiofs cat hello.txt";       client cat hello.txt
-printf 'written through libvirtiofs\n' > "$work/local.txt"
-echo "== virtiofs put local.txt notes/from-client.txt"
-client mkdir notes
-client put "$work/local.txt" notes/from-client.txt
-echo "== on the host: $share/notes/from-client.txt"; cat "$share/notes/from-client.txt"
-echo "== virtiofs stat notes/from-client.txt"; client stat notes/from-client.txt
-echo "== virtiofs statfs";              client statfs
+echo "== virtiofs-mount -o share=$share demo $mnt"
+./build/virtiofs-mount -o share="$share" demo "$mnt"
+echo "== mounted:"; grep " $mnt " /proc/mounts
+echo "== ls -l $mnt";                ls -l "$mnt"
+echo "== cat $mnt/hello.txt";        cat "$mnt/hello.txt"
+echo "== write $mnt/notes/from-the-mount.txt"
+mkdir -p "$mnt/notes"
+echo "written through libvirtiofs at $(date -u +%FT%TZ)" > "$mnt/notes/from-the-mount.txt"
+echo "== on the host, $share/notes/from-the-mount.txt:"; cat "$share/notes/from-the-mount.txt"
+echo "== 64 MiB through the mount, checked on the host"
+head -c $((64 << 20)) /dev/urandom > "$mnt/notes/random.bin"
+cmp "$mnt/notes/random.bin" "$share/notes/random.bin" && echo "identical ($(stat -c %s "$share/notes/random.bin") bytes)"
+echo "== df -h $mnt";                df -h "$mnt"
+echo
+echo "$share is mounted at $mnt (virtiofsd -> vhost-user -> libvirtiofs -> FUSE)."
+echo "Unmount with:  fusermount3 -u $mnt   (or: umount $mnt); virtiofsd stops with it."
