@@ -210,8 +210,13 @@ void Bridge::dispatch(Reader& r, size_t n) {
       return;
     case fuse::Route::kDrop:
       return;
-    case fuse::Route::kDevice:
     case fuse::Route::kHiprio:
+      if (!options_.forward_interrupts) {
+        reply_error(r.fd, header.unique, ENOSYS);
+        return;
+      }
+      [[fallthrough]];
+    case fuse::Route::kDevice:
       forward(r, header, fwd.reply_bytes, fwd.route == fuse::Route::kHiprio, n);
       return;
   }

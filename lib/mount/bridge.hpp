@@ -23,6 +23,11 @@ namespace virtiofs::mount {
 struct BridgeOptions {
   unsigned readers = 2;  // threads reading /dev/fuse; each holds one landing buffer
   bool debug = false;    // a line per request and per reply on stderr
+  // Forward FUSE_INTERRUPT to the device on hiprio. Off: the bridge answers ENOSYS and the
+  // kernel stops interrupting, as with the Linux virtio-fs driver. virtiofsd 7.2 cannot take
+  // them: it answers a stale INTERRUPT with EAGAIN inside another request's reply and drops the
+  // connection.
+  bool forward_interrupts = false;
 };
 
 class Bridge {

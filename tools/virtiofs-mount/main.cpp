@@ -80,6 +80,7 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
   mount::BridgeOptions bo;
   bo.readers = o.readers;
   bo.debug = o.debug;
+  bo.forward_interrupts = o.interrupts;
   so.staging_bytes = mount::Bridge::staging_bytes(so, bo);
 
   std::unique_ptr<fs::Session> session;

@@ -26,6 +26,7 @@ struct Parsed {
   char* share = nullptr;
   unsigned queue_size = 128;
   unsigned num_queues = 1;
+  int interrupts = 0;
   std::string tag;
   bool has_fsname = false;
   bool has_max_threads = false;
@@ -39,6 +40,7 @@ const fuse_opt kOptions[] = {
     OPT("share=%s", share),
     OPT("queue_size=%u", queue_size),
     OPT("num_queues=%u", num_queues),
+    {"interrupts", offsetof(Parsed, interrupts), 1},
     FUSE_OPT_KEY("fsname=", kFsname),
     FUSE_OPT_KEY("max_threads=", kMaxThreads),
     // fstab-only options mount(8) or mount.fuse3 may pass on: they mean nothing here.
@@ -106,6 +108,7 @@ void parse(int argc, char** argv, Options& out) {
   if (share) out.share = share.get();
   out.queue_size = p.queue_size;
   out.num_queues = p.num_queues;
+  out.interrupts = p.interrupts;
   out.debug = cmd.debug;
   out.foreground = cmd.foreground || cmd.debug;
   out.readers = cmd.singlethread ? 1 : p.has_max_threads ? cmd.max_threads : 2;
@@ -164,6 +167,8 @@ void print_usage(const char* program) {
       "    (neither)              the VFIO-bound virtio-fs device with tag TAG\n"
       "    -o queue_size=N        descriptors per virtqueue, a power of two (128)\n"
       "    -o num_queues=N        request queues (1)\n"
+      "    -o interrupts          forward FUSE_INTERRUPT to the device (virtiofsd 7.2 cannot\n"
+      "                           take them; off: the kernel is told they are unsupported)\n"
       "\n"
       "Mount:\n"
       "    -f                     stay in the foreground\n"

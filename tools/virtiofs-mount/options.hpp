@@ -24,6 +24,7 @@ struct Options {
   unsigned queue_size = 128;
   unsigned num_queues = 1;
   unsigned readers = 2;  // max_threads=N, 1 with -s
+  bool interrupts = false;  // -o interrupts: forward FUSE_INTERRUPT to the device
   bool foreground = false;
   bool debug = false;
   bool help = false;
