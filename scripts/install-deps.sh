@@ -6,7 +6,7 @@ packages=(
   liburing-dev libfuse3-dev fuse3 libboost1.81-dev
   libgtest-dev libgmock-dev
   qemu-system-common   # virtiofsd, the real backend the tests and the demo use
-  python3 attr
+  python3 attr git util-linux
 )
 missing=()
 for p in "${packages[@]}"; do
