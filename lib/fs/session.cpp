@@ -226,9 +226,8 @@ Session::Queue& Session::pick_queue() {
   return *queues_[1 + thread_hash % (queues_.size() - 1)];
 }
 
-bool Session::stage_raw(Queue& q, Slot& slot, const RawMessage& raw,
-                        std::span<virtio::Segment> segs, unsigned& n) {
-  (void)q;
+bool Session::stage_raw(Slot& slot, const RawMessage& raw, std::span<virtio::Segment> segs,
+                        unsigned& n) {
   for (const DeviceBuffer& b : raw.in) {
     if (!memory_->contains(b.data, b.len) || b.len == 0) return false;
     segs[n++] = {memory_->device_addr(b.data), b.len, false};
@@ -260,7 +259,7 @@ Session::Start Session::try_start(Queue& q, Call& call) {
     std::array<virtio::Segment, kMaxSegments> segs;
     unsigned n = 0;
     std::error_code ec = std::make_error_code(std::errc::bad_address);
-    if (stage_raw(q, slot, raw, segs, n)) ec = q.ring->add(std::span(segs.data(), n), slot_index, &slot.indirect);
+    if (stage_raw(slot, raw, segs, n)) ec = q.ring->add(std::span(segs.data(), n), slot_index, &slot.indirect);
     if (ec) {
       call.ec = ec;
       return Start::kFailed;

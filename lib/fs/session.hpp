@@ -120,8 +120,8 @@ class Session {
   void build_queues(uint64_t device_features);
   Queue& pick_queue();
   void submit_to(Queue& q, Call& call);
-  bool stage_raw(Queue& q, Slot& slot, const RawMessage& raw, std::span<virtio::Segment> segs,
-                 unsigned& n);
+  // Describes a caller-staged message without copying; false if a buffer lies outside memory_.
+  bool stage_raw(Slot& slot, const RawMessage& raw, std::span<virtio::Segment> segs, unsigned& n);
   // Under q.mu: stage the call into a slot and add it to the ring.
   Start try_start(Queue& q, Call& call);
   // Under q.mu: start waiting calls and pending forgets while there is room.

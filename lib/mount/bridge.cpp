@@ -131,7 +131,7 @@ Bridge::~Bridge() {
   {
     // Every request handed to the session comes back (the session completes all on shutdown).
     std::unique_lock lock(live_mu_);
-    live_cv_.wait(lock, [this] { return in_flight_ == 0; });
+    live_cv_.wait(lock, [this] { return in_flight_.load(std::memory_order_acquire) == 0; });
   }
   for (auto& r : readers_) close(r->fd);
   close(ended_fd_);
@@ -322,10 +322,7 @@ void Bridge::forward(Reader& r, const fuse_in_header& header, uint32_t reply_byt
   std::copy(r.chunks.begin() + used, r.chunks.begin() + r.chunk_count, r.chunks.begin());
   r.chunk_count -= used;
   q.chunk_count = used;
-  {
-    std::lock_guard lock(live_mu_);
-    ++in_flight_;
-  }
+  in_flight_.fetch_add(1, std::memory_order_relaxed);
   // Room for the reply: the reply head, then chunks (READ, READDIR, xattrs).
   uint32_t n_out = 0;
   if (reply_bytes) {
@@ -390,8 +387,13 @@ void Bridge::finish(Request& q) {
   q.chunk_count = 0;
   q.raw = nullptr;
   free_requests_.give(std::span(&q.index, 1));
-  std::lock_guard lock(live_mu_);
-  if (--in_flight_ == 0) live_cv_.notify_all();
+  if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+      stopping_.load(std::memory_order_acquire)) {
+    // Only the destructor waits for zero, and only after stop(): notify under the lock so that
+    // its predicate check cannot miss this.
+    std::lock_guard lock(live_mu_);
+    live_cv_.notify_all();
+  }
 }
 
 void Bridge::reply_error(int fd, uint64_t unique, int error) {

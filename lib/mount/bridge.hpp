@@ -92,7 +92,7 @@ class Bridge {
   std::mutex live_mu_;
   std::condition_variable live_cv_;
   unsigned live_readers_ = 0;
-  unsigned in_flight_ = 0;  // requests handed to the session and not yet finished
+  std::atomic<unsigned> in_flight_{0};  // requests handed to the session, not yet finished
 };
 
 }  // namespace virtiofs::mount
