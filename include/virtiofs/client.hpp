@@ -31,8 +31,12 @@
 namespace virtiofs {
 
 struct Options {
-  // vhost-user backend socket (virtiofsd --socket-path).
+  // The device, one of:
+  // - socket_path: a vhost-user backend socket (virtiofsd --socket-path);
+  // - pci_device: the PCI address of a virtio-fs device bound to vfio-pci (see devices.hpp),
+  //   owned through VFIO (inside a VM, as root).
   std::string socket_path;
+  std::string pci_device;
   // Expected tag. Checked against the device's config when it reports one; otherwise it names
   // the device (vhost-user backends without CONFIG, like QEMU's vhost-user-fs).
   std::string tag;

@@ -13,6 +13,7 @@
 #include "fuse/dirent.hpp"
 #include "fuse/init.hpp"
 #include "fuse/ops.hpp"
+#include "vfio/vfio_transport.hpp"
 #include "vhost_user/frontend.hpp"
 #include "virtio/features.hpp"
 
@@ -115,11 +116,15 @@ Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() { close(); }
 
 std::unique_ptr<Client> Client::connect(const Options& options) {
-  if (options.socket_path.empty())
-    throw std::system_error(einval(), "no device given: set Options::socket_path");
+  if (options.socket_path.empty() == options.pci_device.empty())
+    throw std::system_error(einval(), "give exactly one device: Options::socket_path or Options::pci_device");
   if (options.tag.size() > virtio::kTagSize)
     throw std::system_error(einval(), "tag '" + options.tag + "' is longer than 36 bytes");
-  auto transport = std::make_unique<vhost_user::Frontend>(options.socket_path);
+  std::unique_ptr<virtio::Transport> transport;
+  if (!options.pci_device.empty())
+    transport = std::make_unique<vfio::VfioTransport>(options.pci_device);
+  else
+    transport = std::make_unique<vhost_user::Frontend>(options.socket_path);
   auto config = transport->read_config();
   std::string tag = options.tag;
   if (config.tag) {

@@ -21,8 +21,6 @@ namespace {
 // request is two descriptors. Larger payloads spill into chunks.
 constexpr size_t kInInline = 8192;
 constexpr size_t kOutInline = 8192;
-// Where the shared region starts in the device's address space (any base works for vhost-user).
-constexpr uint64_t kDeviceBase = 0x40000000;
 constexpr unsigned kCompletionBatch = 64;
 constexpr auto kDrainTimeout = std::chrono::seconds(5);
 constexpr size_t kForgetBatch =
@@ -113,18 +111,25 @@ Session::Session(std::unique_ptr<virtio::Transport> transport, const SessionOpti
   build_queues(transport_->device_features());
 
   reactor_ = std::make_unique<loop::Reactor>(64);
+  // Queues that share an interrupt vector share a call fd: one watch serves them all.
+  std::vector<std::pair<int, std::vector<Queue*>>> by_fd;
   for (auto& q : queues_) {
-    Queue* qp = q.get();
-    const int fd = transport_->call_fd(qp->index);
-    reactor_->watch(fd, POLLIN, [this, qp, fd](int) {
+    const int fd = transport_->call_fd(q->index);
+    auto it = std::find_if(by_fd.begin(), by_fd.end(), [fd](auto& e) { return e.first == fd; });
+    if (it == by_fd.end()) it = by_fd.insert(by_fd.end(), {fd, {}});
+    it->second.push_back(q.get());
+  }
+  for (auto& [fd, queues] : by_fd) {
+    reactor_->watch(fd, POLLIN, [this, fd, queues](int) {
       uint64_t count;
       // The poll does not clear the eventfd: read it, or the next poll fires at once.
       [[maybe_unused]] ssize_t n = read(fd, &count, sizeof(count));
-      on_call_event(*qp);
+      transport_->rearm_interrupt(queues.front()->index);
+      for (Queue* qp : queues) on_call_event(*qp);
     });
   }
-  if (transport_->liveness_fd() >= 0) {
-    reactor_->watch(transport_->liveness_fd(), POLLRDHUP,
+  if (const auto live = transport_->liveness(); live.fd >= 0) {
+    reactor_->watch(live.fd, live.events,
                     [this](int) { fail_all(std::make_error_code(std::errc::not_connected)); },
                     /*once=*/true);
   }
@@ -179,8 +184,7 @@ void Session::build_queues(uint64_t device_features) {
   const size_t per_queue = ring_bytes + slots * slot_bytes +
                            options_.chunks_per_queue * options_.chunk_bytes + 4096;
   const size_t staging = (options_.staging_bytes + 4095) & ~size_t{4095};
-  memory_ = std::make_unique<DmaRegion>(per_queue * nqueues + staging + 4096, kDeviceBase,
-                                        "virtiofs-rings");
+  memory_ = transport_->allocate_memory(per_queue * nqueues + staging + 4096, "virtiofs-rings");
   if (staging) staging_ = std::span(memory_->carve(staging, 4096), staging);
 
   for (unsigned qi = 0; qi < nqueues; ++qi) {
@@ -229,11 +233,11 @@ Session::Queue& Session::pick_queue() {
 bool Session::stage_raw(Slot& slot, const RawMessage& raw, std::span<virtio::Segment> segs,
                         unsigned& n) {
   for (const DeviceBuffer& b : raw.in) {
-    if (!memory_->contains(b.data, b.len) || b.len == 0) return false;
+    if (!memory_->contiguous(b.data, b.len) || b.len == 0) return false;
     segs[n++] = {memory_->device_addr(b.data), b.len, false};
   }
   for (const DeviceBuffer& b : raw.out) {
-    if (!memory_->contains(b.data, b.len) || b.len == 0) return false;
+    if (!memory_->contiguous(b.data, b.len) || b.len == 0) return false;
     segs[n++] = {memory_->device_addr(b.data), b.len, true};
     slot.out_pieces[slot.out_piece_count++] = Piece{b.data, b.len};
   }

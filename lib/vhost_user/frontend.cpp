@@ -97,6 +97,12 @@ virtio::DeviceConfig Frontend::read_config() {
   return config;
 }
 
+std::unique_ptr<virtio::DmaRegion> Frontend::allocate_memory(size_t bytes, const std::string& name) {
+  // The backend maps the memfd and translates this "guest physical" base to its own mapping.
+  constexpr uint64_t kGuestBase = 0x40000000;
+  return std::make_unique<virtio::DmaRegion>(bytes, kGuestBase, name);
+}
+
 void Frontend::register_memory(const virtio::DmaRegion& region) {
   MemTable table{};
   table.nregions = 1;

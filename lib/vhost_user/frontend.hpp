@@ -2,6 +2,8 @@
 // Implements the Transport seam over a Channel, shared memfd memory and eventfds.
 #pragma once
 
+#include <poll.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -23,12 +25,13 @@ class Frontend final : public virtio::Transport {
   void set_driver_features(uint64_t features) override;
   std::optional<unsigned> max_queues() override { return queue_num_; }
   virtio::DeviceConfig read_config() override;
+  std::unique_ptr<virtio::DmaRegion> allocate_memory(size_t bytes, const std::string& name) override;
   void register_memory(const virtio::DmaRegion& region) override;
   void setup_queue(const virtio::QueueSetup& queue) override;
   void start() override;
   int call_fd(unsigned index) const override;
   void notify(unsigned index) override;
-  int liveness_fd() const override { return channel_.fd(); }
+  LivenessWatch liveness() const override { return {channel_.fd(), POLLRDHUP}; }
   void stop() override;
 
   uint64_t protocol_features() const { return protocol_features_; }

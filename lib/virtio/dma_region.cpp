@@ -14,10 +14,13 @@ constexpr size_t kPage = 4096;
 [[noreturn]] void fail(const char* what) { throw std::system_error(errno, std::system_category(), what); }
 }  // namespace
 
-DmaRegion::DmaRegion(size_t bytes, uint64_t device_base, const std::string& name)
-    : size_((bytes + kPage - 1) & ~(kPage - 1)), device_base_(device_base) {
-  fd_ = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd_ < 0) fail("memfd_create for device memory");
+DmaRegion::DmaRegion(size_t bytes, uint64_t device_base, const std::string& name, Backing backing)
+    : device_base_(device_base) {
+  const bool huge = backing == Backing::kHugePages;
+  const size_t unit = huge ? kHugePageBytes : kPage;
+  size_ = (bytes + unit - 1) & ~(unit - 1);
+  fd_ = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING | (huge ? MFD_HUGETLB : 0));
+  if (fd_ < 0) fail(huge ? "memfd_create of hugepage memory" : "memfd_create for device memory");
   if (ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
     int e = errno;
     close(fd_);
@@ -29,9 +32,30 @@ DmaRegion::DmaRegion(size_t bytes, uint64_t device_base, const std::string& name
   if (p == MAP_FAILED) {
     int e = errno;
     close(fd_);
-    throw std::system_error(e, std::system_category(), "mapping device memory");
+    throw std::system_error(e, std::system_category(),
+                            huge ? "mapping hugepage memory (are enough hugepages free?)"
+                                 : "mapping device memory");
   }
   base_ = static_cast<std::byte*>(p);
+  // MAP_POPULATE does not fail when hugepages run out; touching them would SIGBUS later.
+  if (huge && madvise(base_, size_, MADV_POPULATE_WRITE) != 0) {
+    int e = errno;
+    munmap(base_, size_);
+    close(fd_);
+    base_ = nullptr;
+    throw std::system_error(e == EFAULT ? ENOMEM : e, std::system_category(),
+                            "not enough free hugepages for " + std::to_string(size_ >> 20) +
+                                " MiB of device memory (raise /proc/sys/vm/nr_hugepages)");
+  }
+}
+
+void DmaRegion::set_granule_addresses(size_t granule, std::vector<uint64_t> granule_addr) {
+  if (granule < kPage || (granule & (granule - 1)) || size_ % granule ||
+      granule_addr.size() != size_ / granule || used_ != 0)
+    throw std::system_error(EINVAL, std::system_category(), "device memory granules do not fit");
+  granule_ = granule;
+  granule_shift_ = static_cast<unsigned>(__builtin_ctzll(granule));
+  granule_addr_ = std::move(granule_addr);
 }
 
 DmaRegion::~DmaRegion() {
@@ -41,6 +65,10 @@ DmaRegion::~DmaRegion() {
 
 std::byte* DmaRegion::carve(size_t bytes, size_t align) {
   size_t start = (used_ + align - 1) & ~(align - 1);
+  if (!granule_addr_.empty() && bytes > 0) {
+    const bool crosses = start / granule_ != (start + bytes - 1) / granule_;
+    if (crosses || bytes > granule_) start = (start + granule_ - 1) & ~(granule_ - 1);
+  }
   if (start > size_ || bytes > size_ - start)
     throw std::system_error(ENOMEM, std::system_category(), "device memory region too small");
   used_ = start + bytes;

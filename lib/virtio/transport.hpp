@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -32,17 +33,27 @@ class Transport {
   // Total virtqueues the device has (hiprio + request queues), when the transport can tell.
   virtual std::optional<unsigned> max_queues() = 0;
   virtual DeviceConfig read_config() = 0;
+  // Memory of at least `bytes` the device can reach, translated the way this transport needs
+  // (called after set_driver_features, which may decide the addressing mode).
+  virtual std::unique_ptr<DmaRegion> allocate_memory(size_t bytes, const std::string& name) = 0;
   virtual void register_memory(const DmaRegion& region) = 0;
   // Sets up and enables one queue. Returns nothing; call_fd() gives its completion eventfd.
   virtual void setup_queue(const QueueSetup& queue) = 0;
   // All queues set up: the device may start processing.
   virtual void start() = 0;
-  // Eventfd signalled when queue `index` has used buffers (interrupts enabled).
+  // Eventfd signalled when queue `index` has used buffers (interrupts enabled). Queues may share
+  // one fd when the device has fewer interrupt vectors than queues.
   virtual int call_fd(unsigned index) const = 0;
+  // After the call fd fired and was read: re-enables a level-triggered interrupt (INTx).
+  virtual void rearm_interrupt(unsigned /*index*/) {}
   // Tells the device queue `index` has new available buffers. Safe from any thread.
   virtual void notify(unsigned index) = 0;
-  // An fd that reports POLLHUP/POLLIN when the device is lost (-1 if none).
-  virtual int liveness_fd() const = 0;
+  // An fd that reports `events` (e.g. POLLRDHUP, POLLIN) when the device is lost (fd -1: none).
+  struct LivenessWatch {
+    int fd = -1;
+    short events = 0;
+  };
+  virtual LivenessWatch liveness() const = 0;
   // Stops the device's queues; safe to call once after a loss too.
   virtual void stop() = 0;
 };

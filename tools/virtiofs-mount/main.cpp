@@ -18,11 +18,12 @@
 
 #include "backend.hpp"
 #include "daemon.hpp"
-#include "device_search.hpp"
 #include "fs/session.hpp"
 #include "mount/bridge.hpp"
 #include "mount/kernel_mount.hpp"
 #include "options.hpp"
+#include "vfio/discovery.hpp"
+#include "vfio/vfio_transport.hpp"
 #include "vhost_user/frontend.hpp"
 
 using namespace virtiofs;
@@ -84,14 +85,18 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
   so.staging_bytes = mount::Bridge::staging_bytes(so, bo);
 
   std::unique_ptr<fs::Session> session;
+  const std::string device = o.pci_device.empty() ? "vhost-user backend at " + socket
+                                                  : "VFIO device " + o.pci_device;
   try {
-    auto transport = std::make_unique<vhost_user::Frontend>(socket);
+    std::unique_ptr<virtio::Transport> transport;
+    if (!o.pci_device.empty()) transport = std::make_unique<vfio::VfioTransport>(o.pci_device);
+    else transport = std::make_unique<vhost_user::Frontend>(socket);
     auto config = transport->read_config();
     if (config.tag && *config.tag != o.tag)
       throw std::runtime_error("the device's tag is '" + *config.tag + "', not '" + o.tag + "'");
     session = std::make_unique<fs::Session>(std::move(transport), so);
   } catch (const std::exception& e) {
-    return daemon.failed(connect_error("no usable vhost-user backend at " + socket + ": " + e.what()));
+    return daemon.failed(connect_error("no usable " + device + ": " + e.what()));
   }
   int lost_fd = eventfd(0, EFD_CLOEXEC);
   std::atomic<int> lost_errno{0};
@@ -161,7 +166,8 @@ int main(int argc, char** argv) {
   std::optional<mount::KernelMount> kernel;
   try {
     kernel.emplace(o.fuse);  // refuses unknown options before anything starts
-    if (o.socket.empty() && o.share.empty()) throw UsageError(vfio_device_not_found(o.tag));
+    // Neither socket= nor share=: the VFIO-bound PCI device with this tag (inside a VM).
+    if (o.socket.empty() && o.share.empty()) o.pci_device = vfio::find_vfio_fs_device(o.tag);
   } catch (const std::exception& e) {
     return fail(e.what());
   }

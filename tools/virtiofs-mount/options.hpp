@@ -21,6 +21,7 @@ struct Options {
   std::string mountpoint;  // absolute
   std::string socket;      // -o socket=PATH: a vhost-user backend
   std::string share;       // -o share=DIR: start virtiofsd on DIR
+  std::string pci_device;  // neither: the vfio-pci-bound device with the tag
   unsigned queue_size = 128;
   unsigned num_queues = 1;
   unsigned readers = 2;  // max_threads=N, 1 with -s

@@ -1,5 +1,6 @@
 // virtiofs: a command-line client of a virtio-fs device, built on the public API only.
-//   virtiofs --socket PATH [--tag TAG] ls|cat|put|stat|rm|mkdir|rmdir|mv ...
+//   virtiofs --socket PATH | --device PCI|--tag TAG  ls|cat|put|stat|rm|mkdir|rmdir|mv ...
+//   virtiofs probe | bind DEVICE | unbind DEVICE   (virtio-fs PCI devices, inside a VM)
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -13,11 +14,14 @@
 
 #include "bench.hpp"
 #include "virtiofs/client.hpp"
+#include "virtiofs/devices.hpp"
 
 namespace {
 
 const char* kUsage =
     "usage: virtiofs --socket PATH [--tag TAG] COMMAND [ARGS]\n"
+    "       virtiofs [--device PCI_ADDR] --tag TAG COMMAND [ARGS]   (VFIO, inside a VM)\n"
+    "       virtiofs probe | bind PCI_ADDR|TAG | unbind PCI_ADDR|TAG\n"
     "commands:\n"
     "  ls [DIR]              list a directory\n"
     "  cat FILE              print a file\n"
@@ -120,6 +124,35 @@ int run(virtiofs::Client& fs, const std::string& cmd, const std::vector<std::str
   return 2;
 }
 
+// Lists virtio-fs PCI devices: address, driver, tag, request queues.
+int probe() {
+  const auto devices = virtiofs::list_pci_fs_devices();
+  if (devices.empty()) {
+    std::cout << "no virtio-fs PCI devices\n";
+    return 0;
+  }
+  std::printf("%-14s %-10s %-6s %-37s %s\n", "ADDRESS", "DRIVER", "GROUP", "TAG", "QUEUES");
+  for (const auto& d : devices) {
+    const std::string tag = d.tag.empty() ? "? (" + d.unreadable + ")" : d.tag;
+    std::printf("%-14s %-10s %-6s %-37s %s\n", d.address.c_str(),
+                d.driver.empty() ? "-" : d.driver.c_str(),
+                d.iommu_group < 0 ? "-" : std::to_string(d.iommu_group).c_str(), tag.c_str(),
+                d.tag.empty() ? "?" : std::to_string(d.request_queues).c_str());
+  }
+  return 0;
+}
+
+int device_command(const std::string& cmd, const std::vector<std::string>& args) {
+  if (cmd == "probe") {
+    if (!args.empty()) return std::cerr << kUsage, 2;
+    return probe();
+  }
+  if (args.size() != 1) return std::cerr << kUsage, 2;
+  const std::string address = cmd == "bind" ? virtiofs::bind_to_vfio(args[0]) : virtiofs::unbind_from_vfio(args[0]);
+  std::cout << address << (cmd == "bind" ? " bound to vfio-pci\n" : " given back to the kernel\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -127,9 +160,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if ((a == "--socket" || a == "--tag" || a == "--queue-size") && i + 1 < argc) {
+    if ((a == "--socket" || a == "--device" || a == "--tag" || a == "--queue-size") && i + 1 < argc) {
       std::string v = argv[++i];
       if (a == "--socket") options.socket_path = v;
+      if (a == "--device") options.pci_device = v;
       if (a == "--tag") options.tag = v;
       if (a == "--queue-size") {
         char* end = nullptr;
@@ -150,11 +184,21 @@ int main(int argc, char** argv) {
       rest.push_back(a);
     }
   }
-  if (options.socket_path.empty() || rest.empty()) {
+  if (rest.empty()) {
     std::cerr << kUsage;
     return 2;
   }
   try {
+    if (rest[0] == "probe" || rest[0] == "bind" || rest[0] == "unbind")
+      return device_command(rest[0], {rest.begin() + 1, rest.end()});
+    // No socket: the VFIO-bound device with the tag (inside a VM).
+    if (options.socket_path.empty() && options.pci_device.empty()) {
+      if (options.tag.empty()) {
+        std::cerr << kUsage;
+        return 2;
+      }
+      options.pci_device = virtiofs::find_vfio_fs_device(options.tag);
+    }
     auto fs = virtiofs::Client::connect(options);
     const std::string cmd = rest[0];
     rest.erase(rest.begin());

@@ -1,0 +1,179 @@
+#include "vfio/vfio_transport.hpp"
+
+#include <poll.h>
+
+#include <atomic>
+#include <cstring>
+#include <system_error>
+
+#include "vfio/physical_memory.hpp"
+#include "virtio/features.hpp"
+
+namespace virtiofs::vfio {
+
+namespace {
+
+[[noreturn]] void fail(int err, const std::string& what) {
+  throw std::system_error(err, std::system_category(), what);
+}
+
+std::string hex(unsigned v) {
+  char buf[8];
+  snprintf(buf, sizeof(buf), "%04x", v);
+  return buf;
+}
+
+// An IOVA away from 0 so a stray null-based DMA faults instead of hitting our memory.
+constexpr uint64_t kIovaFloor = uint64_t{1} << 32;
+
+}  // namespace
+
+VfioTransport::VfioTransport(const std::string& pci_address, uint16_t expected_device) {
+  const PciDevice dev = pci_device(pci_address);
+  address_ = dev.address;
+  if (dev.vendor != kVirtioVendor || dev.device != expected_device)
+    fail(ENODEV, "device " + address_ + " is " + hex(dev.vendor) + ":" + hex(dev.device) + ", not " +
+                     hex(kVirtioVendor) + ":" + hex(expected_device));
+  container_ = std::make_unique<Container>(address_);
+  pci_ = std::make_unique<PciFunction>(*container_, address_);
+  pci_->enable_bus_master();
+  virtio_ = std::make_unique<VirtioPci>(*pci_);
+  // vfio-pci cannot reset this device (no FLR): reset it through virtio (§3.1.1).
+  virtio_->reset();
+  virtio_->add_status(status::kAcknowledge | status::kDriver);
+  offered_ = virtio_->device_features();
+  if (!(offered_ & virtio::feature::kVersion1))
+    fail(ENOTSUP, "device " + address_ + " does not offer VIRTIO_F_VERSION_1");
+}
+
+VfioTransport::~VfioTransport() {
+  try {
+    stop();
+  } catch (...) {
+    // A lost device cannot be reset; closing VFIO stops it either way.
+  }
+}
+
+uint64_t VfioTransport::device_features() {
+  // ACCESS_PLATFORM is the transport's business (it decides the addressing), not the driver's.
+  return offered_ & ~virtio::feature::kAccessPlatform;
+}
+
+void VfioTransport::set_driver_features(uint64_t features) {
+  if (features & ~device_features()) fail(EINVAL, "driver features not offered by the device");
+  const bool platform = offered_ & virtio::feature::kAccessPlatform;
+  addressing_ = platform ? Addressing::kIova : Addressing::kPhysical;
+  virtio_->set_driver_features(features | (platform ? virtio::feature::kAccessPlatform : 0));
+}
+
+std::optional<unsigned> VfioTransport::max_queues() { return virtio_->num_queues(); }
+
+virtio::DeviceConfig VfioTransport::read_config() {
+  virtio::DeviceConfig config;
+  if (virtio_->device_config_size() < offsetof(virtio::FsConfig, notify_buf_size)) return config;
+  char tag[virtio::kTagSize];
+  virtio_->read_device_config(0, std::as_writable_bytes(std::span(tag)));
+  config.tag = std::string(tag, strnlen(tag, sizeof(tag)));
+  config.num_request_queues = virtio_->device_config32(offsetof(virtio::FsConfig, num_request_queues));
+  return config;
+}
+
+std::unique_ptr<virtio::DmaRegion> VfioTransport::allocate_memory(size_t bytes, const std::string& name) {
+  using virtio::DmaRegion;
+  if (addressing_ == Addressing::kUndecided) fail(EINVAL, "allocate_memory before set_driver_features");
+  if (addressing_ == Addressing::kIova) {
+    const size_t size = (bytes + 4095) & ~size_t{4095};
+    const uint64_t iova = container_->find_iova(size, DmaRegion::kHugePageBytes, kIovaFloor);
+    auto region = std::make_unique<DmaRegion>(size, iova, name);
+    container_->map_dma(region->base(), iova, region->size());
+    return region;
+  }
+  // Physical addresses: hugepages are contiguous 2 MiB runs. carve() may skip to a granule
+  // boundary for each piece, wasting less than the piece: twice the size always suffices.
+  auto region = std::make_unique<DmaRegion>(2 * bytes + DmaRegion::kHugePageBytes, 0, name,
+                                            virtio::Backing::kHugePages);
+  auto granules = physical_granules(region->base(), region->size(), DmaRegion::kHugePageBytes);
+  for (size_t i = 0; i < granules.size(); ++i) {
+    // 1:1, for platforms where the device's DMA does go through the IOMMU.
+    if (container_->iova_valid(granules[i], DmaRegion::kHugePageBytes))
+      container_->map_dma(region->base() + i * DmaRegion::kHugePageBytes, granules[i],
+                          DmaRegion::kHugePageBytes);
+  }
+  region->set_granule_addresses(DmaRegion::kHugePageBytes, std::move(granules));
+  return region;
+}
+
+void VfioTransport::register_memory(const virtio::DmaRegion&) {
+  // Mapped when allocated: nothing to tell the device.
+}
+
+void VfioTransport::enable_interrupts() {
+  const unsigned queues = virtio_->num_queues();
+  vectors_ = pci_->enable_interrupts(queues + 1);
+  call_fds_.assign(queues, vectors_.front());
+  if (pci_->irq_mode() != IrqMode::kMsix) {
+    virtio_->set_config_vector(kNoVector);
+    return;
+  }
+  // Vector 0 for config changes, vector q+1 for queue q; with fewer vectors, all share vector 0.
+  const bool dedicated = vectors_.size() >= queues + 1u;
+  if (!virtio_->set_config_vector(0)) fail(EIO, "device refused its config MSI-X vector");
+  for (unsigned q = 0; q < queues; ++q) {
+    const uint16_t v = dedicated ? static_cast<uint16_t>(q + 1) : 0;
+    if (!virtio_->set_queue_vector(static_cast<uint16_t>(q), v)) {
+      if (!virtio_->set_queue_vector(static_cast<uint16_t>(q), 0))
+        fail(EIO, "device refused MSI-X vectors for queue " + std::to_string(q));
+      call_fds_[q] = vectors_[0];
+      continue;
+    }
+    call_fds_[q] = vectors_[v];
+  }
+}
+
+void VfioTransport::setup_queue(const virtio::QueueSetup& q) {
+  if (call_fds_.empty()) enable_interrupts();
+  if (q.index >= virtio_->num_queues())
+    fail(EINVAL, "queue " + std::to_string(q.index) + " beyond the device's " +
+                     std::to_string(virtio_->num_queues()) + " queues");
+  const uint16_t index = static_cast<uint16_t>(q.index);
+  const uint16_t max = virtio_->queue_max_size(index);
+  if (max == 0) fail(ENODEV, "queue " + std::to_string(q.index) + " is not available");
+  if (q.size > max)
+    fail(EINVAL, "queue size " + std::to_string(q.size) + " above the device's maximum " + std::to_string(max));
+  virtio_->setup_queue(index, q.size, q.memory.desc_addr, q.memory.avail_addr, q.memory.used_addr);
+  if (notify_.size() <= q.index) notify_.resize(q.index + 1, nullptr);
+  notify_[q.index] = virtio_->notify_address(index);
+}
+
+void VfioTransport::start() {
+  request_fd_ = pci_->request_fd();
+  virtio_->add_status(status::kDriverOk);
+  if (virtio_->status() & (status::kNeedsReset | status::kFailed))
+    fail(EIO, "device " + address_ + " failed to start (status " + std::to_string(virtio_->status()) + ")");
+}
+
+int VfioTransport::call_fd(unsigned index) const { return call_fds_.at(index); }
+
+void VfioTransport::rearm_interrupt(unsigned) {
+  if (pci_->irq_mode() != IrqMode::kIntx) return;
+  // INTx: reading the ISR lowers the line; VFIO masked it when it fired.
+  virtio_->read_isr();
+  pci_->unmask_intx();
+}
+
+void VfioTransport::notify(unsigned index) {
+  // The ring published avail->idx with a full fence in kick_prepare; this store follows it.
+  *notify_[index] = virtio::byteswap_if_big(static_cast<uint16_t>(index));
+}
+
+virtio::Transport::LivenessWatch VfioTransport::liveness() const { return {request_fd_, POLLIN}; }
+
+void VfioTransport::stop() {
+  if (stopped_ || !virtio_) return;
+  stopped_ = true;
+  // A removed device reads all ones: nothing left to reset.
+  if (virtio_->status() == 0xff) return;
+  virtio_->reset();
+}
+
+}  // namespace virtiofs::vfio
