@@ -1,8 +1,6 @@
 #include "vfio/discovery.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,54 +30,54 @@ class Fd {
   int fd_;
 };
 
-// Reads the virtio-fs config of the device in `dir` through sysfs.
+// Reads `out.size()` bytes (a multiple of 4) of BAR contents through the virtio PCI configuration
+// access window in config space: no MMIO mapping, so it works whichever driver holds the device.
+bool read_through_window(int config_fd, uint8_t window, uint8_t bar, uint32_t offset,
+                         std::span<std::byte> out) {
+  for (size_t i = 0; i < out.size(); i += 4) {
+    const uint8_t bar_and_len[] = {bar};
+    const uint32_t length = virtio::byteswap_if_big(uint32_t{4});
+    const uint32_t at = virtio::byteswap_if_big(static_cast<uint32_t>(offset + i));
+    if (pwrite(config_fd, bar_and_len, 1, window + 4) != 1 ||
+        pwrite(config_fd, &at, 4, window + 8) != 4 || pwrite(config_fd, &length, 4, window + 12) != 4 ||
+        pread(config_fd, out.data() + i, 4, window + 16) != 4)
+      return false;
+  }
+  return true;
+}
+
+// Reads the virtio-fs config of the device in `dir` through sysfs (root only).
 void read_tag(const std::string& dir, FsDeviceInfo& info) {
-  Fd config(open((dir + "/config").c_str(), O_RDONLY | O_CLOEXEC));
+  Fd config(open((dir + "/config").c_str(), O_RDWR | O_CLOEXEC));
   if (config.get() < 0) {
-    info.unreadable = std::strerror(errno);
+    info.unreadable = errno == EACCES ? "needs root" : std::strerror(errno);
     return;
   }
   VirtioPciLayout layout;
   try {
     layout = parse_virtio_caps([&](uint32_t off, std::span<std::byte> out) {
-      // Without root, sysfs shows only the first 64 bytes: the capabilities read as zeros.
       if (pread(config.get(), out.data(), out.size(), off) != static_cast<ssize_t>(out.size()))
-        fail(EACCES, "config space");
+        fail(EIO, "config space");
     });
   } catch (const std::system_error& e) {
-    info.unreadable = e.code() == std::errc::permission_denied ? "needs root" : e.what();
+    info.unreadable = e.what();
     return;
   }
-  if (!layout.device || layout.device->length < sizeof(virtio::FsConfig)) {
-    info.unreadable = getuid() == 0 ? "no virtio-fs config" : "needs root";
+  if (!layout.device || layout.device->length < sizeof(virtio::FsConfig) || !layout.pci_cfg_window) {
+    info.unreadable = "no virtio-fs config";
     return;
   }
-  const std::string resource = dir + "/resource" + std::to_string(layout.device->bar);
-  Fd bar(open(resource.c_str(), O_RDONLY | O_CLOEXEC));
-  struct stat st {};
-  if (bar.get() < 0 || fstat(bar.get(), &st) != 0) {
-    info.unreadable = errno == EACCES ? "needs root" : std::strerror(errno);
-    return;
-  }
-  const size_t page = 4096;
-  const size_t start = layout.device->offset & ~(page - 1);
-  const size_t len = layout.device->offset - start + sizeof(virtio::FsConfig);
-  if (layout.device->offset + sizeof(virtio::FsConfig) > static_cast<size_t>(st.st_size)) {
-    info.unreadable = "device config outside its BAR";
-    return;
-  }
-  void* p = mmap(nullptr, len, PROT_READ, MAP_SHARED, bar.get(), static_cast<off_t>(start));
-  if (p == MAP_FAILED) {
+  alignas(4) std::byte raw[40];  // tag[36] and num_request_queues
+  if (!read_through_window(config.get(), *layout.pci_cfg_window, layout.device->bar,
+                           layout.device->offset, raw)) {
     info.unreadable = std::strerror(errno);
     return;
   }
-  auto* base = static_cast<volatile std::byte*>(p) + (layout.device->offset - start);
-  char tag[virtio::kTagSize];
-  for (size_t i = 0; i < sizeof(tag); ++i) tag[i] = static_cast<char>(base[i]);
-  info.tag = std::string(tag, strnlen(tag, sizeof(tag)));
-  uint32_t queues = *reinterpret_cast<volatile uint32_t*>(base + offsetof(virtio::FsConfig, num_request_queues));
+  const char* tag = reinterpret_cast<const char*>(raw);
+  info.tag = std::string(tag, strnlen(tag, virtio::kTagSize));
+  uint32_t queues;
+  std::memcpy(&queues, raw + virtio::kTagSize, 4);
   info.request_queues = virtio::byteswap_if_big(queues);
-  munmap(p, len);
 }
 
 std::string tags_present(const std::vector<FsDeviceInfo>& devices) {

@@ -1,6 +1,6 @@
 // Finding virtio-fs PCI devices and their tags without taking them: the config space through
-// sysfs, and the device config read from the BAR's sysfs resource file (root only). Works whatever
-// driver holds the device (virtio-pci, vfio-pci, none).
+// sysfs, and the device config read through the virtio PCI configuration access window (root
+// only). Works whatever driver holds the device (virtio-pci, vfio-pci, none).
 #pragma once
 
 #include <cstdint>

@@ -40,7 +40,8 @@ constexpr uint32_t kSize = 56;
 }  // namespace common
 
 // virtio_pci_cap cfg_type values.
-constexpr uint8_t kCapCommon = 1, kCapNotify = 2, kCapIsr = 3, kCapDevice = 4, kCapSharedMemory = 8;
+constexpr uint8_t kCapCommon = 1, kCapNotify = 2, kCapIsr = 3, kCapDevice = 4, kCapPciCfg = 5,
+                  kCapSharedMemory = 8;
 constexpr uint8_t kCapVendor = 0x09;
 
 // MMIO accesses of the exact width, little-endian as virtio-pci is.
@@ -96,6 +97,9 @@ VirtioPciLayout parse_virtio_caps(const ConfigReader& read) {
           break;
         case kCapDevice:
           if (valid_bar && !layout.device) layout.device = c;
+          break;
+        case kCapPciCfg:
+          if (!layout.pci_cfg_window && len >= 20) layout.pci_cfg_window = ptr;
           break;
         case kCapSharedMemory:
           if (valid_bar && !layout.shared_memory) layout.shared_memory = c;

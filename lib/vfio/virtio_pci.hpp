@@ -22,6 +22,9 @@ struct VirtioCap {
 struct VirtioPciLayout {
   std::optional<VirtioCap> common, notify, isr, device, shared_memory;
   uint32_t notify_multiplier = 0;
+  // Config-space offset of the PCI configuration access window (VIRTIO_PCI_CAP_PCI_CFG), which
+  // reaches BAR contents through config space alone.
+  std::optional<uint8_t> pci_cfg_window;
 };
 
 // Walks the PCI capability list through `read` (offset, bytes) and collects the virtio ones.

@@ -1,9 +1,15 @@
 // A real virtiofsd on a temporary directory, a Client connected to it, and helpers that check
 // results on the host directory itself with ordinary syscalls.
+//
+// In the VM rig (tests/vm) the same tests run against the VFIO-owned virtio-fs device instead:
+// VIRTIOFS_TEST_PCI_DEVICE names it and VIRTIOFS_TEST_HOST_VIEW is the guest kernel's cache=none
+// view of the host directory that device serves (emptied before each test).
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -14,12 +20,38 @@
 
 namespace virtiofs::test {
 
+// Where the device's files are seen directly: a fresh temporary directory, or the VM rig's view.
+class ShareView {
+ public:
+  ShareView() {
+    if (const char* view = std::getenv("VIRTIOFS_TEST_HOST_VIEW")) {
+      path_ = view;
+      for (const auto& e : std::filesystem::directory_iterator(path_)) std::filesystem::remove_all(e.path());
+    } else {
+      temp_ = std::make_unique<TempDir>();
+      path_ = temp_->path();
+    }
+  }
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+
+ private:
+  std::unique_ptr<TempDir> temp_;
+  std::string path_;
+};
+
+inline const char* vfio_test_device() { return std::getenv("VIRTIOFS_TEST_PCI_DEVICE"); }
+
 class VirtiofsdTest : public ::testing::Test {
  protected:
   void SetUp() override { start(); }
   void start(Options options = {}, std::vector<std::string> backend_options = {"-o", "xattr"}) {
-    backend = std::make_unique<Virtiofsd>(share.path(), backend_options);
-    options.socket_path = backend->socket_path();
+    if (const char* device = vfio_test_device()) {
+      options.pci_device = device;
+    } else {
+      backend = std::make_unique<Virtiofsd>(share.path(), backend_options);
+      options.socket_path = backend->socket_path();
+    }
     client = Client::connect(options);
   }
   void TearDown() override {
@@ -44,8 +76,8 @@ class VirtiofsdTest : public ::testing::Test {
     return s;
   }
 
-  TempDir share;
-  std::unique_ptr<Virtiofsd> backend;
+  ShareView share;
+  std::unique_ptr<Virtiofsd> backend;  // null in the VM rig
   std::unique_ptr<Client> client;
 };
 

@@ -1,0 +1,102 @@
+#!/bin/busybox sh
+# PID 1 of the VM rig's guest (see run.sh). Loads the drivers, binds the virtio-fs device and the
+# IOMMU-honouring rng to vfio-pci, runs the tests and the side-by-side workload, and powers off.
+# Lines starting "vm: " are read by run.sh.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+log() { echo "vm: $*"; }
+failed=0
+step() {
+  name=$1
+  shift
+  if "$@"; then log "PASS $name"; else log "FAIL $name"; failed=1; fi
+}
+finish() {
+  [ "$failed" = 0 ] && log "RESULT PASS" || log "RESULT FAIL"
+  sync
+  poweroff -f
+}
+
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci fuse virtiofs \
+         irqbypass vfio vfio_iommu_type1 vfio_virqfd vfio-pci-core vfio-pci; do
+  insmod "/lib/modules/$m.ko" 2>/dev/null
+done
+log "booted in $(cut -d' ' -f1 /proc/uptime) s"
+# The physical-address path needs hugepages for device memory.
+echo 128 > /proc/sys/vm/nr_hugepages
+
+virtiofs probe
+fs=$(virtiofs probe | awk '$4 == "vmfs" { print $1 }')
+view=$(virtiofs probe | awk '$4 == "hostview" { print $1 }')
+rng=
+for d in /sys/bus/pci/devices/*; do
+  [ "$(cat "$d/vendor")" = 0x1af4 ] && [ "$(cat "$d/device")" = 0x1044 ] && rng=${d##*/}
+done
+if [ -z "$fs" ] || [ -z "$view" ]; then
+  log "virtio-fs devices not found"
+  failed=1
+  finish
+fi
+mkdir -p /host /mnt/vfio /mnt/kernel
+# The host directory as the guest kernel sees it (cache=none): where results are checked.
+step "kernel mount of the host view" mount -t virtiofs hostview /host
+step "virtiofs bind vmfs" virtiofs bind vmfs
+if [ -n "$rng" ]; then
+  echo vfio-pci > "/sys/bus/pci/devices/$rng/driver_override"
+  [ -e "/sys/bus/pci/devices/$rng/driver" ] && echo "$rng" > "/sys/bus/pci/devices/$rng/driver/unbind"
+  echo "$rng" > /sys/bus/pci/drivers_probe
+fi
+virtiofs probe
+
+export VIRTIOFS_TEST_PCI_DEVICE=$fs VIRTIOFS_TEST_OTHER_FS=$view VIRTIOFS_TEST_RNG_DEVICE=$rng \
+       VIRTIOFS_TEST_MOUNT_TOOL=/bin/virtiofs-mount
+step "vm_tests" vm_tests
+VIRTIOFS_TEST_HOST_VIEW=/host step "integration tests over VFIO" \
+  integration_tests --gtest_filter='ClientTest.*:SmallRingTest.*'
+unset VIRTIOFS_TEST_PCI_DEVICE
+
+# The library API on the device (GETATTR round trips, 1 MiB read/write).
+log "library bench:"
+virtiofs --tag vmfs bench 2 | sed 's/^/vm: lib /'
+
+# virtiofs-mount over VFIO: read, write, rename, readdir, checked in the host view (and by run.sh
+# on the host directory itself after the guest stops).
+rig_workload() {
+  m=$1
+  mkdir -p "$m/rig/dir" || return 1
+  echo "written through virtiofs-mount over VFIO" > "$m/rig/hello.txt" || return 1
+  dd if=/dev/urandom of=/tmp/random.bin bs=1024 count=4096 2>/dev/null
+  cp /tmp/random.bin "$m/rig/random.bin" || return 1
+  cmp /tmp/random.bin "$m/rig/random.bin" || return 1
+  cmp /tmp/random.bin /host/rig/random.bin || return 1
+  i=0
+  while [ $i -lt 200 ]; do echo $i > "$m/rig/dir/f$i"; i=$((i + 1)); done
+  [ "$(ls "$m/rig/dir" | wc -l)" = 200 ] || return 1
+  [ "$(ls /host/rig/dir | wc -l)" = 200 ] || return 1
+  mv "$m/rig/dir/f7" "$m/rig/renamed" || return 1
+  [ -e /host/rig/renamed ] && [ ! -e /host/rig/dir/f7 ] || return 1
+  grep -q "over VFIO" /host/rig/hello.txt
+}
+if step "virtiofs-mount vmfs /mnt/vfio" virtiofs-mount vmfs /mnt/vfio; then
+  grep /mnt/vfio /proc/mounts | sed 's/^/vm: /'
+  step "read/write/rename/readdir through virtiofs-mount" rig_workload /mnt/vfio
+  mkdir -p /mnt/vfio/bench
+  log "dirbench this-driver:"
+  virtiofs-dirbench --mib 32 --files 300 this-driver=/mnt/vfio/bench | sed 's/^/vm: A /'
+  step "umount /mnt/vfio" umount /mnt/vfio
+  sleep 1
+fi
+
+# The same device and workload through the guest kernel's own driver.
+step "virtiofs unbind vmfs" virtiofs unbind vmfs
+if step "mount -t virtiofs vmfs /mnt/kernel" mount -t virtiofs vmfs /mnt/kernel; then
+  mkdir -p /mnt/kernel/bench
+  log "dirbench linux-virtiofs:"
+  virtiofs-dirbench --mib 32 --files 300 linux-virtiofs=/mnt/kernel/bench | sed 's/^/vm: B /'
+  umount /mnt/kernel
+fi
+finish

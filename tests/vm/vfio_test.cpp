@@ -1,0 +1,191 @@
+// Tests that only make sense inside the VM rig's guest (tests/vm/run.sh), as root, with:
+//   VIRTIOFS_TEST_PCI_DEVICE  the virtio-fs device under test, bound to vfio-pci
+//   VIRTIOFS_TEST_OTHER_FS    a second virtio-fs device, bound to the kernel's virtio-pci
+//   VIRTIOFS_TEST_RNG_DEVICE  a virtio-rng device with iommu_platform=on, bound to vfio-pci
+//   VIRTIOFS_TEST_MOUNT_TOOL  the virtiofs-mount binary
+// The physical-address path runs against the virtio-fs device (no ACCESS_PLATFORM); the IOVA
+// path against the rng, which honours the vIOMMU.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "vfio/vfio_transport.hpp"
+#include "virtio/features.hpp"
+#include "virtio/split_ring.hpp"
+#include "virtiofs/client.hpp"
+
+namespace virtiofs::test {
+namespace {
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// The message Client::connect throws for these options ("" if it connects).
+std::string connect_error(const Options& o) {
+  try {
+    Client::connect(o)->close();
+    return "";
+  } catch (const std::system_error& e) {
+    return e.what();
+  }
+}
+
+class VmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs_device = env("VIRTIOFS_TEST_PCI_DEVICE");
+    if (fs_device.empty()) GTEST_SKIP() << "only inside the VM rig (tests/vm/run.sh)";
+  }
+  std::string fs_device;
+};
+
+TEST_F(VmTest, PhysicalAddressPathOnTheVirtioFsDevice) {
+  vfio::VfioTransport t(fs_device);
+  EXPECT_EQ(t.device_features() & virtio::feature::kAccessPlatform, 0u);
+  t.set_driver_features(t.device_features() & virtio::kDriverFeatures);
+  EXPECT_EQ(t.addressing(), vfio::Addressing::kPhysical);
+  auto region = t.allocate_memory(1 << 20, "vm-test");
+  EXPECT_TRUE(region->per_granule());
+  // Physical addresses of a 1 GiB guest, hugepage aligned.
+  const uint64_t pa = region->device_addr(region->base());
+  EXPECT_EQ(pa % virtio::DmaRegion::kHugePageBytes, 0u);
+  EXPECT_LT(pa, uint64_t{4} << 30);
+  const auto config = t.read_config();
+  ASSERT_TRUE(config.tag.has_value());
+  EXPECT_FALSE(config.tag->empty());
+  EXPECT_GE(config.num_request_queues.value_or(0), 1u);
+  ASSERT_TRUE(t.max_queues().has_value());
+  EXPECT_GE(*t.max_queues(), 2u);
+}
+
+TEST_F(VmTest, IovaPathOnAnIommuHonouringRng) {
+  const std::string rng = env("VIRTIOFS_TEST_RNG_DEVICE");
+  if (rng.empty()) GTEST_SKIP() << "no virtio-rng device in this rig";
+  vfio::VfioTransport t(rng, 0x1044);
+  t.set_driver_features(t.device_features() & virtio::kDriverFeatures);
+  ASSERT_EQ(t.addressing(), vfio::Addressing::kIova);
+  auto region = t.allocate_memory(64 << 10, "rng");
+  EXPECT_FALSE(region->per_granule());
+  EXPECT_GE(region->device_base(), uint64_t{1} << 32);  // an IOVA of ours, not a physical address
+
+  constexpr uint16_t kSize = 8;
+  virtio::RingMemory rm;
+  rm.desc = reinterpret_cast<virtio::Desc*>(region->carve(virtio::desc_table_bytes(kSize), virtio::kDescAlign));
+  rm.avail = reinterpret_cast<virtio::AvailRing*>(region->carve(virtio::avail_ring_bytes(kSize), virtio::kAvailAlign));
+  rm.used = reinterpret_cast<virtio::UsedRing*>(region->carve(virtio::used_ring_bytes(kSize), 64));
+  rm.desc_addr = region->device_addr(rm.desc);
+  rm.avail_addr = region->device_addr(rm.avail);
+  rm.used_addr = region->device_addr(rm.used);
+  t.register_memory(*region);
+  t.setup_queue({0, kSize, rm});
+  t.start();
+  virtio::SplitRing ring(kSize, rm, false, false);
+
+  std::byte* buf = region->carve(4096, 4096);
+  std::memset(buf, 0, 4096);
+  const virtio::Segment seg{region->device_addr(buf), 64, true};
+  ASSERT_FALSE(ring.add(std::span(&seg, 1), 7, nullptr));
+  if (ring.kick_prepare()) t.notify(0);
+
+  pollfd p{t.call_fd(0), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 10000), 1) << "no interrupt from the rng within 10 s";
+  virtio::UsedElement used[1];
+  std::error_code ec;
+  ASSERT_EQ(ring.collect_used(used, ec), 1u);
+  ASSERT_FALSE(ec);
+  EXPECT_EQ(used[0].token, 7u);
+  ASSERT_GT(used[0].len, 0u);
+  ASSERT_LE(used[0].len, 64u);
+  size_t nonzero = 0;
+  for (uint32_t i = 0; i < used[0].len; ++i) nonzero += buf[i] != std::byte{0};
+  EXPECT_GT(nonzero, used[0].len / 2) << "the device wrote through the IOMMU mapping";
+}
+
+TEST_F(VmTest, NoSuchDevice) {
+  Options o;
+  o.pci_device = "0000:00:1f.7";
+  EXPECT_NE(connect_error(o).find("no PCI device 0000:00:1f.7 (virtio-fs devices: "), std::string::npos)
+      << connect_error(o);
+}
+
+TEST_F(VmTest, WrongTag) {
+  Options o;
+  o.pci_device = fs_device;
+  o.tag = "not-this-one";
+  const std::string e = connect_error(o);
+  EXPECT_NE(e.find("device tag is '"), std::string::npos) << e;
+  EXPECT_NE(e.find("not 'not-this-one'"), std::string::npos) << e;
+}
+
+TEST_F(VmTest, DeviceBoundToAnotherDriver) {
+  const std::string other = env("VIRTIOFS_TEST_OTHER_FS");
+  if (other.empty()) GTEST_SKIP();
+  Options o;
+  o.pci_device = other;
+  const std::string e = connect_error(o);
+  EXPECT_NE(e.find("is bound to virtio-pci, not vfio-pci (run: virtiofs bind " + other + ")"),
+            std::string::npos) << e;
+}
+
+TEST_F(VmTest, NotRoot) {
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(pipefd[0]);
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    Options o;
+    o.pci_device = fs_device;
+    const std::string e = connect_error(o);
+    [[maybe_unused]] ssize_t n = write(pipefd[1], e.data(), e.size());
+    _exit(0);
+  }
+  close(pipefd[1]);
+  char buf[512] = {};
+  ssize_t n = read(pipefd[0], buf, sizeof(buf) - 1);
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_GT(n, 0);
+  EXPECT_NE(std::string(buf).find("permission denied (run as root)"), std::string::npos) << buf;
+}
+
+TEST_F(VmTest, DeviceInUseNamesItsHolder) {
+  const std::string tool = env("VIRTIOFS_TEST_MOUNT_TOOL");
+  if (tool.empty()) GTEST_SKIP();
+  char dir[] = "/tmp/vm-inuse.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string tag;
+  {
+    vfio::VfioTransport probe(fs_device);
+    tag = probe.read_config().tag.value_or("");
+  }
+  ASSERT_EQ(std::system((tool + " " + tag + " " + dir).c_str()), 0);
+  Options o;
+  o.pci_device = fs_device;
+  const std::string e = connect_error(o);
+  EXPECT_NE(e.find("is in use"), std::string::npos) << e;
+  EXPECT_NE(e.find("(held by pid "), std::string::npos) << e;
+  EXPECT_NE(e.find("virtiofs-mount"), std::string::npos) << e;
+  EXPECT_EQ(umount(dir), 0);
+  // The tool exits once unmounted; the device is free again.
+  bool free_again = false;
+  for (int i = 0; i < 100 && !free_again; ++i) {
+    free_again = connect_error(o).empty();
+    if (!free_again) usleep(100000);
+  }
+  EXPECT_TRUE(free_again);
+  rmdir(dir);
+}
+
+}  // namespace
+}  // namespace virtiofs::test
