@@ -30,13 +30,8 @@ std::string holders_suffix(const std::string& path) {
 Container::Container(const std::string& pci_address) : pci_address_(pci_address) {
   const PciDevice dev = pci_device(pci_address);
   pci_address_ = dev.address;
-  if (dev.driver != "vfio-pci")
-    fail(EBUSY, "device " + dev.address + " is bound to " +
-                    (dev.driver.empty() ? std::string("no driver") : dev.driver) +
-                    ", not vfio-pci (run: virtiofs bind " + dev.address + ")");
-  if (!dev.iommu_group)
-    fail(ENODEV, "device " + dev.address +
-                     " has no IOMMU group (boot with intel_iommu=on or amd_iommu=on)");
+  if (auto problem = vfio_problem(dev, true); !problem.empty())
+    fail(dev.iommu_group ? EBUSY : ENODEV, problem);
   group_number_ = *dev.iommu_group;
 
   container_fd_ = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);

@@ -107,12 +107,20 @@ PciDevice pci_device(const std::string& address) {
   return describe(dir);
 }
 
+std::string vfio_problem(const PciDevice& d, bool must_be_bound) {
+  if (!d.iommu_group)
+    return "device " + d.address +
+           " has no IOMMU group: vfio-pci cannot take it (boot with intel_iommu=on or amd_iommu=on)";
+  if (must_be_bound && d.driver != "vfio-pci")
+    return "device " + d.address + " is bound to " + (d.driver.empty() ? std::string("no driver") : d.driver) +
+           ", not vfio-pci (run: virtiofs bind " + d.address + ")";
+  return "";
+}
+
 void bind_to_vfio(const std::string& address) {
   const PciDevice d = pci_device(address);
   if (d.driver == "vfio-pci") return;
-  if (!d.iommu_group)
-    fail(ENODEV, "device " + d.address +
-                     " has no IOMMU group: vfio-pci cannot take it (boot with intel_iommu=on)");
+  if (auto problem = vfio_problem(d, false); !problem.empty()) fail(ENODEV, problem);
   std::error_code ec;
   if (!fs::exists(sysfs_pci_root() + "/drivers/vfio-pci", ec))
     fail(ENOENT, "the vfio-pci driver is not loaded (modprobe vfio-pci)");

@@ -29,6 +29,10 @@ PciDevice pci_device(const std::string& address);
 bool looks_like_pci_address(const std::string& text);
 std::string normalize_pci_address(const std::string& text);
 
+// Why VFIO cannot serve the device (empty if it can): no IOMMU group; or, when must_be_bound,
+// a driver other than vfio-pci. One line, naming the fix.
+std::string vfio_problem(const PciDevice& d, bool must_be_bound);
+
 // Moves the device to vfio-pci (loading nothing: vfio-pci must be available) or back to the
 // driver the kernel picks. Throws with the reason (not root, no IOMMU group, no vfio-pci).
 void bind_to_vfio(const std::string& address);

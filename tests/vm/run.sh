@@ -22,8 +22,12 @@ command -v qemu-system-x86_64 >/dev/null || need "qemu-system-x86_64 missing"
 [ -x /bin/busybox ] || need "busybox-static missing"
 virtiofsd=/usr/lib/qemu/virtiofsd
 [ -x "$virtiofsd" ] || need "virtiofsd missing"
-kver=$(ls /lib/modules 2>/dev/null | sort -V | tail -1)
-[ -n "$kver" ] && [ -f "/boot/vmlinuz-$kver" ] || need "no kernel image in /boot"
+# The newest Debian kernel with its modules installed (the host may run another kernel).
+kver=
+for k in $(ls /boot 2>/dev/null | sed -n 's/^vmlinuz-//p' | sort -V); do
+  [ -d "/lib/modules/$k/kernel/drivers/vfio" ] && kver=$k
+done
+[ -n "$kver" ] || need "no kernel image with vfio modules in /boot and /lib/modules"
 
 work=$(mktemp -d /tmp/virtiofs-vm.XXXXXX)
 pids=()
@@ -102,7 +106,9 @@ status=0
 wait "$qemu" || status=$?
 elapsed=$(awk -v a="$started" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
 
-console=$work/console.log
+# The serial console ends lines with CR LF.
+console=$work/console.txt
+tr -d '\r' < "$work/console.log" > "$console"
 grep -a '^vm: ' "$console" | grep -av '^vm: [AB] \|^vm: lib ' || true
 ok=1
 grep -aq '^vm: RESULT PASS' "$console" || ok=0

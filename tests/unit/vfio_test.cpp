@@ -1,0 +1,148 @@
+// The VFIO transport's pure parts, on the host: virtio PCI capability parsing from a synthetic
+// config space (well-formed and hostile), PCI addresses, the one-line VFIO problems, and device
+// memory carved so that no piece crosses a physically discontiguous granule.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstring>
+
+#include "vfio/sysfs.hpp"
+#include "vfio/virtio_pci.hpp"
+#include "virtio/dma_region.hpp"
+
+namespace virtiofs::vfio {
+namespace {
+
+// A 256-byte config space with a capability list we write by hand.
+struct ConfigSpace {
+  std::array<uint8_t, 256> bytes{};
+  ConfigSpace() {
+    bytes[0x06] = 0x10;  // status: capability list
+  }
+  void cap(uint8_t at, uint8_t next, uint8_t type, uint8_t bar, uint32_t offset, uint32_t length,
+           uint8_t len = 16) {
+    bytes[at] = 0x09;
+    bytes[at + 1] = next;
+    bytes[at + 2] = len;
+    bytes[at + 3] = type;
+    bytes[at + 4] = bar;
+    std::memcpy(&bytes[at + 8], &offset, 4);
+    std::memcpy(&bytes[at + 12], &length, 4);
+  }
+  ConfigReader reader() const {
+    return [this](uint32_t off, std::span<std::byte> out) {
+      ASSERT_LE(off + out.size(), bytes.size());
+      std::memcpy(out.data(), &bytes[off], out.size());
+    };
+  }
+};
+
+// The layout QEMU's vhost-user-fs-pci shows (DESIGN.md §5).
+ConfigSpace qemu_like() {
+  ConfigSpace c;
+  c.bytes[0x34] = 0x40;
+  c.cap(0x40, 0x54, 1, 4, 0x0, 0x1000);
+  c.cap(0x54, 0x64, 3, 4, 0x1000, 0x1000);
+  c.cap(0x64, 0x74, 4, 4, 0x2000, 0x1000);
+  c.cap(0x74, 0x88, 2, 4, 0x3000, 0x1000, 20);
+  const uint32_t multiplier = 4;
+  std::memcpy(&c.bytes[0x74 + 16], &multiplier, 4);
+  c.cap(0x88, 0x00, 5, 0, 0, 0, 20);
+  return c;
+}
+
+TEST(VirtioCaps, ParsesTheQemuLayout) {
+  const auto c = qemu_like();
+  const VirtioPciLayout l = parse_virtio_caps(c.reader());
+  ASSERT_TRUE(l.common && l.notify && l.isr && l.device);
+  EXPECT_EQ(l.common->bar, 4);
+  EXPECT_EQ(l.isr->offset, 0x1000u);
+  EXPECT_EQ(l.device->offset, 0x2000u);
+  EXPECT_EQ(l.notify->offset, 0x3000u);
+  EXPECT_EQ(l.notify_multiplier, 4u);
+  EXPECT_EQ(l.pci_cfg_window, std::optional<uint8_t>(0x88));
+  EXPECT_FALSE(l.shared_memory);
+}
+
+TEST(VirtioCaps, FirstCapabilityOfATypeWins) {
+  auto c = qemu_like();
+  c.cap(0x88, 0xa0, 5, 0, 0, 0, 20);
+  c.cap(0xa0, 0x00, 1, 2, 0x500, 0x100);  // a second common cfg: ignored
+  EXPECT_EQ(parse_virtio_caps(c.reader()).common->bar, 4);
+}
+
+TEST(VirtioCaps, LoopsAndWildPointersAreRejected) {
+  auto loop = qemu_like();
+  loop.bytes[0x88 + 1] = 0x40;  // last cap points back at the first
+  EXPECT_THROW(parse_virtio_caps(loop.reader()), std::system_error);
+  auto wild = qemu_like();
+  wild.bytes[0x34] = 0x10;  // inside the standard header
+  EXPECT_THROW(parse_virtio_caps(wild.reader()), std::system_error);
+  auto overlong = qemu_like();
+  overlong.bytes[0x88 + 2] = 0x90;  // runs past the end of config space
+  EXPECT_THROW(parse_virtio_caps(overlong.reader()), std::system_error);
+}
+
+TEST(VirtioCaps, NoCapabilityListIsNotAVirtioDevice) {
+  ConfigSpace c;
+  c.bytes[0x06] = 0;
+  EXPECT_THROW(parse_virtio_caps(c.reader()), std::system_error);
+}
+
+TEST(VirtioCaps, BadBarNumbersAreIgnored) {
+  auto c = qemu_like();
+  c.cap(0x40, 0x54, 1, 7, 0x0, 0x1000);  // BAR 7 does not exist
+  EXPECT_FALSE(parse_virtio_caps(c.reader()).common);
+}
+
+TEST(PciAddress, Forms) {
+  EXPECT_TRUE(looks_like_pci_address("0000:00:03.0"));
+  EXPECT_TRUE(looks_like_pci_address("00:03.0"));
+  EXPECT_FALSE(looks_like_pci_address("myfs"));
+  EXPECT_FALSE(looks_like_pci_address("00:03.8"));
+  EXPECT_EQ(normalize_pci_address("00:0A.1"), "0000:00:0a.1");
+}
+
+TEST(VfioProblem, NamesTheFix) {
+  PciDevice d{"0000:00:04.0", kVirtioVendor, kVirtioFsDevice, "virtio-pci", 3};
+  EXPECT_EQ(vfio_problem(d, true),
+            "device 0000:00:04.0 is bound to virtio-pci, not vfio-pci (run: virtiofs bind 0000:00:04.0)");
+  EXPECT_EQ(vfio_problem(d, false), "");
+  d.iommu_group.reset();
+  EXPECT_NE(vfio_problem(d, false).find("has no IOMMU group"), std::string::npos);
+  EXPECT_NE(vfio_problem(d, false).find("intel_iommu=on"), std::string::npos);
+  d.driver.clear();
+  d.iommu_group = 5;
+  EXPECT_NE(vfio_problem(d, true).find("bound to no driver"), std::string::npos);
+}
+
+TEST(DmaRegionGranules, PiecesNeverCrossADiscontinuity) {
+  const size_t g = 64 << 10;  // granules of 64 KiB stand in for hugepages
+  virtio::DmaRegion r(8 * g, 0, "granules");
+  // Granules in reverse physical order, as a fresh allocation may well be.
+  std::vector<uint64_t> addr;
+  for (size_t i = 0; i < 8; ++i) addr.push_back(0x100000000ull - (i + 1) * g);
+  r.set_granule_addresses(g, addr);
+  std::byte* a = r.carve(g - 4096, 4096);
+  std::byte* b = r.carve(8192, 64);  // would cross: moves to the next granule
+  EXPECT_EQ(static_cast<size_t>(b - r.base()), g);
+  EXPECT_TRUE(r.contiguous(b, 8192));
+  EXPECT_FALSE(r.contiguous(a + g - 8192, 16384));
+  EXPECT_EQ(r.device_addr(b + 100), addr[1] + 100);
+  std::byte* big = r.carve(3 * g, 4096);  // larger than a granule: starts on a boundary
+  EXPECT_EQ(static_cast<size_t>(big - r.base()) % g, 0u);
+  EXPECT_EQ(r.device_addr(big + g + 5), addr[(big - r.base()) / g + 1] + 5);
+  EXPECT_THROW(r.carve(4 * g, 4096), std::system_error);
+}
+
+TEST(DmaRegionGranules, LinearTranslationByDefault) {
+  virtio::DmaRegion r(1 << 20, 0x40000000, "linear");
+  std::byte* p = r.carve(300000, 64);
+  EXPECT_FALSE(r.per_granule());
+  EXPECT_TRUE(r.contiguous(p, 300000));
+  EXPECT_EQ(r.device_addr(p + 7), 0x40000000u + static_cast<size_t>(p - r.base()) + 7);
+  EXPECT_THROW(r.set_granule_addresses(4096, {}), std::system_error);
+}
+
+}  // namespace
+}  // namespace virtiofs::vfio
