@@ -185,20 +185,33 @@ std::error_code Client::open_file(std::string_view path, uint32_t flags, File& o
     std::string_view name;
     if (auto ec = split_parent(path, parent, name)) return ec;
     Ref p{*this, parent};
-    Created c;
-    auto ec = create(parent.inode, name, flags, mode, c);
-    if (ec == std::errc::file_exists && !(flags & O_EXCL)) {
-      if ((ec = lookup(parent.inode, name, entry))) return ec;
-      if ((ec = open(entry.inode, flags & ~static_cast<uint32_t>(O_CREAT), of))) {
-        forget(entry.inode, 1);
+    // Like the kernel: CREATE only for a name that does not exist, and always exclusive, since
+    // virtiofsd 7.2 aborts on a non-exclusive CREATE of an existing file. Lost race: open it.
+    bool opened = false;
+    for (int attempt = 0; attempt < 2 && !opened; ++attempt) {
+      if (!(flags & O_EXCL)) {
+        auto ec = lookup(parent.inode, name, entry);
+        if (!ec) {
+          if ((ec = open(entry.inode, flags & ~static_cast<uint32_t>(O_CREAT), of))) {
+            forget(entry.inode, 1);
+            return ec;
+          }
+          opened = true;
+          break;
+        }
+        if (ec != std::errc::no_such_file_or_directory) return ec;
+      }
+      Created c;
+      auto ec = create(parent.inode, name, flags | O_EXCL, mode, c);
+      if (!ec) {
+        entry = c.entry;
+        of = c.file;
+        opened = true;
+      } else if (ec != std::errc::file_exists || (flags & O_EXCL)) {
         return ec;
       }
-    } else if (ec) {
-      return ec;
-    } else {
-      entry = c.entry;
-      of = c.file;
     }
+    if (!opened) return std::make_error_code(std::errc::file_exists);
   } else {
     if (auto ec = resolve(path, entry)) return ec;
     if (auto ec = open(entry.inode, flags, of)) {

@@ -39,6 +39,21 @@ TEST_F(ClientTest, WriteAndReadBackFromOneByteToFourMiB) {
   }
 }
 
+// O_CREAT on an existing name opens it (virtiofsd 7.2 aborts on a non-exclusive CREATE of an
+// existing file: the client must never send one); O_EXCL still refuses.
+TEST_F(ClientTest, WriteFileOverAnExistingFile) {
+  for (const std::string text : {"first version, longer", "second"}) {
+    ASSERT_FALSE(client->write_file("again.txt", bytes(text)));
+    EXPECT_EQ(read_host("again.txt"), text);
+  }
+  File f;
+  EXPECT_EQ(client->open_file("again.txt", O_WRONLY | O_CREAT | O_EXCL, f), std::errc::file_exists);
+  std::string back;
+  ASSERT_FALSE(client->read_file("again.txt", back));
+  EXPECT_EQ(back, "second");
+  EXPECT_FALSE(client->failure());
+}
+
 TEST_F(ClientTest, ReadsFilesWrittenOnTheHost) {
   const std::string data = random_bytes(3 << 20, 99);
   write_host("from-host.bin", data);

@@ -45,6 +45,9 @@ mkdir -p /host /mnt/vfio /mnt/kernel
 # The host directory as the guest kernel sees it (cache=none): where results are checked.
 step "kernel mount of the host view" mount -t virtiofs hostview /host
 step "virtiofs bind vmfs" virtiofs bind vmfs
+for tag in sharedvec intx; do step "virtiofs bind $tag" virtiofs bind $tag; done
+shared=$(virtiofs probe | awk '$4 == "sharedvec" { print $1 }')
+intx=$(virtiofs probe | awk '$4 == "intx" { print $1 }')
 if [ -n "$rng" ]; then
   echo vfio-pci > "/sys/bus/pci/devices/$rng/driver_override"
   [ -e "/sys/bus/pci/devices/$rng/driver" ] && echo "$rng" > "/sys/bus/pci/devices/$rng/driver/unbind"
@@ -53,7 +56,8 @@ fi
 virtiofs probe
 
 export VIRTIOFS_TEST_PCI_DEVICE=$fs VIRTIOFS_TEST_OTHER_FS=$view VIRTIOFS_TEST_RNG_DEVICE=$rng \
-       VIRTIOFS_TEST_MOUNT_TOOL=/bin/virtiofs-mount
+       VIRTIOFS_TEST_MOUNT_TOOL=/bin/virtiofs-mount VIRTIOFS_TEST_SHARED_VECTOR_DEVICE=$shared \
+       VIRTIOFS_TEST_INTX_DEVICE=$intx
 step "vm_tests" vm_tests
 VIRTIOFS_TEST_HOST_VIEW=/host step "integration tests over VFIO" \
   integration_tests --gtest_filter='ClientTest.*:SmallRingTest.*'

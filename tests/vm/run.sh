@@ -81,8 +81,15 @@ pids+=($!)
 "$virtiofsd" --socket-path="$work/view.sock" -o source="$share" -o cache=none -o xattr \
   -o log_level=warn 2> "$work/virtiofsd-view.log" &
 pids+=($!)
+# Two more devices on the same directory for the interrupt fallbacks: one MSI-X vector shared
+# by config and both queues, and no MSI-X at all (INTx).
+for dev in shared intx; do
+  "$virtiofsd" --socket-path="$work/$dev.sock" -o source="$share" -o cache=none \
+    -o log_level=${VIRTIOFS_VM_LOG:-warn} 2> "$work/virtiofsd-$dev.log" &
+  pids+=($!)
+done
 for _ in $(seq 100); do
-  [ -S "$work/fs.sock" ] && [ -S "$work/view.sock" ] && break
+  [ -S "$work/fs.sock" ] && [ -S "$work/view.sock" ] && [ -S "$work/shared.sock" ] && [ -S "$work/intx.sock" ] && break
   sleep 0.05
 done
 
@@ -96,6 +103,8 @@ timeout -s KILL "$timeout_s" qemu-system-x86_64 \
   -device intel-iommu,intremap=on \
   -chardev socket,id=fs,path="$work/fs.sock" -device vhost-user-fs-pci,chardev=fs,tag=vmfs \
   -chardev socket,id=view,path="$work/view.sock" -device vhost-user-fs-pci,chardev=view,tag=hostview \
+  -chardev socket,id=shared,path="$work/shared.sock" -device vhost-user-fs-pci,chardev=shared,tag=sharedvec,vectors=1 \
+  -chardev socket,id=intx,path="$work/intx.sock" -device vhost-user-fs-pci,chardev=intx,tag=intx,vectors=0 \
   -device virtio-rng-pci,iommu_platform=on,disable-legacy=on \
   -serial file:"$work/console.log" \
   -kernel "$work/vmlinux" -initrd "$work/initrd.img" \

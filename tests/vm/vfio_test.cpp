@@ -3,6 +3,8 @@
 //   VIRTIOFS_TEST_OTHER_FS    a second virtio-fs device, bound to the kernel's virtio-pci
 //   VIRTIOFS_TEST_RNG_DEVICE  a virtio-rng device with iommu_platform=on, bound to vfio-pci
 //   VIRTIOFS_TEST_MOUNT_TOOL  the virtiofs-mount binary
+//   VIRTIOFS_TEST_SHARED_VECTOR_DEVICE, VIRTIOFS_TEST_INTX_DEVICE
+//                             virtio-fs devices with one MSI-X vector, and with none (INTx)
 // The physical-address path runs against the virtio-fs device (no ACCESS_PLATFORM); the IOVA
 // path against the rng, which honours the vIOMMU.
 #include <gtest/gtest.h>
@@ -48,6 +50,51 @@ class VmTest : public ::testing::Test {
   std::string fs_device;
 };
 
+// Many requests through a device whose interrupts take a fallback path: none may be lost.
+void exercise(const std::string& device) {
+  Options o;
+  o.pci_device = device;
+  auto fs = Client::connect(o);
+  const std::string name = "fallback-" + device.substr(device.size() - 4);
+  for (int i = 0; i < 300; ++i) {
+    const std::string text = "round " + std::to_string(i);
+    ASSERT_FALSE(fs->write_file(name, std::as_bytes(std::span(text.data(), text.size()))));
+    std::string back;
+    ASSERT_FALSE(fs->read_file(name, back));
+    ASSERT_EQ(back, text);
+  }
+  EXPECT_FALSE(fs->unlink(name));
+}
+
+// Sets up every queue of `t` with small rings in `region`; returns queue 0's ring memory.
+virtio::RingMemory setup_rings(virtio::Transport& t, virtio::DmaRegion& region, unsigned queues,
+                               uint16_t size) {
+  virtio::RingMemory first;
+  t.register_memory(region);
+  for (unsigned q = 0; q < queues; ++q) {
+    virtio::RingMemory rm;
+    rm.desc = reinterpret_cast<virtio::Desc*>(region.carve(virtio::desc_table_bytes(size), virtio::kDescAlign));
+    rm.avail = reinterpret_cast<virtio::AvailRing*>(region.carve(virtio::avail_ring_bytes(size), virtio::kAvailAlign));
+    rm.used = reinterpret_cast<virtio::UsedRing*>(region.carve(virtio::used_ring_bytes(size), 64));
+    rm.desc_addr = region.device_addr(rm.desc);
+    rm.avail_addr = region.device_addr(rm.avail);
+    rm.used_addr = region.device_addr(rm.used);
+    t.setup_queue({q, size, rm});
+    if (q == 0) first = rm;
+  }
+  t.start();
+  return first;
+}
+
+// Which interrupt mode the transport picked for `device`, and whether its queues share a call fd.
+std::pair<vfio::IrqMode, bool> interrupt_setup(const std::string& device) {
+  vfio::VfioTransport t(device);
+  t.set_driver_features(t.device_features() & virtio::kDriverFeatures);
+  auto region = t.allocate_memory(64 << 10, "irq-probe");
+  setup_rings(t, *region, 2, 8);
+  return {t.irq_mode(), t.call_fd(0) == t.call_fd(1)};
+}
+
 TEST_F(VmTest, PhysicalAddressPathOnTheVirtioFsDevice) {
   vfio::VfioTransport t(fs_device);
   EXPECT_EQ(t.device_features() & virtio::feature::kAccessPlatform, 0u);
@@ -71,23 +118,15 @@ TEST_F(VmTest, IovaPathOnAnIommuHonouringRng) {
   const std::string rng = env("VIRTIOFS_TEST_RNG_DEVICE");
   if (rng.empty()) GTEST_SKIP() << "no virtio-rng device in this rig";
   vfio::VfioTransport t(rng, 0x1044);
-  t.set_driver_features(t.device_features() & virtio::kDriverFeatures);
+  // The ring below runs without EVENT_IDX: the avail/used flags decide notifications.
+  t.set_driver_features(t.device_features() & virtio::kDriverFeatures & ~virtio::feature::kRingEventIdx);
   ASSERT_EQ(t.addressing(), vfio::Addressing::kIova);
   auto region = t.allocate_memory(64 << 10, "rng");
   EXPECT_FALSE(region->per_granule());
   EXPECT_GE(region->device_base(), uint64_t{1} << 32);  // an IOVA of ours, not a physical address
 
   constexpr uint16_t kSize = 8;
-  virtio::RingMemory rm;
-  rm.desc = reinterpret_cast<virtio::Desc*>(region->carve(virtio::desc_table_bytes(kSize), virtio::kDescAlign));
-  rm.avail = reinterpret_cast<virtio::AvailRing*>(region->carve(virtio::avail_ring_bytes(kSize), virtio::kAvailAlign));
-  rm.used = reinterpret_cast<virtio::UsedRing*>(region->carve(virtio::used_ring_bytes(kSize), 64));
-  rm.desc_addr = region->device_addr(rm.desc);
-  rm.avail_addr = region->device_addr(rm.avail);
-  rm.used_addr = region->device_addr(rm.used);
-  t.register_memory(*region);
-  t.setup_queue({0, kSize, rm});
-  t.start();
+  const virtio::RingMemory rm = setup_rings(t, *region, 1, kSize);
   virtio::SplitRing ring(kSize, rm, false, false);
 
   std::byte* buf = region->carve(4096, 4096);
@@ -108,6 +147,30 @@ TEST_F(VmTest, IovaPathOnAnIommuHonouringRng) {
   size_t nonzero = 0;
   for (uint32_t i = 0; i < used[0].len; ++i) nonzero += buf[i] != std::byte{0};
   EXPECT_GT(nonzero, used[0].len / 2) << "the device wrote through the IOMMU mapping";
+}
+
+TEST_F(VmTest, MsixVectorPerQueue) {
+  const auto [mode, shared] = interrupt_setup(fs_device);
+  EXPECT_EQ(mode, vfio::IrqMode::kMsix);
+  EXPECT_FALSE(shared);
+}
+
+TEST_F(VmTest, OneMsixVectorSharedByAllQueues) {
+  const std::string device = env("VIRTIOFS_TEST_SHARED_VECTOR_DEVICE");
+  if (device.empty()) GTEST_SKIP();
+  const auto [mode, shared] = interrupt_setup(device);
+  EXPECT_EQ(mode, vfio::IrqMode::kMsix);
+  EXPECT_TRUE(shared);
+  exercise(device);
+}
+
+TEST_F(VmTest, IntxWithoutMsix) {
+  const std::string device = env("VIRTIOFS_TEST_INTX_DEVICE");
+  if (device.empty()) GTEST_SKIP();
+  const auto [mode, shared] = interrupt_setup(device);
+  EXPECT_EQ(mode, vfio::IrqMode::kIntx);
+  EXPECT_TRUE(shared);
+  exercise(device);
 }
 
 TEST_F(VmTest, NoSuchDevice) {
