@@ -45,9 +45,7 @@ PciFunction::PciFunction(Container& container, const std::string& address)
 PciFunction::~PciFunction() {
   // Interrupts off before their eventfds close.
   if (irq_mode_ != IrqMode::kNone) {
-    const uint32_t index = irq_mode_ == IrqMode::kMsix ? VFIO_PCI_MSIX_IRQ_INDEX
-                           : irq_mode_ == IrqMode::kMsi ? VFIO_PCI_MSI_IRQ_INDEX
-                                                         : VFIO_PCI_INTX_IRQ_INDEX;
+    const uint32_t index = irq_mode_ == IrqMode::kMsix ? VFIO_PCI_MSIX_IRQ_INDEX : VFIO_PCI_INTX_IRQ_INDEX;
     vfio_irq_set off{.argsz = sizeof(off), .flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
                      .index = index, .start = 0, .count = 0};
     ioctl(fd_, VFIO_DEVICE_SET_IRQS, &off);
@@ -137,8 +135,9 @@ std::span<const int> PciFunction::enable_interrupts(unsigned wanted) {
     uint32_t index;
     IrqMode mode;
   };
-  for (Choice c : {Choice{VFIO_PCI_MSIX_IRQ_INDEX, IrqMode::kMsix}, Choice{VFIO_PCI_MSI_IRQ_INDEX, IrqMode::kMsi},
-                   Choice{VFIO_PCI_INTX_IRQ_INDEX, IrqMode::kIntx}}) {
+  // Virtio over PCI signals through MSI-X or INTx (virtio 1.x §4.1.4.5); plain MSI is not part
+  // of the contract.
+  for (Choice c : {Choice{VFIO_PCI_MSIX_IRQ_INDEX, IrqMode::kMsix}, Choice{VFIO_PCI_INTX_IRQ_INDEX, IrqMode::kIntx}}) {
     const uint32_t n = std::min<uint32_t>(irq_count(c.index), c.mode == IrqMode::kIntx ? 1 : wanted);
     if (n == 0) continue;
     std::vector<int> fds;
@@ -157,7 +156,7 @@ std::span<const int> PciFunction::enable_interrupts(unsigned wanted) {
     }
     for (int f : fds) close(f);
   }
-  fail(ENOTSUP, "device " + address_ + ": no interrupt (MSI-X, MSI or INTx) can be delivered");
+  fail(ENOTSUP, "device " + address_ + ": no interrupt (MSI-X or INTx) can be delivered");
 }
 
 void PciFunction::unmask_intx() {

@@ -12,7 +12,7 @@
 
 namespace virtiofs::vfio {
 
-enum class IrqMode { kNone, kMsix, kMsi, kIntx };
+enum class IrqMode { kNone, kMsix, kIntx };
 
 class PciFunction {
  public:
@@ -37,7 +37,7 @@ class PciFunction {
   size_t bar_size(unsigned bar) const;
 
   // Sets up interrupt delivery with `wanted` eventfds: MSI-X with as many vectors as the device
-  // has (up to wanted), else MSI, else INTx. Returns the eventfds in vector order.
+  // has (up to wanted), else INTx. Returns the eventfds in vector order.
   std::span<const int> enable_interrupts(unsigned wanted);
   IrqMode irq_mode() const { return irq_mode_; }
   // INTx is masked by VFIO when it fires: unmask after the device's ISR was read.
