@@ -7,6 +7,7 @@ packages=(
   libgtest-dev libgmock-dev
   qemu-system-common   # virtiofsd, the real backend the tests and the demo use
   python3 attr git util-linux
+  clang libclang-rt-14-dev   # libFuzzer for the fuzz targets (scripts/fuzz.sh)
   # the VM rig (tests/vm): a guest kernel and its modules, QEMU, an initramfs of busybox
   qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils binutils
 )

@@ -119,8 +119,8 @@ Session::Session(std::unique_ptr<virtio::Transport> transport, const SessionOpti
     if (it == by_fd.end()) it = by_fd.insert(by_fd.end(), {fd, {}});
     it->second.push_back(q.get());
   }
-  for (auto& [fd, queues] : by_fd) {
-    reactor_->watch(fd, POLLIN, [this, fd, queues](int) {
+  for (const auto& group : by_fd) {
+    reactor_->watch(group.first, POLLIN, [this, fd = group.first, queues = group.second](int) {
       uint64_t count;
       // The poll does not clear the eventfd: read it, or the next poll fires at once.
       [[maybe_unused]] ssize_t n = read(fd, &count, sizeof(count));

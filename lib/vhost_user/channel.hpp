@@ -14,6 +14,8 @@ class Channel {
  public:
   // Connects to the backend's socket; throws std::system_error naming the path and cause.
   explicit Channel(const std::string& socket_path);
+  // Adopts a connected stream socket (socketpair: tests and fuzzing); `name` appears in errors.
+  Channel(int connected_fd, std::string name) : fd_(connected_fd), path_(std::move(name)) {}
   ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
