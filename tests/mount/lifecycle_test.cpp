@@ -1,9 +1,12 @@
 // virtiofs-mount's life cycle (foreground, daemon, fstab through mount.fuse3, unmount by
 // fusermount3/umount, SIGTERM while busy, backend death) and its answers to bad input.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <thread>
@@ -169,6 +172,65 @@ TEST_F(BadInput, SocketThatIsNotVhostUser) {
   expect_refused({"-o", "socket=" + path, "t", mnt.path()}, "no usable vhost-user backend");
   server.join();
   close(s);
+}
+
+TEST_F(BadInput, SocketThatIsADirectory) {
+  expect_refused({"-o", "socket=" + share.path(), "t", mnt.path()}, "is not a socket");
+}
+
+TEST_F(BadInput, DeadSocket) {
+  TempDir dir;
+  const std::string path = dir / "dead.sock";
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  close(s);  // the socket file stays, nobody listens
+  expect_refused({"-o", "socket=" + path, "t", mnt.path()}, "nobody is listening");
+}
+
+TEST_F(BadInput, MountPointThatIsAFile) {
+  write_file(share / "plain", "x");
+  expect_refused({"-o", "share=" + share.path(), "t", share / "plain"}, "is not a directory");
+}
+
+TEST_F(BadInput, BusyMountPoint) {
+  ASSERT_EQ(::mount("tmpfs", mnt.path().c_str(), "tmpfs", 0, nullptr), 0);
+  const std::vector<std::string> args = {"-o", "share=" + share.path(), "t", mnt.path()};
+  auto r = run([&] {
+    std::vector<std::string> argv = {mount_binary()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }(), 20000);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("is busy: something is already mounted there"), std::string::npos) << r.output;
+  EXPECT_EQ(mounted_type(mnt.path()), "tmpfs");
+  EXPECT_EQ(::umount(mnt.path().c_str()), 0);
+  EXPECT_TRUE(backends().empty());
+}
+
+TEST_F(BadInput, PermissionDenied) {
+  // As nobody: the root-only socket directory cannot be reached.
+  TempDir dir;
+  chmod(dir.path().c_str(), 0700);
+  const std::string path = dir / "backend.sock";
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(s, 1), 0);
+  TempDir open_mnt;
+  chmod(open_mnt.path().c_str(), 0777);
+  auto r = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", mount_binary(), "-o",
+                "socket=" + path, "t", open_mnt.path()},
+               20000);
+  close(s);
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_NE(r.output.find("Permission denied"), std::string::npos) << r.output;
+  EXPECT_EQ(mounted_type(open_mnt.path()), "");
 }
 
 TEST_F(BadInput, MissingMountPoint) {

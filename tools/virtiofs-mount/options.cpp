@@ -134,6 +134,10 @@ void validate(Options& o) {
   if (stat(o.mountpoint.c_str(), &st) != 0)
     throw UsageError("mount point " + o.mountpoint + ": " + std::strerror(errno));
   if (!S_ISDIR(st.st_mode)) throw UsageError("mount point " + o.mountpoint + " is not a directory");
+  // Another file system already mounted here: mounting over it would hide it (busy).
+  struct stat parent {};
+  if (o.mountpoint != "/" && stat((o.mountpoint + "/..").c_str(), &parent) == 0 && parent.st_dev != st.st_dev)
+    throw UsageError("mount point " + o.mountpoint + " is busy: something is already mounted there");
   std::unique_ptr<DIR, DirCloser> dir(opendir(o.mountpoint.c_str()));
   if (!dir) throw UsageError("mount point " + o.mountpoint + ": " + std::strerror(errno));
   while (dirent* e = readdir(dir.get())) {
