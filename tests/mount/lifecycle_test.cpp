@@ -146,6 +146,19 @@ class BadInput : public Lifecycle {
   }
 };
 
+// A UNIX socket bound at `path` (and listening, if asked); -1 on failure.
+int bound_unix_socket(const std::string& path, bool listening) {
+  const int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  if (s < 0 || bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || (listening && listen(s, 1) != 0)) {
+    if (s >= 0) close(s);
+    return -1;
+  }
+  return s;
+}
+
 TEST_F(BadInput, MissingSocket) {
   expect_refused({"-o", "socket=" + (share / "nope.sock"), "t", mnt.path()}, "No such file");
 }
@@ -157,12 +170,8 @@ TEST_F(BadInput, SocketThatIsAFile) {
 TEST_F(BadInput, SocketThatIsNotVhostUser) {
   TempDir dir;
   const std::string path = dir / "not-vhost.sock";
-  int s = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(s, 1), 0);
+  const int s = bound_unix_socket(path, /*listening=*/true);
+  ASSERT_GE(s, 0);
   std::thread server([s] {
     int c = accept(s, nullptr, nullptr);
     const char junk[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
@@ -181,11 +190,8 @@ TEST_F(BadInput, SocketThatIsADirectory) {
 TEST_F(BadInput, DeadSocket) {
   TempDir dir;
   const std::string path = dir / "dead.sock";
-  int s = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const int s = bound_unix_socket(path, /*listening=*/false);
+  ASSERT_GE(s, 0);
   close(s);  // the socket file stays, nobody listens
   expect_refused({"-o", "socket=" + path, "t", mnt.path()}, "nobody is listening");
 }
@@ -215,12 +221,8 @@ TEST_F(BadInput, PermissionDenied) {
   TempDir dir;
   chmod(dir.path().c_str(), 0700);
   const std::string path = dir / "backend.sock";
-  int s = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(s, 1), 0);
+  const int s = bound_unix_socket(path, /*listening=*/true);
+  ASSERT_GE(s, 0);
   TempDir open_mnt;
   chmod(open_mnt.path().c_str(), 0777);
   auto r = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", mount_binary(), "-o",
