@@ -102,6 +102,30 @@ bool wait_mount_state(const std::string& path, const std::string& want, int time
   return false;
 }
 
+namespace {
+
+// Reads a /proc file of a process that may exit at any moment: what was read, or "" (iostreams
+// throw when a read fails with ESRCH mid-way).
+std::string read_proc_file(const std::string& path) {
+  std::string out;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+// The state letter of /proc/PID/stat ("" when the process is gone).
+std::string proc_state(const std::string& pid) {
+  const std::string stat = read_proc_file("/proc/" + pid + "/stat");
+  const size_t paren = stat.rfind(')');  // comm may hold spaces and parentheses
+  return paren == std::string::npos || paren + 2 >= stat.size() ? "" : stat.substr(paren + 2, 1);
+}
+
+}  // namespace
+
 std::vector<pid_t> pids_with_arg(const std::string& needle) {
   std::vector<pid_t> pids;
   DIR* d = opendir("/proc");
@@ -110,13 +134,10 @@ std::vector<pid_t> pids_with_arg(const std::string& needle) {
     if (!e) break;
     const pid_t pid = static_cast<pid_t>(atoi(e->d_name));
     if (pid <= 0 || pid == getpid()) continue;
-    std::ifstream in("/proc/" + std::string(e->d_name) + "/cmdline", std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string cmdline = read_proc_file("/proc/" + std::string(e->d_name) + "/cmdline");
     if (cmdline.find(needle) == std::string::npos) continue;
-    std::ifstream stat("/proc/" + std::string(e->d_name) + "/stat");
-    std::string pid_s, comm, state;
-    stat >> pid_s >> comm >> state;
-    if (state != "Z") pids.push_back(pid);
+    const std::string state = proc_state(e->d_name);
+    if (!state.empty() && state != "Z") pids.push_back(pid);
   }
   if (d) closedir(d);
   return pids;
@@ -125,9 +146,8 @@ std::vector<pid_t> pids_with_arg(const std::string& needle) {
 bool wait_gone(pid_t pid, int timeout_ms) {
   for (int waited = 0; waited <= timeout_ms; waited += 10) {
     waitpid(pid, nullptr, WNOHANG);  // reaps it when it is our child
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string pid_s, comm, state;
-    if (!(stat >> pid_s >> comm >> state) || state == "Z") return true;
+    const std::string state = proc_state(std::to_string(pid));
+    if (state.empty() || state == "Z") return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return false;
