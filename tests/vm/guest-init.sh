@@ -95,6 +95,34 @@ if step "virtiofs-mount vmfs /mnt/vfio" virtiofs-mount vmfs /mnt/vfio; then
   sleep 1
 fi
 
+# Device removal while mounted and busy: the host deletes the "unplug" device (QEMU device_del).
+# The pending requests fail, virtiofs-mount exits with "device lost", nothing is left mounted.
+unplug_test() {
+  virtiofs bind unplug || return 1
+  mkdir -p /mnt/unplug
+  # In the foreground, to see what it says when the device goes.
+  virtiofs-mount -f unplug /mnt/unplug 2> /tmp/unplug.err &
+  tool=$!
+  t=0
+  while [ $t -lt 50 ] && ! grep -q " /mnt/unplug " /proc/mounts; do sleep 0.2; t=$((t + 1)); done
+  ( i=0; while echo $i > /mnt/unplug/busy.$((i % 50)) 2>/dev/null; do i=$((i + 1)); done
+    echo "writer stopped after $i writes" > /tmp/writer.done ) &
+  sleep 1
+  log "UNPLUG-NOW"
+  t=0
+  while [ $t -lt 120 ] && { grep -q " /mnt/unplug " /proc/mounts || kill -0 $tool 2>/dev/null; }; do
+    sleep 0.5; t=$((t + 1))
+  done
+  wait $tool
+  status=$?
+  log "unplug: tool exit $status after $((t / 2)) s: $(cat /tmp/unplug.err)"
+  log "unplug: $(cat /tmp/writer.done 2>/dev/null || echo writer still running)"
+  sleep 6  # pciehp finishes the removal once VFIO has let go
+  ! grep -q " /mnt/unplug " /proc/mounts && [ -e /tmp/writer.done ] && [ "$status" = 1 ] &&
+    grep -q "device lost" /tmp/unplug.err && ! virtiofs probe | grep -q " unplug "
+}
+step "device removed while mounted (device_del)" unplug_test
+
 # The same device and workload through the guest kernel's own driver.
 step "virtiofs unbind vmfs" virtiofs unbind vmfs
 if step "mount -t virtiofs vmfs /mnt/kernel" mount -t virtiofs vmfs /mnt/kernel; then

@@ -83,13 +83,14 @@ pids+=($!)
 pids+=($!)
 # Two more devices on the same directory for the interrupt fallbacks: one MSI-X vector shared
 # by config and both queues, and no MSI-X at all (INTx).
-for dev in shared intx; do
+for dev in shared intx unplug; do
   "$virtiofsd" --socket-path="$work/$dev.sock" -o source="$share" -o cache=none \
     -o log_level=${VIRTIOFS_VM_LOG:-warn} 2> "$work/virtiofsd-$dev.log" &
   pids+=($!)
 done
 for _ in $(seq 100); do
-  [ -S "$work/fs.sock" ] && [ -S "$work/view.sock" ] && [ -S "$work/shared.sock" ] && [ -S "$work/intx.sock" ] && break
+  [ -S "$work/fs.sock" ] && [ -S "$work/view.sock" ] && [ -S "$work/shared.sock" ] && \
+    [ -S "$work/intx.sock" ] && [ -S "$work/unplug.sock" ] && break
   sleep 0.05
 done
 
@@ -106,11 +107,34 @@ timeout -s KILL "$timeout_s" qemu-system-x86_64 \
   -chardev socket,id=shared,path="$work/shared.sock" -device vhost-user-fs-pci,chardev=shared,tag=sharedvec,vectors=1 \
   -chardev socket,id=intx,path="$work/intx.sock" -device vhost-user-fs-pci,chardev=intx,tag=intx,vectors=0 \
   -device virtio-rng-pci,iommu_platform=on,disable-legacy=on \
+  -device pcie-root-port,id=rp1,chassis=1 \
+  -chardev socket,id=unplug,path="$work/unplug.sock" -device vhost-user-fs-pci,chardev=unplug,tag=unplug,id=unplugfs,bus=rp1 \
+  -qmp unix:"$work/qmp.sock",server=on,wait=off \
   -serial file:"$work/console.log" \
   -kernel "$work/vmlinux" -initrd "$work/initrd.img" \
   -append "console=ttyS0 intel_iommu=on panic=-1 quiet loglevel=3" &
 qemu=$!
 pids+=($qemu)
+# When the guest asks, remove its "unplug" device as an operator would (QEMU monitor device_del).
+(
+  for _ in $(seq "$timeout_s"); do
+    grep -aq '^vm: UNPLUG-NOW' "$work/console.log" 2>/dev/null && break
+    sleep 1
+  done
+  python3 - "$work/qmp.sock" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()  # greeting
+for cmd in ({"execute": "qmp_capabilities"},
+            {"execute": "device_del", "arguments": {"id": "unplugfs"}}):
+    f.write(json.dumps(cmd) + "\n")
+    f.flush()
+    print("qmp:", f.readline().strip())
+PY
+) > "$work/qmp.log" 2>&1 &
+pids+=($!)
 status=0
 wait "$qemu" || status=$?
 elapsed=$(awk -v a="$started" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
