@@ -9,6 +9,7 @@
 #include <functional>
 #include <system_error>
 
+#include "virtio/setup_error.hpp"
 #include "fuse/init.hpp"
 #include "fuse/ops.hpp"
 #include "virtio/features.hpp"
@@ -26,10 +27,6 @@ constexpr auto kDrainTimeout = std::chrono::seconds(5);
 constexpr size_t kForgetBatch =
     (kInInline - sizeof(fuse_in_header) - sizeof(fuse_batch_forget_in)) / sizeof(fuse_forget_one);
 
-
-[[noreturn]] void fail(int err, const std::string& what) {
-  throw std::system_error(err, std::system_category(), what);
-}
 
 struct Credentials {
   uint32_t uid, gid, pid;

@@ -9,15 +9,12 @@
 #include <cstring>
 #include <system_error>
 
+#include "virtio/setup_error.hpp"
 #include "vfio/sysfs.hpp"
 
 namespace virtiofs::vfio {
 
 namespace {
-
-[[noreturn]] void fail(int err, const std::string& what) {
-  throw std::system_error(err, std::system_category(), what);
-}
 
 std::string holders_suffix(const std::string& path) {
   std::string s;
@@ -130,9 +127,8 @@ bool Container::iova_valid(uint64_t iova, size_t bytes) const {
 
 uint64_t Container::find_iova(size_t bytes, size_t align, uint64_t at_least) const {
   for (const auto& r : iova_ranges_) {
-    uint64_t start = std::max(r.first, at_least);
-    start = (start + align - 1) & ~(uint64_t{align} - 1);
-    if (start >= r.first && iova_valid(start, bytes) && start + bytes - 1 <= r.last) return start;
+    const uint64_t start = (std::max(r.first, at_least) + align - 1) & ~(uint64_t{align} - 1);
+    if (iova_valid(start, bytes)) return start;
   }
   fail(ENOSPC, "no valid IOVA range holds " + std::to_string(bytes) + " bytes");
 }

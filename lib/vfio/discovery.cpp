@@ -7,16 +7,13 @@
 #include <cstring>
 #include <system_error>
 
+#include "virtio/setup_error.hpp"
 #include "vfio/virtio_pci.hpp"
 #include "virtio/features.hpp"
 
 namespace virtiofs::vfio {
 
 namespace {
-
-[[noreturn]] void fail(int err, const std::string& what) {
-  throw std::system_error(err, std::system_category(), what);
-}
 
 class Fd {
  public:
@@ -118,11 +115,9 @@ std::string find_vfio_fs_device(const std::string& tag) {
 std::string resolve_fs_device(const std::string& address_or_tag) {
   if (looks_like_pci_address(address_or_tag)) {
     const PciDevice d = pci_device(address_or_tag);
-    if (d.vendor != kVirtioVendor || d.device != kVirtioFsDevice) {
-      char ids[16];
-      snprintf(ids, sizeof(ids), "%04x:%04x", d.vendor, d.device);
-      fail(EINVAL, d.address + " is " + ids + ", not a virtio-fs device (1af4:105a)");
-    }
+    if (d.vendor != kVirtioVendor || d.device != kVirtioFsDevice)
+      fail(EINVAL, d.address + " is " + pci_ids(d.vendor, d.device) + ", not a virtio-fs device (" +
+                       pci_ids(kVirtioVendor, kVirtioFsDevice) + ")");
     return d.address;
   }
   const auto devices = probe_fs_devices();

@@ -1,5 +1,7 @@
 #include "vfio/pci_device.hpp"
 
+#include "virtio/setup_error.hpp"
+
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 #include <sys/eventfd.h>
@@ -14,10 +16,6 @@
 namespace virtiofs::vfio {
 
 namespace {
-
-[[noreturn]] void fail(int err, const std::string& what) {
-  throw std::system_error(err, std::system_category(), what);
-}
 
 vfio_region_info region_info(int fd, uint32_t index) {
   vfio_region_info info{.argsz = sizeof(info), .flags = 0, .index = index, .cap_offset = 0, .size = 0, .offset = 0};

@@ -1,5 +1,7 @@
 #include "vfio/physical_memory.hpp"
 
+#include "virtio/setup_error.hpp"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -11,10 +13,6 @@
 namespace virtiofs::vfio {
 
 namespace {
-
-[[noreturn]] void fail(int err, const std::string& what) {
-  throw std::system_error(err, std::system_category(), what);
-}
 
 constexpr size_t kPage = 4096;
 constexpr uint64_t kPresent = uint64_t{1} << 63;

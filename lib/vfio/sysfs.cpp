@@ -1,5 +1,7 @@
 #include "vfio/sysfs.hpp"
 
+#include "virtio/setup_error.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
@@ -12,10 +14,6 @@ namespace virtiofs::vfio {
 namespace fs = std::filesystem;
 
 namespace {
-
-[[noreturn]] void fail(int err, const std::string& what) {
-  throw std::system_error(err, std::system_category(), what);
-}
 
 std::string read_line(const fs::path& p) {
   std::ifstream in(p);
@@ -70,6 +68,12 @@ void for_each_entry(const fs::path& dir, Fn&& fn) {
 }  // namespace
 
 std::string sysfs_pci_root() { return "/sys/bus/pci"; }
+
+std::string pci_ids(uint16_t vendor, uint16_t device) {
+  char buf[16];
+  snprintf(buf, sizeof(buf), "%04x:%04x", vendor, device);
+  return buf;
+}
 
 bool looks_like_pci_address(const std::string& text) {
   static const std::regex re("^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\\.[0-7]$");

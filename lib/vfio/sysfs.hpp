@@ -21,6 +21,8 @@ struct PciDevice {
 };
 
 std::string sysfs_pci_root();
+// "1af4:105a".
+std::string pci_ids(uint16_t vendor, uint16_t device);
 // Every PCI device with this vendor and device id, sorted by address.
 std::vector<PciDevice> find_pci_devices(uint16_t vendor, uint16_t device);
 // The device at `address` (accepts 00:03.0 for domain 0); throws ENODEV naming what exists.

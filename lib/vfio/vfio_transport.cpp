@@ -6,22 +6,13 @@
 #include <cstring>
 #include <system_error>
 
+#include "virtio/setup_error.hpp"
 #include "vfio/physical_memory.hpp"
 #include "virtio/features.hpp"
 
 namespace virtiofs::vfio {
 
 namespace {
-
-[[noreturn]] void fail(int err, const std::string& what) {
-  throw std::system_error(err, std::system_category(), what);
-}
-
-std::string hex(unsigned v) {
-  char buf[8];
-  snprintf(buf, sizeof(buf), "%04x", v);
-  return buf;
-}
 
 // An IOVA away from 0 so a stray null-based DMA faults instead of hitting our memory.
 constexpr uint64_t kIovaFloor = uint64_t{1} << 32;
@@ -32,8 +23,8 @@ VfioTransport::VfioTransport(const std::string& pci_address, uint16_t expected_d
   const PciDevice dev = pci_device(pci_address);
   address_ = dev.address;
   if (dev.vendor != kVirtioVendor || dev.device != expected_device)
-    fail(ENODEV, "device " + address_ + " is " + hex(dev.vendor) + ":" + hex(dev.device) + ", not " +
-                     hex(kVirtioVendor) + ":" + hex(expected_device));
+    fail(ENODEV, "device " + address_ + " is " + pci_ids(dev.vendor, dev.device) + ", not " +
+                     pci_ids(kVirtioVendor, expected_device));
   container_ = std::make_unique<Container>(address_);
   pci_ = std::make_unique<PciFunction>(*container_, address_);
   pci_->enable_bus_master();

@@ -8,15 +8,12 @@
 #include <system_error>
 #include <thread>
 
+#include "virtio/setup_error.hpp"
 #include "virtio/le.hpp"
 
 namespace virtiofs::vfio {
 
 namespace {
-
-[[noreturn]] void fail(int err, const std::string& what) {
-  throw std::system_error(err, std::system_category(), what);
-}
 
 // struct virtio_pci_common_cfg (virtio 1.x §4.1.4.3): offsets of the fields we use.
 namespace common {

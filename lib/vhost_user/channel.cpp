@@ -1,5 +1,7 @@
 #include "vhost_user/channel.hpp"
 
+#include "virtio/setup_error.hpp"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -15,10 +17,6 @@ namespace {
 
 // A backend that stops answering during setup must not hang the caller.
 constexpr int kReplyTimeoutMs = 5000;
-
-[[noreturn]] void fail(int err, const std::string& what) {
-  throw std::system_error(err, std::system_category(), what);
-}
 
 }  // namespace
 

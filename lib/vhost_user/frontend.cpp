@@ -7,6 +7,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "virtio/setup_error.hpp"
 #include "virtio/features.hpp"
 
 namespace virtiofs::vhost_user {
@@ -16,10 +17,6 @@ namespace {
 template <class T>
 std::span<const std::byte> bytes_of(const T& v) {
   return std::as_bytes(std::span<const T, 1>(&v, 1));
-}
-
-[[noreturn]] void fail(int err, const std::string& what) {
-  throw std::system_error(err, std::system_category(), what);
 }
 
 }  // namespace
