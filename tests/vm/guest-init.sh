@@ -105,7 +105,10 @@ unplug_test() {
   tool=$!
   t=0
   while [ $t -lt 50 ] && ! grep -q " /mnt/unplug " /proc/mounts; do sleep 0.2; t=$((t + 1)); done
-  ( i=0; while echo $i > /mnt/unplug/busy.$((i % 50)) 2>/dev/null; do i=$((i + 1)); done
+  # The writer keeps one file open on the mount: once the device is gone its writes must fail
+  # (not hang, and not land in the bare directory left after the unmount).
+  ( exec 3> /mnt/unplug/busy || exit 1
+    i=0; while echo $i >&3 2>/dev/null; do i=$((i + 1)); done
     echo "writer stopped after $i writes" > /tmp/writer.done ) &
   sleep 1
   log "UNPLUG-NOW"
