@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -41,8 +42,13 @@ struct Options {
   // the device (vhost-user backends without CONFIG, like QEMU's vhost-user-fs).
   std::string tag;
   uint16_t queue_size = 128;           // power of two, 2..32768
-  unsigned num_request_queues = 1;
+  // Request queues to use, each owned by its own completion thread; a submitting thread keeps
+  // to one queue. 0: all the device offers (up to 16).
+  unsigned num_request_queues = 0;
   uint32_t max_transfer = 1u << 20;    // upper bound on bytes per READ/WRITE before INIT
+  // Busy-poll a request queue this long after its last completion before sleeping on the
+  // interrupt eventfd (0: interrupt-driven). Trades a CPU for latency under load.
+  unsigned poll_us = 0;
 };
 
 // Called once, on the completion thread (or at once on the caller's thread when the client has
@@ -69,9 +75,12 @@ class VIRTIOFS_API Client {
   // Why the client stopped working (empty while healthy).
   std::error_code failure() const;
   // Requests submitted, notifications sent, FORGET entries delivered, requests that waited.
+  // Completion wake-ups by interrupt, completions found by polling, INTERRUPTs sent.
   struct Stats {
-    uint64_t requests, notifications, forgets, waits;
+    uint64_t requests, notifications, forgets, waits, interrupts, polled, interrupts_sent;
   };
+  // Request queues in use.
+  unsigned num_request_queues() const;
   Stats stats() const;
 
   // ---- inode operations (synchronous) ----
@@ -97,10 +106,13 @@ class VIRTIOFS_API Client {
   std::error_code create(Inode parent, std::string_view name, uint32_t flags, uint32_t mode,
                          Created& out);
   // At most negotiated().max_read / max_write bytes move per call; the count is returned.
+  // A `stop` requested while the request is with the device sends FUSE_INTERRUPT on the
+  // high-priority queue: the call ends with EINTR, or with its real result if the device
+  // answered first (as with setlk below).
   std::error_code read(Inode inode, uint64_t fh, uint64_t offset, std::span<std::byte> buf,
-                       size_t& done);
+                       size_t& done, std::stop_token stop = {});
   std::error_code write(Inode inode, uint64_t fh, uint64_t offset, std::span<const std::byte> data,
-                        size_t& done);
+                        size_t& done, std::stop_token stop = {});
   std::error_code statfs(Inode inode, StatFs& out);
   std::error_code release(Inode inode, uint64_t fh, uint32_t flags = 0);
   std::error_code fsync(Inode inode, uint64_t fh, bool datasync = false);
@@ -130,7 +142,8 @@ class VIRTIOFS_API Client {
                                   Inode out_inode, uint64_t out_fh, uint64_t out_off,
                                   uint64_t len, uint64_t& copied);
   std::error_code getlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, Lock& out);
-  std::error_code setlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, bool wait);
+  std::error_code setlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, bool wait,
+                        std::stop_token stop = {});
 
   // ---- inode operations (asynchronous) ----
   // Names are copied; data buffers must stay valid until the callback runs.

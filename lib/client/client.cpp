@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <mutex>
+#include <stop_token>
 #include <variant>
 
 #include "fs/session.hpp"
@@ -22,6 +24,9 @@ namespace virtiofs {
 namespace {
 
 std::error_code einval() { return std::make_error_code(std::errc::invalid_argument); }
+
+// Each request queue costs a completion thread and its memory: "all the device offers" stops here.
+constexpr unsigned kMaxAutoQueues = 16;
 
 template <class T>
 using Parser = std::error_code (*)(const fuse::Reply&, T&);
@@ -76,18 +81,31 @@ struct Client::Impl {
   std::string tag;
   Pool pool;
 
+  // A stop requested while the call is with the device sends FUSE_INTERRUPT; the call then
+  // ends with EINTR or its real result, whichever the device gives.
   template <class T>
-  std::error_code call(fuse::Frame frame, Parser<T> parse, T& out) {
+  std::error_code call(fuse::Frame frame, Parser<T> parse, T& out, std::stop_token stop = {}) {
     fs::SyncCall c;
     c.frame = frame;
     session->submit(c);
-    c.wait();
+    if (stop.stop_possible()) {
+      std::stop_callback interrupt(stop, [&] { session->interrupt(c); });
+      c.wait();
+    } else {
+      c.wait();
+    }
     if (c.ec) return c.ec;
-    return parse(c.reply, out);
+    return checked(parse(c.reply, out));
   }
-  std::error_code call(fuse::Frame frame) {
+  std::error_code call(fuse::Frame frame, std::stop_token stop = {}) {
     std::monostate none;
-    return call<std::monostate>(frame, parse_none, none);
+    return call<std::monostate>(frame, parse_none, none, stop);
+  }
+  // Parsers answer EIO only for replies that break the protocol: after one, the device is not
+  // trusted with anything else.
+  std::error_code checked(std::error_code ec) {
+    if (ec == std::errc::io_error) session->device_misbehaved();
+    return ec;
   }
 
   // build(AsyncCall&) fills the frame (it may point names into the call's storage).
@@ -133,7 +151,15 @@ std::unique_ptr<Client> Client::connect(const Options& options) {
                               "device tag is '" + *config.tag + "', not '" + tag + "'");
     tag = *config.tag;
   }
+  // 0: every request queue the device offers (its config, else what the transport counts).
   unsigned queues = options.num_request_queues;
+  if (queues == 0) {
+    if (config.num_request_queues)
+      queues = *config.num_request_queues;
+    else if (auto total = transport->max_queues(); total && *total > 1)
+      queues = *total - 1;
+    queues = std::clamp(queues, 1u, kMaxAutoQueues);
+  }
   if (config.num_request_queues && queues > *config.num_request_queues)
     throw std::system_error(einval(), "device has " + std::to_string(*config.num_request_queues) +
                                           " request queue(s), " + std::to_string(queues) +
@@ -142,6 +168,7 @@ std::unique_ptr<Client> Client::connect(const Options& options) {
   so.queue_size = options.queue_size;
   so.num_request_queues = queues;
   so.max_transfer = options.max_transfer;
+  so.poll_us = options.poll_us;
   auto impl = std::make_unique<Impl>();
   impl->session = std::make_unique<fs::Session>(std::move(transport), so);
   impl->session->init(fuse::kLibraryInitFlags, so.max_transfer);
@@ -155,8 +182,10 @@ void Client::close() { impl_->session->shutdown(); }
 std::error_code Client::failure() const { return impl_->session->failure(); }
 Client::Stats Client::stats() const {
   auto s = impl_->session->stats();
-  return Stats{s.requests, s.notifications, s.forgets, s.waits};
+  return Stats{s.requests,   s.notifications, s.forgets,        s.waits,
+               s.interrupts, s.polled,        s.interrupts_sent};
 }
+unsigned Client::num_request_queues() const { return impl_->session->num_request_queues(); }
 
 // ---- synchronous inode operations ----
 
@@ -241,17 +270,17 @@ std::error_code Client::create(Inode parent, std::string_view name, uint32_t fla
 }
 
 std::error_code Client::read(Inode inode, uint64_t fh, uint64_t offset, std::span<std::byte> buf,
-                             size_t& done) {
+                             size_t& done, std::stop_token stop) {
   buf = buf.first(std::min<size_t>(buf.size(), negotiated().max_read));
-  return impl_->call(fuse::make_read(inode, fh, offset, buf, false, false), parse_data, done);
+  return impl_->call(fuse::make_read(inode, fh, offset, buf, false, false), parse_data, done, stop);
 }
 
 std::error_code Client::write(Inode inode, uint64_t fh, uint64_t offset,
-                              std::span<const std::byte> data, size_t& done) {
+                              std::span<const std::byte> data, size_t& done, std::stop_token stop) {
   data = data.first(std::min<size_t>(data.size(), negotiated().max_write));
-  auto ec = impl_->call(fuse::make_write(inode, fh, offset, data), parse_written, done);
+  auto ec = impl_->call(fuse::make_write(inode, fh, offset, data), parse_written, done, stop);
   // A device claiming to have written more than it was given is lying.
-  if (!ec && done > data.size()) return std::make_error_code(std::errc::io_error);
+  if (!ec && done > data.size()) return impl_->checked(std::make_error_code(std::errc::io_error));
   return ec;
 }
 
@@ -317,10 +346,12 @@ std::error_code Client::readdir(Inode inode, uint64_t fh, uint64_t offset,
   size_t n = 0;
   if (auto ec = impl_->call(fuse::make_read(inode, fh, offset, buf, true, false), parse_data, n))
     return ec;
-  return fuse::parse_dirents(std::span(buf).first(n), false, [&](const fuse::DirentView& d) {
+  auto ec = fuse::parse_dirents(std::span(buf).first(n), false, [&](const fuse::DirentView& d) {
     out.push_back(DirEntry{d.ino, d.offset, d.type, std::string(d.name)});
     return true;
   });
+  if (ec) out.clear();
+  return impl_->checked(ec);
 }
 
 std::error_code Client::readdirplus(Inode inode, uint64_t fh, uint64_t offset,
@@ -339,7 +370,7 @@ std::error_code Client::readdirplus(Inode inode, uint64_t fh, uint64_t offset,
     for (auto& [d, e] : out) forget(e.inode, 1);
     out.clear();
   }
-  return ec;
+  return impl_->checked(ec);
 }
 
 std::error_code Client::releasedir(Inode inode, uint64_t fh) {
@@ -388,8 +419,8 @@ std::error_code Client::getlk(Inode inode, uint64_t fh, uint64_t owner, const Lo
 }
 
 std::error_code Client::setlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock,
-                              bool wait) {
-  return impl_->call(fuse::make_setlk(inode, fh, owner, lock, wait));
+                              bool wait, std::stop_token stop) {
+  return impl_->call(fuse::make_setlk(inode, fh, owner, lock, wait), stop);
 }
 
 // ---- asynchronous inode operations ----

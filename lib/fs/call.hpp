@@ -34,8 +34,11 @@ struct Call {
   std::error_code ec;  // empty, the device's errno, or the session's (EIO broken, ENOTCONN lost)
   void (*on_done)(Call&) = nullptr;
 
-  // Session-private: the waiting-list link while the ring or buffers are full.
+  // Session-private: the waiting-list link while the ring or buffers are full, and where the
+  // call went (for interrupt()).
   Call* next_waiting = nullptr;
+  uint32_t queue_index = 0;
+  uint32_t slot_index = 0;
 };
 
 // A Call a thread blocks on. The waiter may destroy it as soon as wait() returns, so the

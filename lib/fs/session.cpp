@@ -107,8 +107,9 @@ Session::Session(std::unique_ptr<virtio::Transport> transport, const SessionOpti
     fail(EINVAL, "buffer chunks must be at least 4 KiB and there must be some");
   build_queues(transport_->device_features());
 
-  reactor_ = std::make_unique<loop::Reactor>(64);
-  // Queues that share an interrupt vector share a call fd: one watch serves them all.
+  // Queues that share an interrupt vector share a call fd: one watch, on one thread, serves
+  // them all. Every other fd gets its own completion thread, so each request queue is owned by
+  // one thread; hiprio (light traffic) rides on the first request queue's thread.
   std::vector<std::pair<int, std::vector<Queue*>>> by_fd;
   for (auto& q : queues_) {
     const int fd = transport_->call_fd(q->index);
@@ -116,27 +117,35 @@ Session::Session(std::unique_ptr<virtio::Transport> transport, const SessionOpti
     if (it == by_fd.end()) it = by_fd.insert(by_fd.end(), {fd, {}});
     it->second.push_back(q.get());
   }
-  for (const auto& group : by_fd) {
-    reactor_->watch(group.first, POLLIN, [this, fd = group.first, queues = group.second](int) {
+  const bool hiprio_alone = by_fd.size() > 1 && by_fd.front().second.size() == 1;
+  completers_.resize(by_fd.size() - (hiprio_alone ? 1 : 0));
+  for (auto& c : completers_) c.reactor = std::make_unique<loop::Reactor>(64);
+  for (size_t g = 0; g < by_fd.size(); ++g) {
+    const size_t owner = hiprio_alone ? (g == 0 ? 0 : g - 1) : g;
+    const int fd = by_fd[g].first;
+    completers_[owner].reactor->watch(fd, POLLIN, [this, fd, queues = by_fd[g].second](int) {
       uint64_t count;
       // The poll does not clear the eventfd: read it, or the next poll fires at once.
       [[maybe_unused]] ssize_t n = read(fd, &count, sizeof(count));
+      stat_interrupts_.fetch_add(1, std::memory_order_relaxed);
       transport_->rearm_interrupt(queues.front()->index);
       for (Queue* qp : queues) on_call_event(*qp);
     });
   }
   if (const auto live = transport_->liveness(); live.fd >= 0) {
-    reactor_->watch(live.fd, live.events,
-                    [this](int) { fail_all(std::make_error_code(std::errc::not_connected)); },
-                    /*once=*/true);
+    completers_.front().reactor->watch(
+        live.fd, live.events, [this](int) { fail_all(std::make_error_code(std::errc::not_connected)); },
+        /*once=*/true);
   }
-  completion_thread_ = std::thread([this] {
-    try {
-      reactor_->run();
-    } catch (const std::exception&) {
-      fail_all(std::make_error_code(std::errc::io_error));
-    }
-  });
+  for (auto& c : completers_) {
+    c.thread = std::thread([this, reactor = c.reactor.get()] {
+      try {
+        reactor->run();
+      } catch (const std::exception&) {
+        fail_all(std::make_error_code(std::errc::io_error));
+      }
+    });
+  }
 }
 
 void Session::init(uint64_t flags, uint32_t max_readahead, uint32_t minor) {
@@ -210,8 +219,8 @@ void Session::build_queues(uint64_t device_features) {
     q->chunks = ChunkPool(memory_->carve(options_.chunks_per_queue * options_.chunk_bytes, 4096),
                           options_.chunk_bytes, options_.chunks_per_queue);
     if (qi == 0) {
-      q->forget_calls.resize(slots);
-      for (unsigned s = 0; s < slots; ++s) q->free_forget_calls.push_back(s);
+      q->hiprio_calls.resize(slots);
+      for (unsigned s = 0; s < slots; ++s) q->free_hiprio_calls.push_back(s);
     }
     queues_.push_back(std::move(q));
   }
@@ -222,9 +231,11 @@ void Session::build_queues(uint64_t device_features) {
 
 
 Session::Queue& Session::pick_queue() {
-  // Like the Linux driver's per-CPU map: a thread keeps to one request queue.
-  static thread_local const size_t thread_hash = std::hash<std::thread::id>{}(std::this_thread::get_id());
-  return *queues_[1 + thread_hash % (queues_.size() - 1)];
+  // Like the Linux driver's per-CPU map: a thread keeps to one request queue, and threads are
+  // dealt out in turn so that N submitting threads cover N queues.
+  static std::atomic<size_t> next_ticket{0};
+  static thread_local const size_t ticket = next_ticket.fetch_add(1, std::memory_order_relaxed);
+  return *queues_[1 + ticket % (queues_.size() - 1)];
 }
 
 bool Session::stage_raw(Slot& slot, const RawMessage& raw, std::span<virtio::Segment> segs,
@@ -267,6 +278,7 @@ Session::Start Session::try_start(Queue& q, Call& call) {
     }
     q.free_slots.pop_back();
     slot.call = &call;
+    call.slot_index = slot_index;
     ++q.in_flight;
     return Start::kStarted;
   }
@@ -328,6 +340,7 @@ Session::Start Session::try_start(Queue& q, Call& call) {
     return Start::kFailed;
   }
   slot.call = &call;
+  call.slot_index = slot_index;
   ++q.in_flight;
   return Start::kStarted;
 }
@@ -345,6 +358,7 @@ void Session::submit_hiprio(Call& call) { submit_to(*queues_[0], call); }
 void Session::submit_to(Queue& q, Call& call) {
   call.ec = {};
   call.reply = {};
+  call.queue_index = q.index;
   const fuse::Frame& f = call.frame;
   if (!call.raw && (f.in_bytes() + f.out_data.size() > max_transfer_ + kInInline ||
                     f.in_count > fuse::kMaxInPayloads)) {
@@ -400,27 +414,81 @@ void Session::forget(Inode inode, uint64_t nlookup) {
     std::lock_guard lock(q.mu);
     if (q.failed) return;  // the device is gone: there is nobody left to forget
     q.forgets.push_back(fuse_forget_one{inode, nlookup});
-    flush_forgets(q);
+    flush_hiprio(q);
     kick = publish(q);
   }
   if (kick) transport_->notify(q.index);
 }
 
-void Session::flush_forgets(Queue& q) {
-  while (!q.forgets.empty() && !q.free_forget_calls.empty()) {
+void Session::interrupt(Call& call) {
+  Queue& q = *queues_.at(call.queue_index);
+  uint64_t unique = 0;
+  bool ended_here = false;
+  {
+    std::lock_guard lock(q.mu);
+    if (q.failed) return;  // the failure already ended (or is ending) the call
+    Call* prev = nullptr;
+    for (Call* c = q.wait_head; c; prev = c, c = c->next_waiting) {
+      if (c != &call) continue;
+      (prev ? prev->next_waiting : q.wait_head) = c->next_waiting;
+      if (q.wait_tail == c) q.wait_tail = prev;
+      call.ec = std::make_error_code(std::errc::interrupted);
+      ended_here = true;
+      break;
+    }
+    if (!ended_here) {
+      if (call.slot_index >= q.slots.size() || q.slots[call.slot_index].call != &call) return;
+      unique = q.slots[call.slot_index].unique;  // still with the device
+    }
+  }
+  if (ended_here) {
+    call.on_done(call);
+    return;
+  }
+  Queue& h = *queues_[0];
+  bool kick = false;
+  {
+    std::lock_guard lock(h.mu);
+    if (h.failed) return;
+    h.interrupts.push_back(unique);
+    flush_hiprio(h);
+    kick = publish(h);
+  }
+  if (kick) transport_->notify(h.index);
+}
+
+void Session::device_misbehaved() { fail_all(std::make_error_code(std::errc::io_error)); }
+
+void Session::flush_hiprio(Queue& q) {
+  auto take_call = [&]() -> Call* {
+    if (q.free_hiprio_calls.empty()) return nullptr;
+    Call& c = q.hiprio_calls[q.free_hiprio_calls.back()];
+    c.frame = fuse::Frame{};
+    c.frame.expects_reply = false;
+    c.on_done = nullptr;  // recycled by the completion path, not reported
+    return &c;
+  };
+  while (!q.interrupts.empty()) {
+    Call* c = take_call();
+    if (!c) return;
+    c->frame.opcode = FUSE_INTERRUPT;
+    c->frame.set_args(fuse_interrupt_in{q.interrupts.front()});
+    if (try_start(q, *c) != Start::kStarted) return;  // hiprio full: stays queued
+    q.free_hiprio_calls.pop_back();
+    q.interrupts.pop_front();
+    stat_interrupts_sent_.fetch_add(1, std::memory_order_relaxed);
+  }
+  while (!q.forgets.empty()) {
+    Call* c = take_call();
+    if (!c) return;
     const size_t count = std::min(q.forgets.size(), kForgetBatch);
     std::array<fuse_forget_one, kForgetBatch> batch;
     std::copy_n(q.forgets.begin(), count, batch.begin());
-    const uint32_t ci = q.free_forget_calls.back();
-    Call& c = q.forget_calls[ci];
-    c.frame = fuse::Frame{};
-    c.frame.opcode = FUSE_BATCH_FORGET;
-    c.frame.set_args(fuse_batch_forget_in{static_cast<uint32_t>(count), 0});
-    c.frame.add_in(std::as_bytes(std::span(batch.data(), count)));
-    c.frame.expects_reply = false;
-    c.on_done = nullptr;  // recycled by the completion path, not reported
-    if (try_start(q, c) != Start::kStarted) return;  // hiprio full: stays queued, never dropped
-    q.free_forget_calls.pop_back();
+    c->frame.opcode = FUSE_BATCH_FORGET;
+    c->frame.set_args(fuse_batch_forget_in{static_cast<uint32_t>(count), 0});
+    c->frame.add_in(std::as_bytes(std::span(batch.data(), count)));
+    if (try_start(q, *c) != Start::kStarted) return;  // hiprio full: stays queued, never dropped
+    q.free_hiprio_calls.pop_back();
     q.forgets.erase(q.forgets.begin(), q.forgets.begin() + static_cast<ptrdiff_t>(count));
     stat_forgets_.fetch_add(count, std::memory_order_relaxed);
   }
@@ -435,7 +503,7 @@ void Session::admit_waiting(Queue& q) {
     if (!q.wait_head) q.wait_tail = nullptr;
     if (r == Start::kFailed) q.done.push_back(c);
   }
-  if (q.index == 0) flush_forgets(q);
+  if (q.index == 0) flush_hiprio(q);
 }
 
 bool Session::finish_slot(Slot& slot, uint32_t used_len) {
@@ -485,13 +553,17 @@ void Session::release_slot(Queue& q, uint32_t index) {
   q.free_slots.push_back(index);
   --q.in_flight;
   if (!c->on_done) {
-    q.free_forget_calls.push_back(static_cast<uint32_t>(c - q.forget_calls.data()));
+    q.free_hiprio_calls.push_back(static_cast<uint32_t>(c - q.hiprio_calls.data()));
   } else {
     q.done.push_back(c);
   }
 }
 
 void Session::on_call_event(Queue& q) {
+  // With poll_us, a ring that runs dry is polled for a while with interrupts still off; they
+  // are re-enabled only after a poll that found nothing (then the eventfd wakes us).
+  bool poll_done = options_.poll_us == 0;
+  bool found_by_poll = false;
   for (;;) {
     std::array<virtio::UsedElement, kCompletionBatch> used;
     std::error_code ring_ec;
@@ -513,7 +585,7 @@ void Session::on_call_event(Queue& q) {
       if (!ring_ec && !malformed) {
         admit_waiting(q);
         kick = publish(q);
-        idle = n == 0 && !q.ring->enable_interrupts();
+        if (n == 0 && poll_done) idle = !q.ring->enable_interrupts();
       }
     }
     if (kick) transport_->notify(q.index);
@@ -524,6 +596,26 @@ void Session::on_call_event(Queue& q) {
     }
     if (shut_down_.load(std::memory_order_acquire)) notify_drained();
     if (idle) return;
+    if (n > 0) {
+      if (found_by_poll) stat_polled_.fetch_add(n, std::memory_order_relaxed);
+      poll_done = options_.poll_us == 0;
+      found_by_poll = false;
+    } else if (!poll_done) {
+      found_by_poll = poll_used(q);
+      poll_done = !found_by_poll;
+    }
+  }
+}
+
+bool Session::poll_used(Queue& q) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(options_.poll_us);
+  for (unsigned spin = 0;; ++spin) {
+    {
+      std::lock_guard lock(q.mu);
+      if (q.failed || q.ring->has_used()) return !q.failed;
+    }
+    if ((spin & 63) == 63 && std::chrono::steady_clock::now() >= deadline) return false;
+    __builtin_ia32_pause();
   }
 }
 
@@ -542,7 +634,7 @@ void Session::fail_queue(Queue& q, std::error_code ec, std::vector<Call*>& out) 
       c->ec = q.failed;
       out.push_back(c);
     } else {
-      q.free_forget_calls.push_back(static_cast<uint32_t>(c - q.forget_calls.data()));
+      q.free_hiprio_calls.push_back(static_cast<uint32_t>(c - q.hiprio_calls.data()));
     }
     for (uint16_t k = 0; k < slot.chunk_count; ++k) q.chunks.give(slot.chunks[k]);
     slot.chunk_count = 0;
@@ -556,6 +648,7 @@ void Session::fail_queue(Queue& q, std::error_code ec, std::vector<Call*>& out) 
   }
   q.wait_head = q.wait_tail = nullptr;
   q.forgets.clear();
+  q.interrupts.clear();
 }
 
 void Session::set_failure_handler(std::function<void(std::error_code)> handler) {
@@ -598,12 +691,13 @@ std::error_code Session::failure() const {
 }
 
 SessionStats Session::stats() const {
-  return SessionStats{stat_requests_.load(), stat_notifications_.load(), stat_forgets_.load(),
-                      stat_waits_.load()};
+  return SessionStats{stat_requests_.load(),   stat_notifications_.load(), stat_forgets_.load(),
+                      stat_waits_.load(),      stat_interrupts_.load(),    stat_polled_.load(),
+                      stat_interrupts_sent_.load()};
 }
 
 void Session::shutdown() {
-  if (shut_down_.load(std::memory_order_acquire) || !reactor_) return;
+  if (shut_down_.load(std::memory_order_acquire) || completers_.empty()) return;
   if (initialized_ && !failure()) {
     SyncCall destroy;
     destroy.frame = fuse::make_destroy();
@@ -621,8 +715,8 @@ void Session::shutdown() {
       return true;
     });
   }
-  reactor_->stop();
-  completion_thread_.join();
+  for (auto& c : completers_) c.reactor->stop();
+  for (auto& c : completers_) c.thread.join();
   fail_all(std::make_error_code(std::errc::not_connected));
   try {
     transport_->stop();

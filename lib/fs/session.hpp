@@ -33,6 +33,9 @@ struct SessionOptions {
   size_t chunk_bytes = 64 * 1024;
   uint32_t chunks_per_queue = 64;     // buffer memory per queue = chunks * chunk_bytes
   size_t staging_bytes = 0;           // device memory handed to the owner for RawMessages
+  // After the last completion, a completion thread keeps polling the used ring this long before
+  // it re-enables interrupts and sleeps on the eventfd (0: interrupt-driven only).
+  unsigned poll_us = 0;
 };
 
 struct SessionStats {
@@ -40,6 +43,9 @@ struct SessionStats {
   uint64_t notifications = 0;  // kicks actually sent
   uint64_t forgets = 0;        // FORGET entries handed to the device
   uint64_t waits = 0;          // requests that waited for ring or buffer space
+  uint64_t interrupts = 0;     // completion eventfd wake-ups handled
+  uint64_t polled = 0;         // completions found by busy-polling, with no interrupt
+  uint64_t interrupts_sent = 0;  // FUSE_INTERRUPTs handed to the device
 };
 
 class Session {
@@ -61,8 +67,16 @@ class Session {
   void submit(Call& call);
   // The same on the high-priority queue (INTERRUPT).
   void submit_hiprio(Call& call);
+  // Asks the device to abandon a submitted call (FUSE_INTERRUPT on hiprio). The call still ends
+  // through on_done: with EINTR, or with its real result when the device answered first. A
+  // call still waiting for ring space ends with EINTR at once, on this thread. The caller keeps
+  // `call` alive until on_done has run, as for submit.
+  void interrupt(Call& call);
   // Drops nlookup references to inode: batched onto hiprio, never lost while the device lives.
   void forget(Inode inode, uint64_t nlookup);
+  // The owner found a reply malformed past what the session checks (e.g. directory entries):
+  // the device can no longer be trusted, so everything fails with EIO from now on.
+  void device_misbehaved();
   // Sends DESTROY, waits (bounded) for in-flight requests, stops the queues. Idempotent.
   void shutdown();
 
@@ -109,13 +123,20 @@ class Session {
     std::error_code failed;  // set once: every later call fails with it
     uint32_t in_flight = 0;
     uint32_t seq = 0;
-    // hiprio only: FORGETs not yet handed to the device, and the calls that carry them.
+    // hiprio only: FORGETs and INTERRUPTs not yet handed to the device, and the session-owned
+    // calls that carry them (never reported to anyone; recycled on completion).
     std::deque<fuse_forget_one> forgets;
-    std::vector<Call> forget_calls;
-    std::vector<uint32_t> free_forget_calls;
+    std::deque<uint64_t> interrupts;
+    std::vector<Call> hiprio_calls;
+    std::vector<uint32_t> free_hiprio_calls;
     std::vector<Call*> done;  // completion thread's batch, reserved up front
   };
   enum class Start { kStarted, kWait, kFailed };
+  // One completion thread and its io_uring reactor; it owns the queues whose call fds it watches.
+  struct Completer {
+    std::unique_ptr<loop::Reactor> reactor;
+    std::thread thread;
+  };
 
   void build_queues(uint64_t device_features);
   Queue& pick_queue();
@@ -126,7 +147,11 @@ class Session {
   Start try_start(Queue& q, Call& call);
   // Under q.mu: start waiting calls and pending forgets while there is room.
   void admit_waiting(Queue& q);
-  void flush_forgets(Queue& q);
+  // Under hiprio's lock: hand pending INTERRUPTs, then FORGET batches, to the device while
+  // there is room; what does not fit stays queued, never dropped.
+  void flush_hiprio(Queue& q);
+  // Busy-polls q's used ring for up to poll_us; true when something arrived.
+  bool poll_used(Queue& q);
   // Under q.mu: publish and decide whether to notify (the notify itself is done unlocked).
   bool publish(Queue& q);
   void on_call_event(Queue& q);
@@ -152,12 +177,12 @@ class Session {
   std::function<void(std::error_code)> failure_handler_;
   bool failure_reported_ = false;
   uint32_t max_transfer_ = 0;
-  std::unique_ptr<loop::Reactor> reactor_;
-  std::thread completion_thread_;
+  std::vector<Completer> completers_;
   std::atomic<bool> shut_down_{false};
   std::mutex drain_mu_;
   std::condition_variable drained_;
-  std::atomic<uint64_t> stat_requests_{0}, stat_notifications_{0}, stat_forgets_{0}, stat_waits_{0};
+  std::atomic<uint64_t> stat_requests_{0}, stat_notifications_{0}, stat_forgets_{0}, stat_waits_{0},
+      stat_interrupts_{0}, stat_polled_{0}, stat_interrupts_sent_{0};
 };
 
 }  // namespace virtiofs::fs

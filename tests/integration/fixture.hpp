@@ -8,10 +8,13 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <sstream>
 
@@ -69,17 +72,47 @@ class VirtiofsdTest : public ::testing::Test {
   void write_host(const std::string& rel, const std::string& data) const {
     std::ofstream(host(rel), std::ios::binary) << data;
   }
-  static std::string random_bytes(size_t n, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::string s(n, '\0');
-    for (auto& c : s) c = static_cast<char>(rng());
-    return s;
-  }
 
   ShareView share;
   std::unique_ptr<Virtiofsd> backend;  // null in the VM rig
   std::unique_ptr<Client> client;
 };
+
+// Counts async completions and lets a test wait for all of them, bounded.
+struct Countdown {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t left;
+  std::vector<std::error_code> errors;
+  explicit Countdown(size_t n) : left(n) {}
+  void done(std::error_code ec) {
+    std::lock_guard lock(mu);
+    errors.push_back(ec);
+    if (--left == 0) cv.notify_all();
+  }
+  bool wait(std::chrono::milliseconds limit) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, limit, [&] { return left == 0; });
+  }
+};
+
+// connect must fail with `code` and a message that contains `mention`.
+inline void expect_connect_error(const Options& o, std::errc code, const std::string& mention) {
+  try {
+    Client::connect(o);
+    ADD_FAILURE() << "connect must throw";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    EXPECT_NE(std::string(e.what()).find(mention), std::string::npos) << e.what();
+  }
+}
+
+inline std::string random_bytes(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
 
 inline std::span<const std::byte> bytes(const std::string& s) {
   return std::as_bytes(std::span(s.data(), s.size()));

@@ -19,35 +19,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Counts async completions and lets a test wait for all of them, bounded.
-struct Countdown {
-  std::mutex mu;
-  std::condition_variable cv;
-  size_t left;
-  std::vector<std::error_code> errors;
-  explicit Countdown(size_t n) : left(n) {}
-  void done(std::error_code ec) {
-    std::lock_guard lock(mu);
-    errors.push_back(ec);
-    if (--left == 0) cv.notify_all();
-  }
-  bool wait(std::chrono::milliseconds limit) {
-    std::unique_lock lock(mu);
-    return cv.wait_for(lock, limit, [&] { return left == 0; });
-  }
-};
-
-// connect must fail with `code` and a message that contains `mention`.
-void expect_connect_error(const Options& o, std::errc code, const std::string& mention) {
-  try {
-    Client::connect(o);
-    ADD_FAILURE() << "connect must throw";
-  } catch (const std::system_error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    EXPECT_NE(std::string(e.what()).find(mention), std::string::npos) << e.what();
-  }
-}
-
 // FORGET has no reply: poll the backend's fd table until it is back to `baseline` (bounded).
 int wait_for_fds_at_most(const Virtiofsd& backend, int baseline) {
   int now = 0;

@@ -32,8 +32,19 @@ IndirectTable TestRingMemory::make_table(uint16_t capacity) {
   return IndirectTable{t, reinterpret_cast<uint64_t>(t), capacity};
 }
 
-DeviceModel::DeviceModel(const RingMemory& mem, uint16_t size, bool event_idx)
-    : mem_(mem), size_(size), event_idx_(event_idx) {}
+DeviceModel::DeviceModel(const RingMemory& mem, uint16_t size, bool event_idx, Translate translate)
+    : mem_(mem), size_(size), event_idx_(event_idx), translate_(std::move(translate)) {}
+
+std::byte* DeviceModel::at(uint64_t addr, uint64_t len) const {
+  if (!translate_) return reinterpret_cast<std::byte*>(addr);
+  std::byte* p = translate_(addr, len);
+  if (!p) throw std::runtime_error("driver gave an address outside the memory table");
+  return p;
+}
+
+bool DeviceModel::has_available() const {
+  return mem_.avail->idx.load() != last_avail_;
+}
 
 std::optional<DeviceChain> DeviceModel::pop() {
   const uint16_t avail_idx = mem_.avail->idx.load();
@@ -50,15 +61,17 @@ std::optional<DeviceChain> DeviceModel::pop() {
   uint16_t i = chain.head;
   if (mem_.desc[i].flags.load() & kDescFlagIndirect) {
     chain.indirect = true;
-    table = reinterpret_cast<const Desc*>(mem_.desc[i].addr.load());
     table_size = mem_.desc[i].len.load() / sizeof(Desc);
+    if (table_size == 0) throw std::runtime_error("empty indirect table");
+    table = reinterpret_cast<const Desc*>(at(mem_.desc[i].addr.load(), table_size * sizeof(Desc)));
     i = 0;
   }
   for (uint32_t steps = 0;; ++steps) {
     if (steps >= table_size || i >= table_size) throw std::runtime_error("descriptor loop");
     const Desc& d = table[i];
-    chain.buffers.push_back(DeviceBuffer{reinterpret_cast<std::byte*>(d.addr.load()), d.len.load(),
-                                         (d.flags.load() & kDescFlagWrite) != 0});
+    const uint32_t len = d.len.load();
+    chain.buffers.push_back(
+        DeviceBuffer{at(d.addr.load(), len), len, (d.flags.load() & kDescFlagWrite) != 0});
     if (!(d.flags.load() & kDescFlagNext)) break;
     i = d.next.load();
   }

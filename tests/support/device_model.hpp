@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -32,12 +33,21 @@ struct DeviceChain {
   std::vector<DeviceBuffer> buffers;
 };
 
+// Turns a device address of `len` bytes into a pointer, or nullptr when it lies outside the
+// memory the device may touch.
+using Translate = std::function<std::byte*(uint64_t addr, uint64_t len)>;
+
 class DeviceModel {
  public:
-  DeviceModel(const virtio::RingMemory& mem, uint16_t size, bool event_idx);
+  // Without a translator, device addresses are host addresses (in-process tests).
+  DeviceModel(const virtio::RingMemory& mem, uint16_t size, bool event_idx,
+              Translate translate = {});
 
-  // Takes the next available chain; walks NEXT links and one level of INDIRECT.
+  // Takes the next available chain; walks NEXT links and one level of INDIRECT. Throws
+  // std::runtime_error when the driver published something a device must refuse.
   std::optional<DeviceChain> pop();
+  // Would pop() find a chain? (Reads the driver's avail index.)
+  bool has_available() const;
   // Puts a used element and publishes it (the caller chooses id and len, including bad ones).
   void push(uint32_t id, uint32_t len);
   // Would the device interrupt the driver for what it published since the last call?
@@ -48,11 +58,16 @@ class DeviceModel {
   // Raw access for fault injection.
   void force_used_idx(uint16_t idx);
   uint16_t last_avail() const { return last_avail_; }
+  uint16_t used_idx() const { return used_idx_; }
+  uint16_t size() const { return size_; }
 
  private:
+  std::byte* at(uint64_t addr, uint64_t len) const;
+
   virtio::RingMemory mem_;
   uint16_t size_;
   bool event_idx_;
+  Translate translate_;
   uint16_t last_avail_ = 0;
   uint16_t used_idx_ = 0;
   uint16_t signalled_used_ = 0;

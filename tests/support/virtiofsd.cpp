@@ -50,35 +50,39 @@ Virtiofsd::Virtiofsd(const std::string& shared_dir, std::vector<std::string> ext
                                    "-o",               "cache=auto",
                                    "-o",               "log_level=warn"};
   args.insert(args.end(), extra_options.begin(), extra_options.end());
-  pid_ = fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
+  pid_ = spawn_listening(args, socket_, "virtiofsd");
+}
+
+pid_t spawn_listening(std::vector<std::string> args, const std::string& socket_path,
+                      const std::string& what) {
+  pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     execv(argv[0], argv.data());
     _exit(127);
   }
-  // Ready when the socket listens. A probe connect would use up the one connection virtiofsd
+  // Ready when the socket listens. A probe connect would use up the one connection the backend
   // serves, so read the kernel's table instead.
   for (int i = 0; i < 500; ++i) {
-    if (is_listening(socket_)) return;
+    if (is_listening(socket_path)) return pid;
     int status;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      throw std::runtime_error(std::string("virtiofsd exited at start: ") + virtiofsd_binary());
-    }
+    if (waitpid(pid, &status, WNOHANG) == pid)
+      throw std::runtime_error(what + " exited at start: " + args[0]);
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  kill_now();
-  throw std::runtime_error("virtiofsd did not create its socket");
+  ::kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  throw std::runtime_error(what + " did not create its socket");
 }
 
-Virtiofsd::~Virtiofsd() {
+BackendProcess::~BackendProcess() {
   if (pid_ > 0 && !wait_exit(2000)) kill_now();
 }
 
-int Virtiofsd::open_fds() const {
+int BackendProcess::open_fds() const {
   int n = 0;
   DIR* d = opendir(("/proc/" + std::to_string(pid_) + "/fd").c_str());
   if (!d) return -1;
@@ -88,21 +92,21 @@ int Virtiofsd::open_fds() const {
   return n;
 }
 
-void Virtiofsd::kill_now() {
+void BackendProcess::kill_now() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGKILL);
   waitpid(pid_, nullptr, 0);
   pid_ = -1;
 }
 
-bool Virtiofsd::wait_exit(int timeout_ms) {
+bool BackendProcess::wait_exit(int timeout_ms) {
   if (pid_ <= 0) return true;
-  for (int waited = 0; waited <= timeout_ms; waited += 10) {
+  for (int waited = 0; waited <= timeout_ms; waited += 5) {
     if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
       pid_ = -1;
       return true;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return false;
 }

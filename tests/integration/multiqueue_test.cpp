@@ -1,0 +1,258 @@
+// Multiqueue, completion-driven backpressure, FORGET delivery and FUSE_INTERRUPT, against the
+// test backend (tests/support/test_backend: several request queues, held requests, counts of
+// what it saw), and busy-poll against the real virtiofsd.
+#include <fcntl.h>
+
+#include <atomic>
+#include <future>
+#include <random>
+#include <stop_token>
+#include <thread>
+
+#include "integration/fixture.hpp"
+#include "support/test_backend_process.hpp"
+
+using namespace virtiofs;
+using namespace virtiofs::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::unique_ptr<Client> connect_to(const TestBackend& backend, Options o = {}) {
+  o.socket_path = backend.socket_path();
+  return Client::connect(o);
+}
+
+// Creates `name` holding `data` through the client.
+void put(Client& c, const std::string& name, const std::string& data) {
+  ASSERT_FALSE(c.write_file(name, bytes(data)));
+}
+
+}  // namespace
+
+TEST(MultiQueue, UsesEveryQueueTheDeviceOffersAndSpreadsThreadsOverThem) {
+  TestBackend backend({"--queues", "4"});
+  auto client = connect_to(backend);
+  ASSERT_EQ(client->num_request_queues(), 4u) << "0 queues asked: all the device offers";
+  constexpr int kThreads = 8, kRounds = 200;
+  std::vector<std::thread> threads;
+  std::atomic<int> bad{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string name = "f" + std::to_string(t);
+      const std::string data = random_bytes(10000 + t, t);
+      if (client->write_file(name, bytes(data))) ++bad;
+      for (int i = 0; i < kRounds; ++i) {
+        std::string back;
+        if (client->read_file(name, back) || back != data) ++bad;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0);
+  client.reset();
+  const BackendCounts counts = backend.counts();
+  ASSERT_EQ(counts.per_queue.size(), 5u);
+  uint64_t total = 0;
+  for (unsigned q = 1; q <= 4; ++q) total += counts.per_queue[q];
+  for (unsigned q = 1; q <= 4; ++q) {
+    // Two threads per queue: each queue carries about a quarter of the work.
+    EXPECT_GT(counts.per_queue[q], total / 8) << "queue " << q << " of " << total;
+  }
+}
+
+TEST(MultiQueue, AskingForMoreQueuesThanOfferedIsAClearError) {
+  TestBackend backend({"--queues", "2"});
+  Options o;
+  o.socket_path = backend.socket_path();
+  o.num_request_queues = 3;
+  expect_connect_error(o, std::errc::invalid_argument, "2 request queue(s), 3 asked for");
+}
+
+TEST(Backpressure, ThousandRequestsOnEightDescriptorsWithSlowReorderingDevice) {
+  // The device takes 20 us per request and completes each batch backwards: the ring is full
+  // nearly all the time and completions free descriptors out of order.
+  TestBackend backend({"--queues", "2", "--delay-us", "20", "--reorder"});
+  Options o;
+  o.queue_size = 8;
+  auto client = connect_to(backend, o);
+  put(*client, "target", "abcd");
+  Entry e;
+  ASSERT_FALSE(client->lookup(kRootInode, "target", e));
+  Countdown all(1000);
+  for (int i = 0; i < 1000; ++i)
+    client->getattr(e.inode, [&](std::error_code ec, Attr a) {
+      if (!ec && a.size != 4) ec = std::make_error_code(std::errc::io_error);
+      all.done(ec);
+    });
+  ASSERT_TRUE(all.wait(60s)) << all.left << " requests never completed";
+  for (auto ec : all.errors) EXPECT_FALSE(ec) << ec.message();
+  EXPECT_GT(client->stats().waits, 0u) << "the ring must have been full";
+  client->forget(e.inode, 1);
+}
+
+TEST(Forget, HundredThousandForgetsAllReachTheDeviceThroughASmallHiprioRing) {
+  TestBackend backend;
+  Options o;
+  o.queue_size = 8;  // hiprio has 8 descriptors: most batches wait for room
+  auto client = connect_to(backend, o);
+  constexpr uint64_t kForgets = 100000;
+  uint64_t nlookup_sum = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (uint64_t i = t; i < kForgets; i += 4) client->forget(1000 + i, 1 + i % 3);
+    });
+  for (uint64_t i = 0; i < kForgets; ++i) nlookup_sum += 1 + i % 3;
+  for (auto& th : threads) th.join();
+  client.reset();  // DESTROY after the FORGETs; the backend then writes its counts
+  const BackendCounts counts = backend.counts();
+  EXPECT_EQ(counts.forget_entries, kForgets);
+  EXPECT_EQ(counts.forget_nlookup, nlookup_sum);
+  EXPECT_GT(counts.per_opcode.at("batch_forget"), 1u);
+}
+
+class InterruptTest : public ::testing::Test {
+ protected:
+  void open_file(Client& c, File& f, const std::string& data) {
+    put(c, "data", data);
+    ASSERT_FALSE(c.open_file("data", O_RDONLY, f));
+  }
+};
+
+TEST_F(InterruptTest, AHeldReadEndsWithEINTRWhenStopped) {
+  TestBackend backend({"--hold", "read"});  // READs wait until interrupted
+  auto client = connect_to(backend);
+  File f;
+  open_file(*client, f, "payload");
+  std::stop_source stop;
+  auto result = std::async(std::launch::async, [&] {
+    std::string buf(16, '\0');
+    size_t n = 0;
+    return client->read(f.inode(), f.handle(), 0, std::as_writable_bytes(std::span(buf)), n,
+                        stop.get_token());
+  });
+  EXPECT_EQ(result.wait_for(200ms), std::future_status::timeout) << "the read must be held";
+  const auto asked = std::chrono::steady_clock::now();
+  stop.request_stop();
+  ASSERT_EQ(result.wait_for(5s), std::future_status::ready) << "interrupted read never ended";
+  EXPECT_EQ(result.get(), std::errc::interrupted);
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 1s);
+  EXPECT_EQ(client->stats().interrupts_sent, 1u);
+  EXPECT_FALSE(client->failure()) << "an interrupt is not a failure";
+  std::string text;  // the session goes on working (this read is held too: use a path op)
+  Attr a;
+  EXPECT_FALSE(client->stat("data", a));
+  f = File();
+  client.reset();
+  const BackendCounts counts = backend.counts();
+  EXPECT_EQ(counts.interrupts, 1u);
+  EXPECT_EQ(counts.interrupted, 1u);
+}
+
+TEST_F(InterruptTest, WhicheverSideWinsTheCallEndsCorrectly) {
+  // Reads are held 3 ms and then answered; stops land before, during and after that.
+  TestBackend backend({"--hold", "read", "--hold-ms", "3", "--queues", "2"});
+  auto client = connect_to(backend);
+  const std::string data = random_bytes(3000, 7);
+  File f;
+  open_file(*client, f, data);
+  std::mt19937 rng(1);
+  int interrupted = 0, answered = 0;
+  for (int i = 0; i < 150; ++i) {
+    std::stop_source stop;
+    const auto delay = std::chrono::microseconds(rng() % 6000);
+    auto result = std::async(std::launch::async, [&] {
+      std::string buf(4096, '\0');
+      size_t n = 0;
+      auto ec = client->read(f.inode(), f.handle(), 0, std::as_writable_bytes(std::span(buf)), n,
+                             stop.get_token());
+      if (!ec && (n != data.size() || buf.substr(0, n) != data))
+        ec = std::make_error_code(std::errc::bad_message);
+      return ec;
+    });
+    std::this_thread::sleep_for(delay);
+    stop.request_stop();
+    ASSERT_EQ(result.wait_for(5s), std::future_status::ready) << "round " << i << " hung";
+    const auto ec = result.get();
+    if (ec == std::errc::interrupted)
+      ++interrupted;
+    else if (!ec)
+      ++answered;
+    else
+      ADD_FAILURE() << "round " << i << ": " << ec.message();
+  }
+  EXPECT_GT(interrupted, 0);
+  EXPECT_GT(answered, 0);
+  EXPECT_FALSE(client->failure());
+}
+
+TEST_F(InterruptTest, ACallWaitingForRingSpaceEndsAtOnce) {
+  // Two descriptors per queue and held reads: the third read cannot even reach the ring.
+  TestBackend backend({"--hold", "read"});
+  Options o;
+  o.queue_size = 2;
+  auto client = connect_to(backend, o);
+  File f;
+  open_file(*client, f, "x");
+  std::vector<std::stop_source> stops(3);
+  std::vector<std::future<std::error_code>> reads;
+  for (int i = 0; i < 3; ++i) {
+    reads.push_back(std::async(std::launch::async, [&, i] {
+      std::string buf(8, '\0');
+      size_t n = 0;
+      return client->read(f.inode(), f.handle(), 0, std::as_writable_bytes(std::span(buf)), n,
+                          stops[i].get_token());
+    }));
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GT(client->stats().waits, 0u);
+  for (auto& s : stops) s.request_stop();
+  for (auto& r : reads) {
+    ASSERT_EQ(r.wait_for(5s), std::future_status::ready);
+    EXPECT_EQ(r.get(), std::errc::interrupted);
+  }
+}
+
+// Busy-poll mode against the real virtiofsd: the same results as interrupt-driven completions.
+class PollModeTest : public VirtiofsdTest {
+ protected:
+  void SetUp() override {}
+  std::vector<std::string> workload() {
+    std::vector<std::string> results;
+    for (int i = 0; i < 20; ++i) {
+      const std::string name = "p" + std::to_string(i);
+      const std::string data = random_bytes(1000 * i + 1, i);
+      EXPECT_FALSE(client->write_file(name, bytes(data)));
+      std::string back;
+      EXPECT_FALSE(client->read_file(name, back));
+      results.push_back(back);
+      Attr a;
+      EXPECT_FALSE(client->stat(name, a));
+      results.push_back(std::to_string(a.size));
+    }
+    std::vector<DirEntry> list;
+    EXPECT_FALSE(client->list_dir("/", list));
+    results.push_back(std::to_string(list.size()));
+    return results;
+  }
+};
+
+TEST_F(PollModeTest, BusyPollAndEventfdGiveTheSameResults) {
+  start();
+  const auto by_interrupt = workload();
+  const auto interrupt_stats = client->stats();
+  EXPECT_EQ(interrupt_stats.polled, 0u);
+  client.reset();
+  backend.reset();
+  for (const auto& e : std::filesystem::directory_iterator(share.path())) std::filesystem::remove_all(e.path());
+
+  Options o;
+  o.poll_us = 2000;
+  start(o);
+  const auto by_polling = workload();
+  const auto poll_stats = client->stats();
+  EXPECT_EQ(by_polling, by_interrupt);
+  EXPECT_GT(poll_stats.polled, 0u) << "completions must have been found by polling";
+  EXPECT_LT(poll_stats.interrupts, interrupt_stats.interrupts);
+}
