@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include <algorithm>
 #include <mutex>
 #include <stop_token>
 #include <variant>
@@ -25,8 +24,6 @@ namespace {
 
 std::error_code einval() { return std::make_error_code(std::errc::invalid_argument); }
 
-// Each request queue costs a completion thread and its memory: "all the device offers" stops here.
-constexpr unsigned kMaxAutoQueues = 16;
 
 template <class T>
 using Parser = std::error_code (*)(const fuse::Reply&, T&);
@@ -151,19 +148,7 @@ std::unique_ptr<Client> Client::connect(const Options& options) {
                               "device tag is '" + *config.tag + "', not '" + tag + "'");
     tag = *config.tag;
   }
-  // 0: every request queue the device offers (its config, else what the transport counts).
-  unsigned queues = options.num_request_queues;
-  if (queues == 0) {
-    if (config.num_request_queues)
-      queues = *config.num_request_queues;
-    else if (auto total = transport->max_queues(); total && *total > 1)
-      queues = *total - 1;
-    queues = std::clamp(queues, 1u, kMaxAutoQueues);
-  }
-  if (config.num_request_queues && queues > *config.num_request_queues)
-    throw std::system_error(einval(), "device has " + std::to_string(*config.num_request_queues) +
-                                          " request queue(s), " + std::to_string(queues) +
-                                          " asked for");
+  const unsigned queues = fs::request_queue_count(options.num_request_queues, *transport, config);
   fs::SessionOptions so;
   so.queue_size = options.queue_size;
   so.num_request_queues = queues;

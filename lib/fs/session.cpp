@@ -97,6 +97,18 @@ class StreamWriter {
 
 }  // namespace
 
+unsigned request_queue_count(unsigned requested, virtio::Transport& transport,
+                             const virtio::DeviceConfig& config) {
+  std::optional<unsigned> offered = config.num_request_queues;
+  if (!offered)
+    if (auto total = transport.max_queues(); total && *total > 1) offered = *total - 1;
+  if (requested == 0) return std::clamp(offered.value_or(1), 1u, kMaxAutoQueues);
+  if (offered && requested > *offered)
+    fail(EINVAL, "device has " + std::to_string(*offered) + " request queue(s), " +
+                     std::to_string(requested) + " asked for");
+  return requested;
+}
+
 Session::Session(std::unique_ptr<virtio::Transport> transport, const SessionOptions& options)
     : options_(options), transport_(std::move(transport)) {
   if (!virtio::is_valid_queue_size(options_.queue_size) || options_.queue_size < 2)

@@ -48,6 +48,13 @@ struct SessionStats {
   uint64_t interrupts_sent = 0;  // FUSE_INTERRUPTs handed to the device
 };
 
+// Request queues to use when `requested` (0: all the device offers, at most kMaxAutoQueues):
+// checked against the device's config, else against the queues the transport counts. Throws
+// std::system_error(EINVAL) naming both numbers.
+inline constexpr unsigned kMaxAutoQueues = 16;
+unsigned request_queue_count(unsigned requested, virtio::Transport& transport,
+                             const virtio::DeviceConfig& config);
+
 class Session {
  public:
   // Negotiates features, builds the rings in one shared region, starts the queues and the

@@ -20,10 +20,7 @@ struct FaultCase {
 };
 
 std::string case_name(const ::testing::TestParamInfo<FaultCase>& info) {
-  std::string n = info.param.fault;
-  for (auto& c : n)
-    if (c == '-') c = '_';
-  return n;
+  return fault_test_name(info.param.fault);
 }
 
 }  // namespace

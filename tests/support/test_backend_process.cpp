@@ -15,6 +15,12 @@ TestBackend::TestBackend(std::vector<std::string> options)
   pid_ = spawn_listening(args, socket_, "virtiofs-test-backend");
 }
 
+std::string fault_test_name(std::string fault) {
+  for (auto& c : fault)
+    if (c == '-') c = '_';
+  return fault;
+}
+
 BackendCounts TestBackend::counts() {
   if (!wait_exit(5000)) throw std::runtime_error("test backend did not exit after its frontend left");
   std::ifstream in(stats_);

@@ -36,4 +36,7 @@ class TestBackend : public BackendProcess {
 
 const char* test_backend_binary();
 
+// A fault kind as a gtest parameter name ("used-id-out-of-range" -> "used_id_out_of_range").
+std::string fault_test_name(std::string fault);
+
 }  // namespace virtiofs::test

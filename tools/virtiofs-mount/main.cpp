@@ -77,12 +77,11 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
 
   fs::SessionOptions so;
   so.queue_size = static_cast<uint16_t>(o.queue_size);
-  so.num_request_queues = o.num_queues;
+  so.poll_us = o.poll_us;
   mount::BridgeOptions bo;
   bo.readers = o.readers;
   bo.debug = o.debug;
   bo.forward_interrupts = o.interrupts;
-  so.staging_bytes = mount::Bridge::staging_bytes(so, bo);
 
   std::unique_ptr<fs::Session> session;
   const std::string device = o.pci_device.empty() ? "vhost-user backend at " + socket
@@ -94,6 +93,10 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
     auto config = transport->read_config();
     if (config.tag && *config.tag != o.tag)
       throw std::runtime_error("the device's tag is '" + *config.tag + "', not '" + o.tag + "'");
+    so.num_request_queues = fs::request_queue_count(o.num_queues, *transport, config);
+    // Each reader thread submits on one queue: by default there is a reader per queue.
+    if (!o.readers_given) bo.readers = std::max(bo.readers, so.num_request_queues);
+    so.staging_bytes = mount::Bridge::staging_bytes(so, bo);
     session = std::make_unique<fs::Session>(std::move(transport), so);
   } catch (const std::exception& e) {
     return daemon.failed(connect_error("no usable " + device + ": " + e.what()));
@@ -137,8 +140,11 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
   if (backend) backend->stop();
   close(lost_fd);
   if (ended == Ended::kDeviceLost) {
-    std::fprintf(stderr, "virtiofs-mount: %s: device lost (%s); unmounted %s\n", o.tag.c_str(),
-                 std::strerror(lost_errno.load()), o.mountpoint.c_str());
+    // EIO: the device wrote something the protocol forbids and is no longer trusted.
+    const int e = lost_errno.load();
+    std::fprintf(stderr, "virtiofs-mount: %s: %s (%s); unmounted %s\n", o.tag.c_str(),
+                 e == EIO ? "device broke the protocol" : "device lost", std::strerror(e),
+                 o.mountpoint.c_str());
     return 1;
   }
   return 0;

@@ -25,7 +25,8 @@ struct Parsed {
   char* socket = nullptr;
   char* share = nullptr;
   unsigned queue_size = 128;
-  unsigned num_queues = 1;
+  unsigned num_queues = 0;
+  unsigned poll_us = 0;
   int interrupts = 0;
   std::string tag;
   bool has_fsname = false;
@@ -40,6 +41,7 @@ const fuse_opt kOptions[] = {
     OPT("share=%s", share),
     OPT("queue_size=%u", queue_size),
     OPT("num_queues=%u", num_queues),
+    OPT("poll_us=%u", poll_us),
     {"interrupts", offsetof(Parsed, interrupts), 1},
     FUSE_OPT_KEY("fsname=", kFsname),
     FUSE_OPT_KEY("max_threads=", kMaxThreads),
@@ -108,6 +110,8 @@ void parse(int argc, char** argv, Options& out) {
   if (share) out.share = share.get();
   out.queue_size = p.queue_size;
   out.num_queues = p.num_queues;
+  out.poll_us = p.poll_us;
+  out.readers_given = cmd.singlethread || p.has_max_threads;
   out.interrupts = p.interrupts;
   out.debug = cmd.debug;
   out.foreground = cmd.foreground || cmd.debug;
@@ -123,8 +127,10 @@ void validate(Options& o) {
   if (!is_power_of_two(o.queue_size) || o.queue_size < 2 || o.queue_size > 32768)
     throw UsageError("queue_size=" + std::to_string(o.queue_size) +
                      " is not a power of two between 2 and 32768");
-  if (o.num_queues == 0 || o.num_queues > 64)
-    throw UsageError("num_queues=" + std::to_string(o.num_queues) + " is not between 1 and 64");
+  if (o.num_queues > 64)
+    throw UsageError("num_queues=" + std::to_string(o.num_queues) + " is more than 64");
+  if (o.poll_us > 1000000)
+    throw UsageError("poll_us=" + std::to_string(o.poll_us) + " is more than a second");
   if (o.readers == 0 || o.readers > 64)
     throw UsageError("max_threads=" + std::to_string(o.readers) + " is not between 1 and 64");
   if (!o.socket.empty() && !o.share.empty())
@@ -170,7 +176,10 @@ void print_usage(const char* program) {
       "    -o socket=PATH         a vhost-user-fs backend listening at PATH\n"
       "    (neither)              the VFIO-bound virtio-fs device with tag TAG\n"
       "    -o queue_size=N        descriptors per virtqueue, a power of two (128)\n"
-      "    -o num_queues=N        request queues (1)\n"
+      "    -o num_queues=N        request queues, each with its own completion thread\n"
+      "                           (default: all the device offers)\n"
+      "    -o poll_us=N           busy-poll each queue N microseconds after its last\n"
+      "                           completion before sleeping on the interrupt (0)\n"
       "    -o interrupts          forward FUSE_INTERRUPT to the device (virtiofsd 7.2 cannot\n"
       "                           take them; off: the kernel is told they are unsupported)\n"
       "\n"

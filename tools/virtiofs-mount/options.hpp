@@ -1,6 +1,6 @@
 // virtiofs-mount's command line, in the form FUSE mount helpers use:
 //   virtiofs-mount [-f] [-d] [-s] [-o OPT[,OPT...]] TAG MOUNTPOINT
-// Our options (socket=, share=, queue_size=, num_queues=) are taken out; fstab-only ones are
+// Our options (socket=, share=, queue_size=, num_queues=, poll_us=, interrupts) are taken out; fstab-only ones are
 // dropped; the rest is left for libfuse, which refuses what it does not know.
 #pragma once
 
@@ -23,8 +23,10 @@ struct Options {
   std::string share;       // -o share=DIR: start virtiofsd on DIR
   std::string pci_device;  // neither: the vfio-pci-bound device with the tag
   unsigned queue_size = 128;
-  unsigned num_queues = 1;
+  unsigned num_queues = 0;  // 0: all the device offers
+  unsigned poll_us = 0;
   unsigned readers = 2;  // max_threads=N, 1 with -s
+  bool readers_given = false;
   bool interrupts = false;  // -o interrupts: forward FUSE_INTERRUPT to the device
   bool foreground = false;
   bool debug = false;
