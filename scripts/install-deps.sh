@@ -8,6 +8,7 @@ packages=(
   qemu-system-common   # virtiofsd, the real backend the tests and the demo use
   python3 attr git util-linux
   clang libclang-rt-14-dev   # libFuzzer for the fuzz targets (scripts/fuzz.sh)
+  libbenchmark-dev gnuplot-nox   # ring micro-benchmarks and the chart (scripts/bench.sh)
   # the VM rig (tests/vm): a guest kernel and its modules, QEMU, an initramfs of busybox
   qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils binutils
 )

@@ -50,8 +50,9 @@ TEST(Forwarding, SizedRepliesGetRoomForTheirPayload) {
   auto f = classify(header(FUSE_READ), bytes(read), 1 << 20);
   EXPECT_EQ(f.route, Route::kDevice);
   EXPECT_EQ(f.reply_bytes, sizeof(fuse_out_header) + (1 << 20));
-  read.size = 100;
-  EXPECT_EQ(classify(header(FUSE_READDIRPLUS), bytes(read), 1 << 20).reply_bytes, kSmallReply);
+  read.size = 100;  // exact room: a device that writes more breaks the ring's length check
+  EXPECT_EQ(classify(header(FUSE_READDIRPLUS), bytes(read), 1 << 20).reply_bytes,
+            sizeof(fuse_out_header) + 100);
   fuse_getxattr_in xattr{};
   xattr.size = 65536;
   EXPECT_EQ(classify(header(FUSE_GETXATTR), bytes(xattr), 1 << 20).reply_bytes,

@@ -89,8 +89,8 @@ if step "virtiofs-mount vmfs /mnt/vfio" virtiofs-mount vmfs /mnt/vfio; then
   grep /mnt/vfio /proc/mounts | sed 's/^/vm: /'
   step "read/write/rename/readdir through virtiofs-mount" rig_workload /mnt/vfio
   mkdir -p /mnt/vfio/bench
-  log "dirbench this-driver:"
-  virtiofs-dirbench --mib 32 --files 300 this-driver=/mnt/vfio/bench | sed 's/^/vm: A /'
+  log "fsbench this-driver:"
+  virtiofs-fsbench --mib 32 --files 300 --ops 400 this-driver=/mnt/vfio/bench | sed 's/^/vm: A /'
   step "umount /mnt/vfio" umount /mnt/vfio
   sleep 1
 fi
@@ -130,8 +130,8 @@ step "device removed while mounted (device_del)" unplug_test
 step "virtiofs unbind vmfs" virtiofs unbind vmfs
 if step "mount -t virtiofs vmfs /mnt/kernel" mount -t virtiofs vmfs /mnt/kernel; then
   mkdir -p /mnt/kernel/bench
-  log "dirbench linux-virtiofs:"
-  virtiofs-dirbench --mib 32 --files 300 linux-virtiofs=/mnt/kernel/bench | sed 's/^/vm: B /'
+  log "fsbench linux-virtiofs:"
+  virtiofs-fsbench --mib 32 --files 300 --ops 400 linux-virtiofs=/mnt/kernel/bench | sed 's/^/vm: B /'
   umount /mnt/kernel
 fi
 finish

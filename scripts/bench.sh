@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The benchmark suite, in one run, with ratios side by side (run as root; it drops caches):
+#  1. one workload on four targets over the same directory: the directory itself (the limit),
+#     the libvirtiofs API on virtiofsd, virtiofs-mount, and libfuse's passthrough_ll example
+#     (compiled here from libfuse3-dev's examples: what a user would pick to expose a directory
+#     over FUSE); ratios against passthrough_ll;
+#  2. multiqueue scaling: the library on the test backend with 1, 2 and 4 request queues, each
+#     request taking 50 us of device time, 8 threads;
+#  3. ring micro-benchmarks (Google Benchmark): ns per add+kick+complete in-process.
+# With --chart FILE.png it also draws the ratios to passthrough_ll (gnuplot).
+#   bash scripts/bench.sh [--chart docs/benchmarks.png] [virtiofs-fsbench options, e.g. --mib 64]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+chart=""
+if [ "${1:-}" = "--chart" ]; then chart=$(realpath -m "$2"); shift 2; fi
+bash scripts/build.sh >/dev/null
+virtiofsd=/usr/lib/qemu/virtiofsd
+work=$(mktemp -d)
+mkdir -p "$work/share" "$work/vmnt" "$work/pmnt"
+pids=()
+cleanup() {
+  fusermount3 -u "$work/vmnt" 2>/dev/null || true
+  fusermount3 -u "$work/pmnt" 2>/dev/null || true
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+wait_socket() { for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.05; done; echo "bench: no socket $1" >&2; exit 1; }
+
+cc -O2 -o "$work/passthrough_ll" /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c \
+  $(pkg-config --cflags --libs fuse3)
+"$virtiofsd" --socket-path="$work/lib.sock" -o source="$work/share" -o cache=auto \
+  -o sandbox=chroot -o log_level=warn &
+pids+=($!)
+wait_socket "$work/lib.sock"
+./build/virtiofs-mount -o share="$work/share" bench "$work/vmnt"
+"$work/passthrough_ll" -o source="$work/share" "$work/pmnt"
+
+echo "== one workload, four targets (virtiofsd 7.2 behind the library and virtiofs-mount)"
+./build/virtiofs-fsbench --ratio-to passthrough_ll --data "$work/peers.dat" "$@" \
+  host-dir="$work/share" library=socket:"$work/lib.sock" \
+  virtiofs-mount="$work/vmnt" passthrough_ll="$work/pmnt"
+
+echo
+echo "== multiqueue scaling: library on the test backend, 50 us device time per request, 8 threads"
+targets=()
+for q in 1 2 4; do
+  ./build/tests/virtiofs-test-backend --socket "$work/q$q.sock" --queues "$q" --delay-us 50 &
+  pids+=($!)
+  wait_socket "$work/q$q.sock"
+  targets+=("${q}-queue=socket:$work/q$q.sock")
+done
+./build/virtiofs-fsbench --stat-threads 8 --seconds 2 "${targets[@]}"
+
+echo
+echo "== ring micro-benchmarks (driver ring + in-process device model)"
+./build/tests/virtiofs-ring-bench --benchmark_min_time=0.5 2>/dev/null | grep -E "^(Benchmark|add|batch)"
+
+if [ -n "$chart" ]; then
+  # Ratio of each row to passthrough_ll for the library and virtiofs-mount.
+  awk 'NR > 1 { printf "%s %.3f %.3f\n", $1, $3 / $5, $4 / $5 }' "$work/peers.dat" > "$work/ratios.dat"
+  gnuplot <<GP
+set terminal pngcairo size 900,480 font ",10"
+set output "$chart"
+set title "libvirtiofs vs passthrough\\\\_ll (1.0 = passthrough\\\\_ll), same directory, one run"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set logscale y 2
+set yrange [0.1:*]
+set grid ytics
+set xtics rotate by -25 scale 0
+set ylabel "ratio to passthrough\\\\_ll (log scale)"
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 1.5
+plot "$work/ratios.dat" using 2:xtic(1) title "library API", "" using 3 title "virtiofs-mount"
+GP
+  echo "chart: $chart"
+fi

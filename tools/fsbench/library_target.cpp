@@ -1,0 +1,146 @@
+#include <fcntl.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+
+#include "target.hpp"
+#include "virtiofs/client.hpp"
+
+namespace virtiofs::bench {
+
+namespace {
+
+class LibraryTarget final : public Target {
+ public:
+  LibraryTarget(const std::string& socket_path, std::string subdir) : subdir_(std::move(subdir)) {
+    Options o;
+    o.socket_path = socket_path;
+    fs_ = Client::connect(o);
+    fs_->mkdir(subdir_);
+    Entry e;
+    if (auto ec = fs_->resolve(subdir_, e)) throw std::system_error(ec, "resolve " + subdir_);
+    dir_ = e.inode;
+  }
+  ~LibraryTarget() override {
+    fs_->forget(dir_, 1);
+    fs_->rmdir(subdir_);
+  }
+
+  void create_files(const std::vector<std::string>& names) override {
+    for (auto& n : names) {
+      Created c;
+      if (fs_->create(dir_, n, O_WRONLY, 0644, c)) continue;
+      fs_->release(c.entry.inode, c.file.fh);
+      fs_->forget(c.entry.inode, 1);
+    }
+  }
+  void remove_files(const std::vector<std::string>& names) override {
+    for (auto& n : names) fs_->unlink(path(n));
+  }
+  bool stat_one(const std::string& name, size_t count) override {
+    Entry e;
+    if (fs_->resolve(path(name), e)) return false;
+    Attr a;
+    bool ok = true;
+    for (size_t i = 0; i < count && ok; ++i) ok = !fs_->getattr(e.inode, a);
+    fs_->forget(e.inode, 1);
+    return ok;
+  }
+  bool stat_each(const std::vector<std::string>& names, unsigned depth) override {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t next = 0, finished = 0;
+    bool ok = true;
+    std::function<void(std::error_code, Entry)> on_entry;
+    auto start_next = [&] {  // under mu
+      const size_t i = next++;
+      fs_->lookup(dir_, names[i], on_entry);
+    };
+    on_entry = [&](std::error_code ec, Entry e) {
+      if (!ec) fs_->forget(e.inode, 1);
+      std::lock_guard lock(mu);
+      ok &= !ec;
+      ++finished;
+      if (next < names.size()) {
+        start_next();
+      } else if (finished == names.size()) {
+        cv.notify_all();
+      }
+    };
+    std::unique_lock lock(mu);
+    for (unsigned i = 0; i < depth && next < names.size(); ++i) start_next();
+    cv.wait(lock, [&] { return finished == names.size(); });
+    return ok;
+  }
+  bool open_close(const std::string& name, size_t count) override {
+    Entry e;
+    if (fs_->resolve(path(name), e)) return false;
+    bool ok = true;
+    for (size_t i = 0; i < count && ok; ++i) {
+      OpenFile f;
+      ok = !fs_->open(e.inode, O_RDONLY, f) && !fs_->release(e.inode, f.fh);
+    }
+    fs_->forget(e.inode, 1);
+    return ok;
+  }
+  bool create_unlink(const std::string& prefix, size_t count) override {
+    for (size_t i = 0; i < count; ++i) {
+      const std::string name = prefix + std::to_string(i);
+      Created c;
+      if (fs_->create(dir_, name, O_WRONLY | O_EXCL, 0644, c)) return false;
+      fs_->release(c.entry.inode, c.file.fh);
+      const bool ok = !fs_->unlink(dir_, name);
+      fs_->forget(c.entry.inode, 1);
+      if (!ok) return false;
+    }
+    return true;
+  }
+  bool write_sequential(const std::string& name, size_t mib) override {
+    File f;
+    if (fs_->open_file(path(name), O_CREAT | O_WRONLY | O_TRUNC, f)) return false;
+    std::vector<std::byte> block(1 << 20, std::byte{'v'});
+    size_t n;
+    for (size_t i = 0; i < mib; ++i)
+      if (f.pwrite(i << 20, block, n)) return false;
+    return !fs_->fsync(f.inode(), f.handle()) && !f.close();
+  }
+  bool read_sequential(const std::string& name, size_t mib) override {
+    File f;
+    if (fs_->open_file(path(name), O_RDONLY, f)) return false;
+    std::vector<std::byte> block(1 << 20);
+    size_t n = 0, total = 0;
+    for (size_t i = 0; i < mib; ++i, total += n)
+      if (f.pread(i << 20, block, n)) return false;
+    return total == mib << 20;
+  }
+  size_t read_random_4k(const std::string& name, size_t mib, double seconds) override {
+    File f;
+    if (fs_->open_file(path(name), O_RDONLY, f)) return 0;
+    std::byte buf[4096];
+    std::mt19937_64 rng(42);
+    const uint64_t blocks = (mib << 20) / 4096;
+    size_t done = 0, n;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      for (int i = 0; i < 16; ++i, ++done)
+        if (fs_->read(f.inode(), f.handle(), (rng() % blocks) * 4096, buf, n) || n != 4096) return 0;
+    }
+    return done;
+  }
+
+ private:
+  std::string path(const std::string& name) const { return subdir_ + "/" + name; }
+  std::unique_ptr<Client> fs_;
+  std::string subdir_;
+  Inode dir_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Target> library_target(const std::string& socket_path) {
+  return std::make_unique<LibraryTarget>(socket_path, ".fsbench-library");
+}
+
+}  // namespace virtiofs::bench

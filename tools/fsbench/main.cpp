@@ -1,0 +1,200 @@
+// virtiofs-fsbench: the same file-system workload on several targets in one run, side by side
+// with ratios. A target is LABEL=DIR (ordinary syscalls: the backing directory, a virtiofs-mount
+// or passthrough_ll mount) or LABEL=socket:PATH (the libvirtiofs API on a vhost-user backend).
+// Caches are dropped where a row says "cold" (run as root). Used by scripts/bench.sh.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <sys/stat.h>
+#include <thread>
+#include <vector>
+
+#include "target.hpp"
+
+using namespace virtiofs::bench;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Settings {
+  size_t mib = 256;
+  size_t files = 5000;
+  size_t ops = 2000;
+  double seconds = 1.0;
+};
+
+struct Row {
+  const char* key;    // short name, for the data file
+  const char* title;  // for people
+};
+const Row kRows[] = {
+    {"stat-repeat", "stat one file, repeated (ops/s)"},
+    {"stat-cold-qd1", "stat, cold, depth 1 (ops/s)"},
+    {"stat-cold-qd32", "stat, cold, depth 32 (ops/s)"},
+    {"open-close", "open+close (ops/s)"},
+    {"create-unlink", "create+unlink (ops/s)"},
+    {"randread-4k", "4 KiB random read, depth 1 (IOPS)"},
+    {"seqwrite-1m", "1 MiB sequential write (MB/s)"},
+    {"seqread-1m", "1 MiB sequential read, cold (MB/s)"},
+};
+constexpr size_t kRowCount = sizeof(kRows) / sizeof(kRows[0]);
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "virtiofs-fsbench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Runs `op` and returns `units` per second; dies naming the row if it fails.
+template <class Op>
+double rate(const char* row, double units, Op&& op) {
+  const auto t = Clock::now();
+  if (!op()) die(std::string(row) + " failed");
+  return units / seconds_since(t);
+}
+
+std::vector<double> measure(Target& t, const Settings& s) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < s.files; ++i) names.push_back("f" + std::to_string(i));
+  t.create_files(names);
+  t.create_files({"one"});
+  std::vector<double> r(kRowCount);
+
+  size_t n = 0;
+  const auto start = Clock::now();
+  while (seconds_since(start) < s.seconds) {
+    if (!t.stat_one("one", 256)) die("stat failed");
+    n += 256;
+  }
+  r[0] = n / seconds_since(start);
+  drop_caches();
+  r[1] = rate(kRows[1].title, names.size(), [&] { return t.stat_each(names, 1); });
+  drop_caches();
+  r[2] = rate(kRows[2].title, names.size(), [&] { return t.stat_each(names, 32); });
+  r[3] = rate(kRows[3].title, s.ops, [&] { return t.open_close("one", s.ops); });
+  r[4] = rate(kRows[4].title, s.ops / 2, [&] { return t.create_unlink("c", s.ops / 2); });
+  r[6] = rate(kRows[6].title, s.mib * 1.048576, [&] { return t.write_sequential("big", s.mib); });
+  drop_caches();
+  r[7] = rate(kRows[7].title, s.mib * 1.048576, [&] { return t.read_sequential("big", s.mib); });
+  drop_caches();
+  const auto t0 = Clock::now();
+  const size_t reads = t.read_random_4k("big", s.mib, s.seconds);
+  if (reads == 0) die("4 KiB random read failed");
+  r[5] = reads / seconds_since(t0);
+
+  names.push_back("one");
+  names.push_back("big");
+  t.remove_files(names);
+  return r;
+}
+
+// GETATTR (stat) of one file from `threads` threads for `seconds`: ops/s. On the library each
+// thread keeps to one request queue, so this shows how throughput follows the queue count.
+double stat_from_threads(Target& t, unsigned threads, double seconds) {
+  t.create_files({"one"});
+  std::atomic<uint64_t> done{0};
+  std::atomic<bool> ok{true};
+  const auto start = Clock::now();
+  std::vector<std::thread> workers;
+  for (unsigned i = 0; i < threads; ++i)
+    workers.emplace_back([&] {
+      while (seconds_since(start) < seconds) {
+        if (!t.stat_one("one", 64)) ok = false;
+        done += 64;
+      }
+    });
+  for (auto& w : workers) w.join();
+  const double elapsed = seconds_since(start);
+  t.remove_files({"one"});
+  if (!ok) die("stat from threads failed");
+  return done / elapsed;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  unsigned stat_threads = 0;  // set: only the threads row
+  std::string ratio_to, data_path;
+  std::vector<std::pair<std::string, std::string>> targets;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&] {
+      if (i + 1 >= argc) die(a + " needs a value");
+      return std::string(argv[++i]);
+    };
+    if (a == "--mib") s.mib = std::stoul(value());
+    else if (a == "--files") s.files = std::stoul(value());
+    else if (a == "--ops") s.ops = std::stoul(value());
+    else if (a == "--seconds") s.seconds = std::stod(value());
+    else if (a == "--ratio-to") ratio_to = value();
+    else if (a == "--data") data_path = value();
+    else if (a == "--stat-threads") stat_threads = static_cast<unsigned>(std::stoul(value()));
+    else if (const auto eq = a.find('='); eq != std::string::npos && eq > 0)
+      targets.emplace_back(a.substr(0, eq), a.substr(eq + 1));
+    else
+      die("usage: virtiofs-fsbench [--mib N] [--files N] [--ops N] [--seconds S] "
+          "[--ratio-to LABEL] [--data FILE] [--stat-threads N] LABEL=DIR|LABEL=socket:PATH...");
+  }
+  if (targets.empty()) die("no targets");
+  size_t ref = 0;
+  for (size_t i = 0; i < targets.size(); ++i)
+    if (targets[i].first == ratio_to) ref = i;
+
+  const size_t rows = stat_threads ? 1 : kRowCount;
+  const std::string threads_title = "stat one file, " + std::to_string(stat_threads) + " threads (ops/s)";
+  std::vector<std::vector<double>> results;
+  for (auto& [label, where] : targets) {
+    std::unique_ptr<Target> t;
+    try {
+      if (where.rfind("socket:", 0) == 0) {
+        t = library_target(where.substr(7));
+      } else {
+        const std::string work = where + "/.fsbench";
+        mkdir(work.c_str(), 0755);
+        t = directory_target(work);
+      }
+      results.push_back(stat_threads ? std::vector<double>{stat_from_threads(*t, stat_threads, s.seconds)}
+                                     : measure(*t, s));
+      if (where.rfind("socket:", 0) != 0) rmdir((where + "/.fsbench").c_str());
+    } catch (const std::exception& e) {
+      die(label + ": " + e.what());
+    }
+  }
+
+  std::printf("%-36s", "");
+  for (auto& [label, where] : targets) std::printf(" %15s", label.c_str());
+  std::printf("   ratio to %s:", targets[ref].first.c_str());
+  for (size_t i = 0; i < targets.size(); ++i)
+    if (i != ref) std::printf(" %15s", targets[i].first.c_str());
+  std::printf("\n");
+  for (size_t row = 0; row < rows; ++row) {
+    std::printf("%-36s", stat_threads ? threads_title.c_str() : kRows[row].title);
+    for (auto& r : results) std::printf(" %15.0f", r[row]);
+    std::printf("   %*s", static_cast<int>(std::strlen("ratio to :") + targets[ref].first.size()), "");
+    for (size_t i = 0; i < results.size(); ++i)
+      if (i != ref) std::printf(" %14.2fx", results[i][row] / results[ref][row]);
+    std::printf("\n");
+  }
+  if (!data_path.empty()) {
+    std::ofstream out(data_path);
+    out << "row";
+    for (auto& [label, where] : targets) out << " " << label;
+    out << "\n";
+    for (size_t row = 0; row < rows; ++row) {
+      out << (stat_threads ? "stat-threads" : kRows[row].key);
+      for (auto& r : results) out << " " << r[row];
+      out << "\n";
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,40 @@
+// One place a benchmark workload runs: a directory reached with ordinary syscalls (the backing
+// directory, a FUSE mount) or the libvirtiofs API on a device. Each operation is the same
+// file-system work on every target, so results can stand side by side.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace virtiofs::bench {
+
+class Target {
+ public:
+  virtual ~Target() = default;
+  // Setup and teardown of the work area (not timed).
+  virtual void create_files(const std::vector<std::string>& names) = 0;
+  virtual void remove_files(const std::vector<std::string>& names) = 0;
+  // Timed operations; each returns false on an error.
+  virtual bool stat_one(const std::string& name, size_t count) = 0;
+  // Looks up each name once (a cold stat: one LOOKUP each), with `depth` in flight.
+  virtual bool stat_each(const std::vector<std::string>& names, unsigned depth) = 0;
+  virtual bool open_close(const std::string& name, size_t count) = 0;
+  virtual bool create_unlink(const std::string& prefix, size_t count) = 0;
+  virtual bool write_sequential(const std::string& name, size_t mib) = 0;
+  virtual bool read_sequential(const std::string& name, size_t mib) = 0;
+  // Reads random 4 KiB blocks of a file of `mib` MiB for about `seconds`; returns reads done.
+  virtual size_t read_random_4k(const std::string& name, size_t mib, double seconds) = 0;
+};
+
+// A directory (a mount or the backing directory).
+std::unique_ptr<Target> directory_target(const std::string& dir);
+// The libvirtiofs API on the vhost-user backend at socket_path.
+std::unique_ptr<Target> library_target(const std::string& socket_path);
+
+// Writes back and drops the kernel's caches (needs root), so the next access goes to the device.
+void drop_caches();
+
+}  // namespace virtiofs::bench
