@@ -1,5 +1,6 @@
 #include <fcntl.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -14,9 +15,11 @@ namespace {
 
 class LibraryTarget final : public Target {
  public:
-  LibraryTarget(const std::string& socket_path, std::string subdir) : subdir_(std::move(subdir)) {
+  LibraryTarget(const std::string& socket_path, unsigned poll_us, std::string subdir)
+      : subdir_(std::move(subdir)) {
     Options o;
     o.socket_path = socket_path;
+    o.poll_us = poll_us;
     fs_ = Client::connect(o);
     fs_->mkdir(subdir_);
     Entry e;
@@ -49,28 +52,28 @@ class LibraryTarget final : public Target {
     return ok;
   }
   bool stat_each(const std::vector<std::string>& names, unsigned depth) override {
+    // Callbacks may run on this thread (a failed session answers at once): never submit while
+    // holding the lock they take.
     std::mutex mu;
     std::condition_variable cv;
-    size_t next = 0, finished = 0;
+    std::atomic<size_t> next{0};
+    size_t finished = 0;
     bool ok = true;
     std::function<void(std::error_code, Entry)> on_entry;
-    auto start_next = [&] {  // under mu
-      const size_t i = next++;
-      fs_->lookup(dir_, names[i], on_entry);
+    auto start_next = [&] {
+      if (const size_t i = next.fetch_add(1); i < names.size()) fs_->lookup(dir_, names[i], on_entry);
     };
     on_entry = [&](std::error_code ec, Entry e) {
       if (!ec) fs_->forget(e.inode, 1);
-      std::lock_guard lock(mu);
-      ok &= !ec;
-      ++finished;
-      if (next < names.size()) {
-        start_next();
-      } else if (finished == names.size()) {
-        cv.notify_all();
+      {
+        std::lock_guard lock(mu);
+        ok &= !ec;
+        if (++finished == names.size()) cv.notify_all();
       }
+      start_next();
     };
+    for (unsigned i = 0; i < depth; ++i) start_next();
     std::unique_lock lock(mu);
-    for (unsigned i = 0; i < depth && next < names.size(); ++i) start_next();
     cv.wait(lock, [&] { return finished == names.size(); });
     return ok;
   }
@@ -139,8 +142,8 @@ class LibraryTarget final : public Target {
 
 }  // namespace
 
-std::unique_ptr<Target> library_target(const std::string& socket_path) {
-  return std::make_unique<LibraryTarget>(socket_path, ".fsbench-library");
+std::unique_ptr<Target> library_target(const std::string& socket_path, unsigned poll_us) {
+  return std::make_unique<LibraryTarget>(socket_path, poll_us, ".fsbench-library");
 }
 
 }  // namespace virtiofs::bench

@@ -1,6 +1,7 @@
 // virtiofs-fsbench: the same file-system workload on several targets in one run, side by side
 // with ratios. A target is LABEL=DIR (ordinary syscalls: the backing directory, a virtiofs-mount
-// or passthrough_ll mount) or LABEL=socket:PATH (the libvirtiofs API on a vhost-user backend).
+// or passthrough_ll mount) or LABEL=socket:PATH[,poll_us=N] (the libvirtiofs API on a vhost-user
+// backend, optionally in busy-poll mode).
 // Caches are dropped where a row says "cold" (run as root). Used by scripts/bench.sh.
 #include <unistd.h>
 
@@ -157,7 +158,14 @@ int main(int argc, char** argv) {
     std::unique_ptr<Target> t;
     try {
       if (where.rfind("socket:", 0) == 0) {
-        t = library_target(where.substr(7));
+        // socket:PATH or socket:PATH,poll_us=N
+        std::string path = where.substr(7);
+        unsigned poll_us = 0;
+        if (const auto comma = path.find(",poll_us="); comma != std::string::npos) {
+          poll_us = static_cast<unsigned>(std::stoul(path.substr(comma + 9)));
+          path.resize(comma);
+        }
+        t = library_target(path, poll_us);
       } else {
         const std::string work = where + "/.fsbench";
         mkdir(work.c_str(), 0755);

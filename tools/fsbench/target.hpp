@@ -31,8 +31,8 @@ class Target {
 
 // A directory (a mount or the backing directory).
 std::unique_ptr<Target> directory_target(const std::string& dir);
-// The libvirtiofs API on the vhost-user backend at socket_path.
-std::unique_ptr<Target> library_target(const std::string& socket_path);
+// The libvirtiofs API on the vhost-user backend at socket_path (poll_us: Options::poll_us).
+std::unique_ptr<Target> library_target(const std::string& socket_path, unsigned poll_us);
 
 // Writes back and drops the kernel's caches (needs root), so the next access goes to the device.
 void drop_caches();
