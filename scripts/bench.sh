@@ -71,6 +71,7 @@ set boxwidth 0.9
 set logscale y 2
 set yrange [0.1:*]
 set grid ytics
+set key left top
 set xtics rotate by -25 scale 0
 set ylabel "ratio to passthrough\\\\_ll (log scale)"
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 1.5
