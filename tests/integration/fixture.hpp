@@ -107,6 +107,24 @@ inline void expect_connect_error(const Options& o, std::errc code, const std::st
   }
 }
 
+// `count` async GETATTRs of `name` at once, far more than the ring holds: every one must
+// complete with the right size, and some must have waited for ring space.
+inline void expect_all_getattrs_complete(Client& client, const std::string& name, uint64_t size,
+                                         int count) {
+  Entry e;
+  ASSERT_FALSE(client.lookup(kRootInode, name, e));
+  Countdown all(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i)
+    client.getattr(e.inode, [&](std::error_code ec, Attr a) {
+      if (!ec && a.size != size) ec = std::make_error_code(std::errc::io_error);
+      all.done(ec);
+    });
+  ASSERT_TRUE(all.wait(std::chrono::seconds(60))) << all.left << " requests never completed";
+  for (auto ec : all.errors) EXPECT_FALSE(ec) << ec.message();
+  EXPECT_GT(client.stats().waits, 0u) << "the ring must have been full at some point";
+  client.forget(e.inode, 1);
+}
+
 inline std::string random_bytes(size_t n, unsigned seed) {
   std::mt19937 rng(seed);
   std::string s(n, '\0');

@@ -77,18 +77,7 @@ TEST(Backpressure, ThousandRequestsOnEightDescriptorsWithSlowReorderingDevice) {
   o.queue_size = 8;
   auto client = connect_to(backend, o);
   put(*client, "target", "abcd");
-  Entry e;
-  ASSERT_FALSE(client->lookup(kRootInode, "target", e));
-  Countdown all(1000);
-  for (int i = 0; i < 1000; ++i)
-    client->getattr(e.inode, [&](std::error_code ec, Attr a) {
-      if (!ec && a.size != 4) ec = std::make_error_code(std::errc::io_error);
-      all.done(ec);
-    });
-  ASSERT_TRUE(all.wait(60s)) << all.left << " requests never completed";
-  for (auto ec : all.errors) EXPECT_FALSE(ec) << ec.message();
-  EXPECT_GT(client->stats().waits, 0u) << "the ring must have been full";
-  client->forget(e.inode, 1);
+  expect_all_getattrs_complete(*client, "target", 4, 1000);
 }
 
 TEST(Forget, HundredThousandForgetsAllReachTheDeviceThroughASmallHiprioRing) {

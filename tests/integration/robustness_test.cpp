@@ -43,18 +43,7 @@ class SmallRingTest : public VirtiofsdTest {
 
 TEST_F(SmallRingTest, ThousandRequestsOnAnEightDescriptorRingAllComplete) {
   write_host("target", "abc");
-  Entry e;
-  ASSERT_FALSE(client->lookup(kRootInode, "target", e));
-  Countdown all(1000);
-  for (int i = 0; i < 1000; ++i)
-    client->getattr(e.inode, [&](std::error_code ec, Attr a) {
-      if (!ec && a.size != 3) ec = std::make_error_code(std::errc::io_error);
-      all.done(ec);
-    });
-  ASSERT_TRUE(all.wait(30s)) << all.left << " requests never completed";
-  for (auto ec : all.errors) EXPECT_FALSE(ec) << ec.message();
-  EXPECT_GT(client->stats().waits, 0u) << "the ring must have been full at some point";
-  client->forget(e.inode, 1);
+  expect_all_getattrs_complete(*client, "target", 3, 1000);
 }
 
 TEST_F(SmallRingTest, ConcurrentWritersOnAFullRing) {
