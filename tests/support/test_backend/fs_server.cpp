@@ -112,7 +112,8 @@ void FsServer::on_chains(unsigned queue, std::vector<DeviceChain>& chains) {
         std::memcpy(&b, r.args.data(), sizeof(b));
         const size_t room = (r.args.size() - sizeof(b)) / sizeof(fuse_forget_one);
         entries.resize(std::min<size_t>(b.count, room));
-        std::memcpy(entries.data(), r.args.data() + sizeof(b), entries.size() * sizeof(fuse_forget_one));
+        if (!entries.empty())
+          std::memcpy(entries.data(), r.args.data() + sizeof(b), entries.size() * sizeof(fuse_forget_one));
       }
       for (const auto& e : entries) fs_.forget(e.nodeid, e.nlookup);
       {
@@ -133,15 +134,18 @@ void FsServer::on_chains(unsigned queue, std::vector<DeviceChain>& chains) {
     fault = faults_.strike(r.header.opcode);
     if (fault == Fault::kDie) _exit(3);
     if (options_.hold && *options_.hold == r.header.opcode && !fault) {
-      std::lock_guard lock(mu_);
-      if (early_interrupts_.erase(r.header.unique)) {
-        ++interrupted_;
-      } else {
-        held_.push_back(Held{std::move(r), std::chrono::steady_clock::now() +
-                                               std::chrono::milliseconds(options_.hold_ms)});
-        continue;
+      bool interrupted_already = false;
+      {
+        std::lock_guard lock(mu_);
+        interrupted_already = early_interrupts_.erase(r.header.unique) > 0;
+        if (interrupted_already) {
+          ++interrupted_;
+        } else {
+          held_.push_back(Held{std::move(r), std::chrono::steady_clock::now() +
+                                                 std::chrono::milliseconds(options_.hold_ms)});
+        }
       }
-      answer(r, fault, used, -EINTR);
+      if (interrupted_already) answer(r, fault, used, -EINTR);  // answer() takes mu_ itself
       continue;
     }
     if (options_.delay_us) usleep(options_.delay_us);
@@ -192,7 +196,7 @@ void FsServer::answer(Request& r, std::optional<Fault> fault, Used& used, int32_
 
   std::vector<std::byte> bytes(sizeof(out) + reply.payload.size());
   std::memcpy(bytes.data(), &out, sizeof(out));
-  std::memcpy(bytes.data() + sizeof(out), reply.payload.data(), reply.payload.size());
+  std::copy(reply.payload.begin(), reply.payload.end(), bytes.begin() + sizeof(out));
   if (writable_bytes(r.chain) < bytes.size()) {
     // The driver gave too little room: answer EOVERFLOW rather than write past its buffers.
     out.error = -EOVERFLOW;

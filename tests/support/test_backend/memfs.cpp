@@ -219,7 +219,7 @@ FsReply MemFs::handle(const fuse_in_header& h, std::span<const std::byte> args) 
       if (!take(args, in) || args.size() < in.size) return err(EINVAL);
       if (S_ISDIR(n->mode)) return err(EISDIR);
       if (n->data.size() < in.offset + in.size) n->data.resize(in.offset + in.size);
-      std::memcpy(n->data.data() + in.offset, args.data(), in.size);
+      std::copy_n(args.begin(), in.size, n->data.begin() + static_cast<ptrdiff_t>(in.offset));
       n->mtime = now();
       fuse_write_out out{};
       out.size = in.size;

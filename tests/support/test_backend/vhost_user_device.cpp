@@ -257,8 +257,12 @@ void VhostUserDevice::start_vring(unsigned index) {
   rm.used = reinterpret_cast<virtio::UsedRing*>(from_user(v.used, virtio::used_ring_bytes(v.size)));
   if (!rm.desc || !rm.avail || !rm.used) throw std::runtime_error("vring outside the memory table");
   const bool event_idx = features_ & virtio::feature::kRingEventIdx;
-  v.model = std::make_unique<DeviceModel>(
-      rm, v.size, event_idx, [this](uint64_t addr, uint64_t len) { return from_guest(addr, len); });
+  {
+    // Other queues' threads complete onto this one (held requests): publish under its lock.
+    std::lock_guard lock(v.used_mu);
+    v.model = std::make_unique<DeviceModel>(
+        rm, v.size, event_idx, [this](uint64_t addr, uint64_t len) { return from_guest(addr, len); });
+  }
   v.running.store(true);
   v.thread = std::thread([this, index] { run_vring(index); });
 }
