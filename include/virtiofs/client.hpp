@@ -49,6 +49,29 @@ struct Options {
   // Busy-poll a request queue this long after its last completion before sleeping on the
   // interrupt eventfd (0: interrupt-driven). Trades a CPU for latency under load.
   unsigned poll_us = 0;
+  // Device memory set aside for Client::allocate_buffer: reads into and writes from such
+  // buffers go to the device with no copy (0: none).
+  size_t registered_memory_bytes = 0;
+};
+
+// A buffer in device memory (Client::allocate_buffer). read/write calls whose buffer lies in
+// one move the payload with no copy. Moves, does not copy; returned to the client's pool when
+// destroyed, which must happen before the Client is destroyed.
+class VIRTIOFS_API IoBuffer {
+ public:
+  IoBuffer() = default;
+  ~IoBuffer();
+  IoBuffer(IoBuffer&& other) noexcept;
+  IoBuffer& operator=(IoBuffer&& other) noexcept;
+  std::span<std::byte> span() const { return data_; }
+  std::byte* data() const { return data_.data(); }
+  size_t size() const { return data_.size(); }
+
+ private:
+  friend class Client;
+  IoBuffer(void* pool, std::span<std::byte> data) : pool_(pool), data_(data) {}
+  void* pool_ = nullptr;
+  std::span<std::byte> data_;
 };
 
 // Called once, on the completion thread (or at once on the caller's thread when the client has
@@ -78,9 +101,13 @@ class VIRTIOFS_API Client {
   // Completion wake-ups by interrupt, completions found by polling, INTERRUPTs sent.
   struct Stats {
     uint64_t requests, notifications, forgets, waits, interrupts, polled, interrupts_sent;
+    uint64_t zero_copy_bytes;  // payload bytes moved straight from or into IoBuffers
   };
   // Request queues in use.
   unsigned num_request_queues() const;
+  // A buffer of `bytes` in the registered memory (Options::registered_memory_bytes); throws
+  // std::system_error(ENOMEM) when the memory is used up or was not asked for.
+  IoBuffer allocate_buffer(size_t bytes);
   Stats stats() const;
 
   // ---- inode operations (synchronous) ----

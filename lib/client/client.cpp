@@ -7,9 +7,11 @@
 #include <sys/stat.h>
 
 #include <mutex>
+#include <utility>
 #include <stop_token>
 #include <variant>
 
+#include "client/buffer_pool.hpp"
 #include "fs/session.hpp"
 #include "fuse/dirent.hpp"
 #include "fuse/init.hpp"
@@ -75,6 +77,7 @@ struct Pool {
 
 struct Client::Impl {
   std::unique_ptr<fs::Session> session;
+  std::unique_ptr<client::BufferPool> buffers;
   std::string tag;
   Pool pool;
 
@@ -154,9 +157,11 @@ std::unique_ptr<Client> Client::connect(const Options& options) {
   so.num_request_queues = queues;
   so.max_transfer = options.max_transfer;
   so.poll_us = options.poll_us;
+  so.app_memory_bytes = options.registered_memory_bytes;
   auto impl = std::make_unique<Impl>();
   impl->session = std::make_unique<fs::Session>(std::move(transport), so);
   impl->session->init(fuse::kLibraryInitFlags, so.max_transfer);
+  impl->buffers = std::make_unique<client::BufferPool>(impl->session->app_memory());
   impl->tag = tag;
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
@@ -168,7 +173,30 @@ std::error_code Client::failure() const { return impl_->session->failure(); }
 Client::Stats Client::stats() const {
   auto s = impl_->session->stats();
   return Stats{s.requests,   s.notifications, s.forgets,        s.waits,
-               s.interrupts, s.polled,        s.interrupts_sent};
+               s.interrupts, s.polled,        s.interrupts_sent, s.zero_copy_bytes};
+}
+
+IoBuffer Client::allocate_buffer(size_t bytes) {
+  auto piece = impl_->buffers->take(bytes);
+  if (piece.empty())
+    throw std::system_error(std::make_error_code(std::errc::not_enough_memory),
+                            "no " + std::to_string(bytes) +
+                                " bytes left in the registered memory (Options::registered_memory_bytes)");
+  return IoBuffer(impl_->buffers.get(), piece);
+}
+
+IoBuffer::~IoBuffer() {
+  if (pool_) static_cast<client::BufferPool*>(pool_)->give(data_);
+}
+IoBuffer::IoBuffer(IoBuffer&& other) noexcept
+    : pool_(std::exchange(other.pool_, nullptr)), data_(std::exchange(other.data_, {})) {}
+IoBuffer& IoBuffer::operator=(IoBuffer&& other) noexcept {
+  if (this != &other) {
+    if (pool_) static_cast<client::BufferPool*>(pool_)->give(data_);
+    pool_ = std::exchange(other.pool_, nullptr);
+    data_ = std::exchange(other.data_, {});
+  }
+  return *this;
 }
 unsigned Client::num_request_queues() const { return impl_->session->num_request_queues(); }
 

@@ -202,8 +202,11 @@ void Session::build_queues(uint64_t device_features) {
   const size_t per_queue = ring_bytes + slots * slot_bytes +
                            options_.chunks_per_queue * options_.chunk_bytes + 4096;
   const size_t staging = (options_.staging_bytes + 4095) & ~size_t{4095};
-  memory_ = transport_->allocate_memory(per_queue * nqueues + staging + 4096, "virtiofs-rings");
+  const size_t app_bytes = (options_.app_memory_bytes + 4095) & ~size_t{4095};
+  memory_ = transport_->allocate_memory(per_queue * nqueues + staging + app_bytes + 4096,
+                                        "virtiofs-rings");
   if (staging) staging_ = std::span(memory_->carve(staging, 4096), staging);
+  if (app_bytes) app_memory_ = std::span(memory_->carve(app_bytes, 4096), app_bytes);
 
   for (unsigned qi = 0; qi < nqueues; ++qi) {
     auto q = std::make_unique<Queue>();
@@ -295,12 +298,20 @@ Session::Start Session::try_start(Queue& q, Call& call) {
     return Start::kStarted;
   }
   const fuse::Frame& f = call.frame;
-  const size_t in_bytes = f.in_bytes();
+  // A last payload (WRITE data, READ buffer) that already lies in device memory (the app's
+  // registered memory) goes to the device as its own descriptor: no copy either way.
+  const std::span<const std::byte> last_in = f.in_count ? f.in[f.in_count - 1] : std::span<const std::byte>{};
+  const bool direct_in = !last_in.empty() && memory_->contiguous(last_in.data(), last_in.size());
+  const bool direct_out =
+      f.expects_reply && !f.out_data.empty() && memory_->contiguous(f.out_data.data(), f.out_data.size());
+  const size_t in_bytes = f.in_bytes() - (direct_in ? last_in.size() : 0);
   const size_t out_bytes =
-      f.expects_reply ? sizeof(fuse_out_header) + f.out_args_len + f.out_data.size() : 0;
+      f.expects_reply
+          ? sizeof(fuse_out_header) + f.out_args_len + (direct_out ? 0 : f.out_data.size())
+          : 0;
   const uint32_t in_chunks = q.chunks.needed(in_bytes, kInInline);
   const uint32_t out_chunks = q.chunks.needed(out_bytes, kOutInline);
-  const unsigned nsegs = 1 + in_chunks + (out_bytes ? 1 + out_chunks : 0);
+  const unsigned nsegs = 1 + in_chunks + direct_in + (out_bytes ? 1 + out_chunks + direct_out : 0);
   if (q.free_slots.empty() || in_chunks + out_chunks > q.chunks.available() ||
       q.ring->descriptors_needed(nsegs, true) > q.ring->num_free())
     return Start::kWait;
@@ -315,7 +326,7 @@ Session::Start Session::try_start(Queue& q, Call& call) {
 
   const Credentials& cred = credentials();
   fuse_in_header header{};
-  header.len = static_cast<uint32_t>(in_bytes);
+  header.len = static_cast<uint32_t>(f.in_bytes());
   header.opcode = f.opcode;
   header.unique = slot.unique;
   header.nodeid = f.nodeid;
@@ -329,20 +340,31 @@ Session::Start Session::try_start(Queue& q, Call& call) {
   in.start(slot.in_area, kInInline);
   in.append(std::as_bytes(std::span(&header, 1)));
   in.append(std::span(f.args.data(), f.args_len));
-  for (uint32_t i = 0; i < f.in_count; ++i) in.append(f.in[i]);
+  for (uint32_t i = 0; i + (direct_in ? 1 : 0) < f.in_count; ++i) in.append(f.in[i]);
   in.finish();
+  if (direct_in) {
+    segs[n++] = {memory_->device_addr(last_in.data()), static_cast<uint32_t>(last_in.size()), false};
+    stat_zero_copy_.fetch_add(last_in.size(), std::memory_order_relaxed);
+  }
   if (out_bytes) {
     StreamWriter out(*memory_, q.chunks, slot.chunks.data(), slot.chunk_count, segs.data(), n, true);
     out.start(slot.out_area, kOutInline);
-    out.reserve(out_bytes, [&](std::byte* p, size_t len) {
+    auto add_piece = [&slot](std::byte* p, size_t len) {
       Piece& last = slot.out_pieces[slot.out_piece_count > 0 ? slot.out_piece_count - 1 : 0];
       if (slot.out_piece_count > 0 && last.ptr + last.len == p) {
         last.len += static_cast<uint32_t>(len);
       } else {
         slot.out_pieces[slot.out_piece_count++] = Piece{p, static_cast<uint32_t>(len)};
       }
-    });
+    };
+    out.reserve(out_bytes, add_piece);
     out.finish();
+    if (direct_out) {
+      const auto len = static_cast<uint32_t>(f.out_data.size());
+      segs[n++] = {memory_->device_addr(f.out_data.data()), len, true};
+      slot.out_pieces[slot.out_piece_count++] = Piece{f.out_data.data(), len};
+      stat_zero_copy_.fetch_add(len, std::memory_order_relaxed);
+    }
   }
 
   if (auto ec = q.ring->add(std::span(segs.data(), n), slot_index, &slot.indirect)) {
@@ -531,7 +553,7 @@ bool Session::finish_slot(Slot& slot, uint32_t used_len) {
         continue;
       }
       size_t n = std::min<size_t>(len, p.len - offset);
-      std::memcpy(dst, p.ptr + offset, n);
+      if (dst != p.ptr + offset) std::memcpy(dst, p.ptr + offset, n);  // same: zero-copy buffer
       dst += n;
       len -= n;
       offset = 0;
@@ -705,7 +727,7 @@ std::error_code Session::failure() const {
 SessionStats Session::stats() const {
   return SessionStats{stat_requests_.load(),   stat_notifications_.load(), stat_forgets_.load(),
                       stat_waits_.load(),      stat_interrupts_.load(),    stat_polled_.load(),
-                      stat_interrupts_sent_.load()};
+                      stat_interrupts_sent_.load(), stat_zero_copy_.load()};
 }
 
 void Session::shutdown() {

@@ -33,6 +33,9 @@ struct SessionOptions {
   size_t chunk_bytes = 64 * 1024;
   uint32_t chunks_per_queue = 64;     // buffer memory per queue = chunks * chunk_bytes
   size_t staging_bytes = 0;           // device memory handed to the owner for RawMessages
+  // Device memory for the application's own I/O buffers: payloads that lie in it go to the
+  // device as they are (no copy), as libblkio's memory regions.
+  size_t app_memory_bytes = 0;
   // After the last completion, a completion thread keeps polling the used ring this long before
   // it re-enables interrupts and sleeps on the eventfd (0: interrupt-driven only).
   unsigned poll_us = 0;
@@ -46,6 +49,7 @@ struct SessionStats {
   uint64_t interrupts = 0;     // completion eventfd wake-ups handled
   uint64_t polled = 0;         // completions found by busy-polling, with no interrupt
   uint64_t interrupts_sent = 0;  // FUSE_INTERRUPTs handed to the device
+  uint64_t zero_copy_bytes = 0;  // payload bytes that went to or came from app memory as is
 };
 
 // Request queues to use when `requested` (0: all the device offers, at most kMaxAutoQueues):
@@ -95,6 +99,8 @@ class Session {
   uint32_t max_transfer() const { return max_transfer_; }
   // The owner's part of device memory (SessionOptions::staging_bytes, page aligned).
   std::span<std::byte> staging() const { return staging_; }
+  // The application's part of device memory (SessionOptions::app_memory_bytes).
+  std::span<std::byte> app_memory() const { return app_memory_; }
   SessionStats stats() const;
   unsigned num_request_queues() const { return static_cast<unsigned>(queues_.size() - 1); }
   // Why the session failed (empty while healthy).
@@ -180,6 +186,7 @@ class Session {
   Negotiated negotiated_{};
   bool initialized_ = false;
   std::span<std::byte> staging_;
+  std::span<std::byte> app_memory_;
   std::mutex failure_mu_;
   std::function<void(std::error_code)> failure_handler_;
   bool failure_reported_ = false;
@@ -189,7 +196,7 @@ class Session {
   std::mutex drain_mu_;
   std::condition_variable drained_;
   std::atomic<uint64_t> stat_requests_{0}, stat_notifications_{0}, stat_forgets_{0}, stat_waits_{0},
-      stat_interrupts_{0}, stat_polled_{0}, stat_interrupts_sent_{0};
+      stat_interrupts_{0}, stat_polled_{0}, stat_interrupts_sent_{0}, stat_zero_copy_{0};
 };
 
 }  // namespace virtiofs::fs

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <algorithm>
 #include <random>
 
 #include "target.hpp"
@@ -20,13 +21,16 @@ class LibraryTarget final : public Target {
     Options o;
     o.socket_path = socket_path;
     o.poll_us = poll_us;
+    o.registered_memory_bytes = 2 << 20;  // I/O buffers in device memory: no copies
     fs_ = Client::connect(o);
+    block_ = fs_->allocate_buffer(1 << 20);
     fs_->mkdir(subdir_);
     Entry e;
     if (auto ec = fs_->resolve(subdir_, e)) throw std::system_error(ec, "resolve " + subdir_);
     dir_ = e.inode;
   }
   ~LibraryTarget() override {
+    block_ = IoBuffer();  // back to the pool before the client goes
     fs_->forget(dir_, 1);
     fs_->rmdir(subdir_);
   }
@@ -103,25 +107,24 @@ class LibraryTarget final : public Target {
   bool write_sequential(const std::string& name, size_t mib) override {
     File f;
     if (fs_->open_file(path(name), O_CREAT | O_WRONLY | O_TRUNC, f)) return false;
-    std::vector<std::byte> block(1 << 20, std::byte{'v'});
+    std::fill_n(block_.data(), block_.size(), std::byte{'v'});
     size_t n;
     for (size_t i = 0; i < mib; ++i)
-      if (f.pwrite(i << 20, block, n)) return false;
+      if (f.pwrite(i << 20, block_.span(), n)) return false;
     return !fs_->fsync(f.inode(), f.handle()) && !f.close();
   }
   bool read_sequential(const std::string& name, size_t mib) override {
     File f;
     if (fs_->open_file(path(name), O_RDONLY, f)) return false;
-    std::vector<std::byte> block(1 << 20);
     size_t n = 0, total = 0;
     for (size_t i = 0; i < mib; ++i, total += n)
-      if (f.pread(i << 20, block, n)) return false;
+      if (f.pread(i << 20, block_.span(), n)) return false;
     return total == mib << 20;
   }
   size_t read_random_4k(const std::string& name, size_t mib, double seconds) override {
     File f;
     if (fs_->open_file(path(name), O_RDONLY, f)) return 0;
-    std::byte buf[4096];
+    const std::span<std::byte> buf = block_.span().first(4096);
     std::mt19937_64 rng(42);
     const uint64_t blocks = (mib << 20) / 4096;
     size_t done = 0, n;
@@ -136,6 +139,7 @@ class LibraryTarget final : public Target {
  private:
   std::string path(const std::string& name) const { return subdir_ + "/" + name; }
   std::unique_ptr<Client> fs_;
+  IoBuffer block_;
   std::string subdir_;
   Inode dir_ = 0;
 };

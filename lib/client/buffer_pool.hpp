@@ -1,0 +1,26 @@
+// Hands out pieces of the application's device memory (SessionOptions::app_memory_bytes) for
+// IoBuffers: first fit over a free list of 4 KiB-aligned ranges, merged on release. Setup-rate
+// operations, so a lock and a std::map are fine.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <span>
+
+namespace virtiofs::client {
+
+class BufferPool {
+ public:
+  explicit BufferPool(std::span<std::byte> memory);
+  // A piece of at least `bytes` (rounded up to 4 KiB), or an empty span when none is free.
+  std::span<std::byte> take(size_t bytes);
+  void give(std::span<std::byte> piece);
+
+ private:
+  std::mutex mu_;
+  std::byte* base_;
+  std::map<size_t, size_t> free_;  // offset -> length
+};
+
+}  // namespace virtiofs::client
