@@ -23,7 +23,7 @@ enum class Fault {
   kDirentBadName,      // READDIR name with a '/' in it
   kAbsurdInit,         // INIT reply with max_write 1 and max_pages 65535
   kEioFromNowOn,       // every reply from here on is -EIO (well formed)
-  kDie,                // the backend exits at once (device lost)
+  kDie,                // the backend is killed at once (device lost)
 };
 
 class FaultPlan {
