@@ -31,6 +31,10 @@
 
 namespace virtiofs {
 
+namespace client {
+class BufferPool;
+}
+
 struct Options {
   // The device, one of:
   // - socket_path: a vhost-user backend socket (virtiofsd --socket-path);
@@ -69,8 +73,8 @@ class VIRTIOFS_API IoBuffer {
 
  private:
   friend class Client;
-  IoBuffer(void* pool, std::span<std::byte> data) : pool_(pool), data_(data) {}
-  void* pool_ = nullptr;
+  IoBuffer(client::BufferPool* pool, std::span<std::byte> data) : pool_(pool), data_(data) {}
+  client::BufferPool* pool_ = nullptr;
   std::span<std::byte> data_;
 };
 

@@ -88,10 +88,9 @@ struct Client::Impl {
     fs::SyncCall c;
     c.frame = frame;
     session->submit(c);
-    if (stop.stop_possible()) {
+    {
+      // Registers nothing for a token that can never stop (the default).
       std::stop_callback interrupt(stop, [&] { session->interrupt(c); });
-      c.wait();
-    } else {
       c.wait();
     }
     if (c.ec) return c.ec;
@@ -186,13 +185,13 @@ IoBuffer Client::allocate_buffer(size_t bytes) {
 }
 
 IoBuffer::~IoBuffer() {
-  if (pool_) static_cast<client::BufferPool*>(pool_)->give(data_);
+  if (pool_) pool_->give(data_);
 }
 IoBuffer::IoBuffer(IoBuffer&& other) noexcept
     : pool_(std::exchange(other.pool_, nullptr)), data_(std::exchange(other.data_, {})) {}
 IoBuffer& IoBuffer::operator=(IoBuffer&& other) noexcept {
   if (this != &other) {
-    if (pool_) static_cast<client::BufferPool*>(pool_)->give(data_);
+    if (pool_) pool_->give(data_);
     pool_ = std::exchange(other.pool_, nullptr);
     data_ = std::exchange(other.data_, {});
   }

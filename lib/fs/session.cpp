@@ -649,7 +649,9 @@ bool Session::poll_used(Queue& q) {
       if (q.failed || q.ring->has_used()) return !q.failed;
     }
     if ((spin & 63) == 63 && std::chrono::steady_clock::now() >= deadline) return false;
-    __builtin_ia32_pause();
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();  // let the sibling hyperthread run while we spin
+#endif
   }
 }
 
