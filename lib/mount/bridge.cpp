@@ -14,7 +14,7 @@
 #include <cstring>
 #include <system_error>
 
-#include "fuse/forwarding.hpp"
+#include "mount/fuse_uring_abi.hpp"
 
 namespace virtiofs::mount {
 
@@ -69,8 +69,15 @@ BridgeOptions normalized(BridgeOptions o) {
   o.readers = std::max(1u, o.readers);
   return o;
 }
-// Staging layout: the chunks, then two heads per record for as many records as fit.
+size_t ring_bytes(const BridgeOptions& o) {
+  return o.io_uring ? KernelRing::memory_bytes(o.io_uring_depth, Bridge::kMaxPayload) : 0;
+}
+// Staging layout: the io_uring entries at the end; before them the chunks, then two heads per
+// record for as many records as fit.
 unsigned records_in(std::span<std::byte> staging, const BridgeOptions& o) {
+  if (staging.size() < ring_bytes(o))
+    throw std::system_error(EINVAL, std::system_category(), "FUSE bridge: staging area too small");
+  staging = staging.first(staging.size() - ring_bytes(o));
   const size_t chunk_bytes = size_t{chunk_count(o)} * Bridge::kChunkBytes;
   if (staging.size() < chunk_bytes + size_t{o.readers + 1} * 2 * Bridge::kHeadBytes)
     throw std::system_error(EINVAL, std::system_category(), "FUSE bridge: staging area too small");
@@ -80,7 +87,8 @@ unsigned records_in(std::span<std::byte> staging, const BridgeOptions& o) {
 
 size_t Bridge::staging_bytes(const fs::SessionOptions& session, const BridgeOptions& options) {
   const BridgeOptions o = normalized(options);
-  return size_t{request_count(session, o)} * 2 * kHeadBytes + size_t{chunk_count(o)} * kChunkBytes;
+  return size_t{request_count(session, o)} * 2 * kHeadBytes + size_t{chunk_count(o)} * kChunkBytes +
+         ring_bytes(o);
 }
 
 Bridge::Bridge(fs::Session& session, int fuse_fd, const BridgeOptions& options)
@@ -89,6 +97,7 @@ Bridge::Bridge(fs::Session& session, int fuse_fd, const BridgeOptions& options)
       free_requests_(records_in(session.staging(), options_)),
       free_chunks_(chunk_count(options_)) {
   const unsigned records = records_in(session.staging(), options_);
+  ring_memory_ = session.staging().last(ring_bytes(options_));
   std::byte* p = session.staging().data();
   chunks_ = p;
   p += size_t{chunk_count(options_)} * kChunkBytes;
@@ -109,6 +118,7 @@ Bridge::Bridge(fs::Session& session, int fuse_fd, const BridgeOptions& options)
   sigemptyset(&sa.sa_mask);
   sigaction(kKickSignal, &sa, nullptr);
 
+  fuse_fd_ = fuse_fd;
   uint32_t master = static_cast<uint32_t>(fuse_fd);
   for (unsigned i = 0; i < options_.readers; ++i) {
     auto reader = std::make_unique<Reader>();
@@ -128,11 +138,9 @@ Bridge::Bridge(fs::Session& session, int fuse_fd, const BridgeOptions& options)
 
 Bridge::~Bridge() {
   stop();
-  {
-    // Every request handed to the session comes back (the session completes all on shutdown).
-    std::unique_lock lock(live_mu_);
-    live_cv_.wait(lock, [this] { return in_flight_.load(std::memory_order_acquire) == 0; });
-  }
+  // Every request handed to the session comes back (the session completes all on shutdown).
+  in_flight_.wait_idle();
+  ring_.reset();
   for (auto& r : readers_) close(r->fd);
   close(ended_fd_);
 }
@@ -248,14 +256,42 @@ void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<cons
       kernel, session_.negotiated(), std::min(kMaxPayload, session_.max_transfer()), out);
   const uint32_t pages = (out.flags & FUSE_MAX_PAGES) ? out.max_pages : 32;
   max_payload_.store(std::min(kMaxPayload, pages * 4096), std::memory_order_relaxed);
+  if (prepare_ring(kernel)) {
+    // Between kernel and bridge only: the device never hears of it.
+    out.flags |= FUSE_INIT_EXT;
+    out.flags2 |= static_cast<uint32_t>(uring_abi::kFuseOverIoUring >> 32);
+  }
   fuse_out_header h{static_cast<uint32_t>(sizeof(fuse_out_header) + len), 0, header.unique};
   iovec iov[2] = {{&h, sizeof(h)}, {&out, len}};
   write_reply(r.fd, iov, 2, header.unique);
+  // The kernel holds new requests until every CPU's queue has an entry: register at once.
+  if (ring_) ring_->start(max_payload_.load(std::memory_order_relaxed));
   if (options_.debug)
     std::fprintf(stderr, "INIT: kernel 7.%u, device 7.%u -> 7.%u, max_write %u, max_pages %u, flags %#llx\n",
                  kernel.minor, session_.negotiated().minor, out.minor, out.max_write, out.max_pages,
                  static_cast<unsigned long long>(out.flags | uint64_t{out.flags2} << 32));
   done({});
+}
+
+bool Bridge::prepare_ring(const fuse::KernelInit& kernel) {
+  if (!options_.io_uring) return false;
+  if (!(kernel.flags & uring_abi::kFuseOverIoUring)) {
+    std::fprintf(stderr, "virtiofs-mount: the kernel does not offer FUSE over io_uring (Linux 6.14+, "
+                 "fuse module parameter enable_uring); serving through /dev/fuse reads\n");
+    return false;
+  }
+  try {
+    ring_ = std::make_unique<KernelRing>(session_, fuse_fd_, ring_memory_, options_.io_uring_depth,
+                                         kMaxPayload, in_flight_, options_.debug);
+  } catch (const std::system_error& e) {
+    std::fprintf(stderr, "virtiofs-mount: FUSE over io_uring unavailable (%s); serving through "
+                 "/dev/fuse reads\n", e.what());
+    return false;
+  }
+  if (options_.debug)
+    std::fprintf(stderr, "FUSE over io_uring: %u queues of %u entries\n", KernelRing::kernel_queue_count(),
+                 options_.io_uring_depth);
+  return true;
 }
 
 void Bridge::handle_forget(Reader& r, const fuse_in_header& header, size_t n) {
@@ -322,7 +358,7 @@ void Bridge::forward(Reader& r, const fuse_in_header& header, uint32_t reply_byt
   std::copy(r.chunks.begin() + used, r.chunks.begin() + r.chunk_count, r.chunks.begin());
   r.chunk_count -= used;
   q.chunk_count = used;
-  in_flight_.fetch_add(1, std::memory_order_relaxed);
+  in_flight_.add();
   // Room for the reply: the reply head, then chunks (READ, READDIR, xattrs).
   uint32_t n_out = 0;
   if (reply_bytes) {
@@ -387,13 +423,7 @@ void Bridge::finish(Request& q) {
   q.chunk_count = 0;
   q.raw = nullptr;
   free_requests_.give(std::span(&q.index, 1));
-  if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
-      stopping_.load(std::memory_order_acquire)) {
-    // Only the destructor waits for zero, and only after stop(): notify under the lock so that
-    // its predicate check cannot miss this.
-    std::lock_guard lock(live_mu_);
-    live_cv_.notify_all();
-  }
+  in_flight_.done();
 }
 
 void Bridge::reply_error(int fd, uint64_t unique, int error) {
@@ -447,6 +477,7 @@ void Bridge::stop() {
   lock.unlock();
   for (auto& r : readers_)
     if (r->thread.joinable()) r->thread.join();
+  if (ring_) ring_->stop();
 }
 
 }  // namespace virtiofs::mount

@@ -153,12 +153,17 @@ bool wait_gone(pid_t pid, int timeout_ms) {
   return false;
 }
 
-ForegroundMount::ForegroundMount(const std::string& mountpoint, std::vector<std::string> args)
+ForegroundMount::ForegroundMount(const std::string& mountpoint, std::vector<std::string> args,
+                                 const std::string& log_path)
     : mountpoint_(mountpoint) {
   args.insert(args.begin(), {mount_binary(), "-f"});
   args.push_back(mountpoint);
   pid_ = fork();
   if (pid_ == 0) {
+    if (!log_path.empty()) {
+      const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (log < 0 || dup2(log, STDERR_FILENO) < 0) _exit(126);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -35,7 +35,9 @@ const char* mount_binary();
 // virtiofs-mount running in the foreground (-f) as a child of the test, mounted at mountpoint.
 class ForegroundMount {
  public:
-  ForegroundMount(const std::string& mountpoint, std::vector<std::string> args);
+  // `log_path`: where the tool's stderr goes (default: the test's own).
+  ForegroundMount(const std::string& mountpoint, std::vector<std::string> args,
+                  const std::string& log_path = {});
   ~ForegroundMount();
   pid_t pid() const { return pid_; }
   // Waits for the tool to exit; returns its exit status (or -1 after timeout_ms).

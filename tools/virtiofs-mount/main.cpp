@@ -82,6 +82,8 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
   bo.readers = o.readers;
   bo.debug = o.debug;
   bo.forward_interrupts = o.interrupts;
+  bo.io_uring = o.io_uring;
+  bo.io_uring_depth = o.io_uring_depth;
 
   std::unique_ptr<fs::Session> session;
   const std::string device = o.pci_device.empty() ? "vhost-user backend at " + socket
@@ -132,6 +134,9 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
   daemon.succeeded();
 
   const Ended ended = serve(signal_fd, bridge->ended_fd(), lost_fd);
+  if (o.debug)
+    std::fprintf(stderr, "%llu requests came through FUSE over io_uring\n",
+                 static_cast<unsigned long long>(bridge->ring_requests()));
   kernel.unmount();
   bridge->stop();
   session->shutdown();  // DESTROY, drain what the device still holds

@@ -28,6 +28,8 @@ struct Parsed {
   unsigned num_queues = 0;
   unsigned poll_us = 0;
   int interrupts = 0;
+  int io_uring = 0;
+  unsigned io_uring_depth = 8;
   std::string tag;
   bool has_fsname = false;
   bool has_max_threads = false;
@@ -43,6 +45,8 @@ const fuse_opt kOptions[] = {
     OPT("num_queues=%u", num_queues),
     OPT("poll_us=%u", poll_us),
     {"interrupts", offsetof(Parsed, interrupts), 1},
+    {"io_uring", offsetof(Parsed, io_uring), 1},
+    OPT("io_uring_depth=%u", io_uring_depth),
     FUSE_OPT_KEY("fsname=", kFsname),
     FUSE_OPT_KEY("max_threads=", kMaxThreads),
     // fstab-only options mount(8) or mount.fuse3 may pass on: they mean nothing here.
@@ -113,6 +117,8 @@ void parse(int argc, char** argv, Options& out) {
   out.poll_us = p.poll_us;
   out.readers_given = cmd.singlethread || p.has_max_threads;
   out.interrupts = p.interrupts;
+  out.io_uring = p.io_uring;
+  out.io_uring_depth = p.io_uring_depth;
   out.debug = cmd.debug;
   out.foreground = cmd.foreground || cmd.debug;
   out.readers = cmd.singlethread ? 1 : p.has_max_threads ? cmd.max_threads : 2;
@@ -131,6 +137,8 @@ void validate(Options& o) {
     throw UsageError("num_queues=" + std::to_string(o.num_queues) + " is more than 64");
   if (o.poll_us > 1000000)
     throw UsageError("poll_us=" + std::to_string(o.poll_us) + " is more than a second");
+  if (o.io_uring_depth == 0 || o.io_uring_depth > 128)
+    throw UsageError("io_uring_depth=" + std::to_string(o.io_uring_depth) + " is not between 1 and 128");
   if (o.readers == 0 || o.readers > 64)
     throw UsageError("max_threads=" + std::to_string(o.readers) + " is not between 1 and 64");
   if (!o.socket.empty() && !o.share.empty())
@@ -187,6 +195,10 @@ void print_usage(const char* program) {
       "    -f                     stay in the foreground\n"
       "    -d                     print every request and reply (implies -f)\n"
       "    -s, -o max_threads=N   threads reading /dev/fuse (2); they never wait for the device\n"
+      "    -o io_uring            take requests through FUSE over io_uring when the kernel\n"
+      "                           offers it (Linux 6.14+, fuse module parameter enable_uring);\n"
+      "                           /dev/fuse reads otherwise\n"
+      "    -o io_uring_depth=N    io_uring entries per CPU, each with 1 MiB of buffer (8)\n"
       "    -o allow_other, default_permissions, ro, auto_unmount, fsname=NAME and the other\n"
       "       libfuse mount options\n"
       "\n"

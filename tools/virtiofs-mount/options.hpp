@@ -1,6 +1,7 @@
 // virtiofs-mount's command line, in the form FUSE mount helpers use:
 //   virtiofs-mount [-f] [-d] [-s] [-o OPT[,OPT...]] TAG MOUNTPOINT
-// Our options (socket=, share=, queue_size=, num_queues=, poll_us=, interrupts) are taken out; fstab-only ones are
+// Our options (socket=, share=, queue_size=, num_queues=, poll_us=, interrupts,
+// io_uring, io_uring_depth=) are taken out; fstab-only ones are
 // dropped; the rest is left for libfuse, which refuses what it does not know.
 #pragma once
 
@@ -28,6 +29,8 @@ struct Options {
   unsigned readers = 2;  // max_threads=N, 1 with -s
   bool readers_given = false;
   bool interrupts = false;  // -o interrupts: forward FUSE_INTERRUPT to the device
+  bool io_uring = false;    // -o io_uring: FUSE over io_uring when the kernel offers it
+  unsigned io_uring_depth = 8;
   bool foreground = false;
   bool debug = false;
   bool help = false;
