@@ -51,7 +51,9 @@ struct Options {
   unsigned num_request_queues = 0;
   uint32_t max_transfer = 1u << 20;    // upper bound on bytes per READ/WRITE before INIT
   // Busy-poll a request queue this long after its last completion before sleeping on the
-  // interrupt eventfd (0: interrupt-driven). Trades a CPU for latency under load.
+  // interrupt eventfd, and let a thread in a blocking call poll this long for its own reply
+  // (taking it with no interrupt and no thread hand-off) before it sleeps (0: interrupt-driven).
+  // Trades CPU for latency.
   unsigned poll_us = 0;
   // Device memory set aside for Client::allocate_buffer: reads into and writes from such
   // buffers go to the device with no copy (0: none).

@@ -91,7 +91,7 @@ struct Client::Impl {
     {
       // Registers nothing for a token that can never stop (the default).
       std::stop_callback interrupt(stop, [&] { session->interrupt(c); });
-      c.wait();
+      session->wait(c);
     }
     if (c.ec) return c.ec;
     return checked(parse(c.reply, out));

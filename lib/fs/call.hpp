@@ -3,6 +3,7 @@
 // until on_done runs; the session never allocates one.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <system_error>
@@ -47,18 +48,18 @@ struct Call {
 struct SyncCall : Call {
   std::mutex mu;
   std::condition_variable cv;
-  bool done = false;
+  std::atomic<bool> done{false};  // atomic: a polling waiter reads it without the mutex
   SyncCall() {
     on_done = [](Call& c) {
       auto& s = static_cast<SyncCall&>(c);
       std::lock_guard lock(s.mu);
-      s.done = true;
+      s.done.store(true, std::memory_order_release);
       s.cv.notify_one();
     };
   }
   void wait() {
     std::unique_lock lock(mu);
-    cv.wait(lock, [this] { return done; });
+    cv.wait(lock, [this] { return done.load(std::memory_order_relaxed); });
   }
 };
 

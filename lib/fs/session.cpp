@@ -1,6 +1,7 @@
 #include "fs/session.hpp"
 
 #include <poll.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -131,17 +132,23 @@ Session::Session(std::unique_ptr<virtio::Transport> transport, const SessionOpti
   }
   const bool hiprio_alone = by_fd.size() > 1 && by_fd.front().second.size() == 1;
   completers_.resize(by_fd.size() - (hiprio_alone ? 1 : 0));
-  for (auto& c : completers_) c.reactor = std::make_unique<loop::Reactor>(64);
+  size_t all_slots = 0;
+  for (auto& q : queues_) all_slots += q->slots.size();
+  for (auto& c : completers_) {
+    c.reactor = std::make_unique<loop::Reactor>(64);
+    c.done.reserve(all_slots);
+  }
   for (size_t g = 0; g < by_fd.size(); ++g) {
     const size_t owner = hiprio_alone ? (g == 0 ? 0 : g - 1) : g;
     const int fd = by_fd[g].first;
-    completers_[owner].reactor->watch(fd, POLLIN, [this, fd, queues = by_fd[g].second](int) {
+    std::vector<Call*>* done = &completers_[owner].done;
+    completers_[owner].reactor->watch(fd, POLLIN, [this, fd, done, queues = by_fd[g].second](int) {
       uint64_t count;
       // The poll does not clear the eventfd: read it, or the next poll fires at once.
       [[maybe_unused]] ssize_t n = read(fd, &count, sizeof(count));
       stat_interrupts_.fetch_add(1, std::memory_order_relaxed);
       transport_->rearm_interrupt(queues.front()->index);
-      for (Queue* qp : queues) on_call_event(*qp);
+      for (Queue* qp : queues) on_call_event(*qp, *done);
     });
   }
   if (const auto live = transport_->liveness(); live.fd >= 0) {
@@ -220,7 +227,6 @@ void Session::build_queues(uint64_t device_features) {
     rm.used_addr = memory_->device_addr(rm.used);
     q->ring_memory = rm;
     q->ring = std::make_unique<SplitRing>(size, rm, event_idx, indirect);
-    q->done.reserve(slots);
     q->slots.resize(slots);
     q->free_slots.reserve(slots);
     for (unsigned s = 0; s < slots; ++s) {
@@ -437,7 +443,7 @@ void Session::submit_to(Queue& q, Call& call) {
 void Session::run_sync(Call& call) {
   auto& sync = static_cast<SyncCall&>(call);
   submit(sync);
-  sync.wait();
+  wait(sync);
 }
 
 void Session::forget(Inode inode, uint64_t nlookup) {
@@ -528,14 +534,14 @@ void Session::flush_hiprio(Queue& q) {
   }
 }
 
-void Session::admit_waiting(Queue& q) {
+void Session::admit_waiting(Queue& q, std::vector<Call*>& done) {
   while (q.wait_head) {
     Call* c = q.wait_head;
     Start r = try_start(q, *c);
     if (r == Start::kWait) break;
     q.wait_head = c->next_waiting;
     if (!q.wait_head) q.wait_tail = nullptr;
-    if (r == Start::kFailed) q.done.push_back(c);
+    if (r == Start::kFailed) done.push_back(c);
   }
   if (q.index == 0) flush_hiprio(q);
 }
@@ -578,7 +584,7 @@ bool Session::finish_slot(Slot& slot, uint32_t used_len) {
   return false;
 }
 
-void Session::release_slot(Queue& q, uint32_t index) {
+void Session::release_slot(Queue& q, uint32_t index, std::vector<Call*>& done) {
   Slot& slot = q.slots[index];
   for (uint16_t i = 0; i < slot.chunk_count; ++i) q.chunks.give(slot.chunks[i]);
   slot.chunk_count = 0;
@@ -589,49 +595,55 @@ void Session::release_slot(Queue& q, uint32_t index) {
   if (!c->on_done) {
     q.free_hiprio_calls.push_back(static_cast<uint32_t>(c - q.hiprio_calls.data()));
   } else {
-    q.done.push_back(c);
+    done.push_back(c);
   }
 }
 
-void Session::on_call_event(Queue& q) {
+Session::Reaped Session::reap(Queue& q, std::vector<Call*>& done, bool may_sleep) {
+  std::array<virtio::UsedElement, kCompletionBatch> used;
+  std::error_code ring_ec;
+  size_t n;
+  {
+    std::lock_guard lock(q.mu);
+    if (q.failed) return {0, false, true};
+    q.ring->disable_interrupts();
+    n = q.ring->collect_used(used, ring_ec);
+  }
+  // Slots whose chains came back are ours alone until released: copy replies unlocked.
+  bool malformed = false;
+  for (size_t i = 0; i < n; ++i) malformed |= finish_slot(q.slots[used[i].token], used[i].len);
+  bool kick = false;
+  bool idle = false;
+  {
+    std::lock_guard lock(q.mu);
+    for (size_t i = 0; i < n; ++i) release_slot(q, used[i].token, done);
+    if (!ring_ec && !malformed) {
+      admit_waiting(q, done);
+      kick = publish(q);
+      // A thread polling for its own reply (wait()) turns interrupts back on when it leaves.
+      if (n == 0 && may_sleep) idle = q.pollers > 0 || !q.ring->enable_interrupts();
+    }
+  }
+  if (kick) transport_->notify(q.index);
+  complete(done);
+  if (ring_ec || malformed) {
+    fail_all(std::make_error_code(std::errc::io_error));
+    return {n, true, true};
+  }
+  if (shut_down_.load(std::memory_order_acquire)) notify_drained();
+  return {n, false, idle};
+}
+
+void Session::on_call_event(Queue& q, std::vector<Call*>& done) {
   // With poll_us, a ring that runs dry is polled for a while with interrupts still off; they
   // are re-enabled only after a poll that found nothing (then the eventfd wakes us).
   bool poll_done = options_.poll_us == 0;
   bool found_by_poll = false;
   for (;;) {
-    std::array<virtio::UsedElement, kCompletionBatch> used;
-    std::error_code ring_ec;
-    size_t n;
-    {
-      std::lock_guard lock(q.mu);
-      if (q.failed) return;
-      q.ring->disable_interrupts();
-      n = q.ring->collect_used(used, ring_ec);
-    }
-    // Slots whose chains came back are ours alone until released: copy replies unlocked.
-    bool malformed = false;
-    for (size_t i = 0; i < n; ++i) malformed |= finish_slot(q.slots[used[i].token], used[i].len);
-    bool kick = false;
-    bool idle = false;
-    {
-      std::lock_guard lock(q.mu);
-      for (size_t i = 0; i < n; ++i) release_slot(q, used[i].token);
-      if (!ring_ec && !malformed) {
-        admit_waiting(q);
-        kick = publish(q);
-        if (n == 0 && poll_done) idle = !q.ring->enable_interrupts();
-      }
-    }
-    if (kick) transport_->notify(q.index);
-    complete(q.done);
-    if (ring_ec || malformed) {
-      fail_all(std::make_error_code(std::errc::io_error));
-      return;
-    }
-    if (shut_down_.load(std::memory_order_acquire)) notify_drained();
-    if (idle) return;
-    if (n > 0) {
-      if (found_by_poll) stat_polled_.fetch_add(n, std::memory_order_relaxed);
+    const Reaped r = reap(q, done, poll_done);
+    if (r.broken || r.idle) return;
+    if (r.n > 0) {
+      if (found_by_poll) stat_polled_.fetch_add(r.n, std::memory_order_relaxed);
       poll_done = options_.poll_us == 0;
       found_by_poll = false;
     } else if (!poll_done) {
@@ -639,6 +651,53 @@ void Session::on_call_event(Queue& q) {
       poll_done = !found_by_poll;
     }
   }
+}
+
+void Session::wait(SyncCall& call) {
+  if (options_.poll_us && call.queue_index < queues_.size()) reap_own(*queues_[call.queue_index], call);
+  call.wait();
+}
+
+void Session::reap_own(Queue& q, SyncCall& call) {
+  {
+    std::lock_guard lock(q.mu);
+    if (q.failed || call.done.load(std::memory_order_acquire)) return;
+    ++q.pollers;
+    q.ring->disable_interrupts();
+  }
+  // Completions this thread reaps for others are handed on from here (reserved once a thread).
+  thread_local std::vector<Call*> done = [] {
+    std::vector<Call*> v;
+    v.reserve(kCompletionBatch * 2);
+    return v;
+  }();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(options_.poll_us);
+  for (unsigned spin = 1;; ++spin) {
+    const bool finished = call.done.load(std::memory_order_acquire);
+    if (finished || ((spin & 63) == 0 && std::chrono::steady_clock::now() >= deadline)) break;
+    bool ready;
+    {
+      std::lock_guard lock(q.mu);
+      ready = !q.failed && q.ring->has_used();
+    }
+    if (ready) {
+      const Reaped r = reap(q, done, false);
+      if (r.n) stat_polled_.fetch_add(r.n, std::memory_order_relaxed);
+      if (r.broken) break;
+    } else {
+      // Give the CPU to whatever else is runnable here (the device's threads, on a small
+      // machine): a waiting caller must not delay the reply it waits for.
+      sched_yield();
+    }
+  }
+  // The last poller out turns interrupts back on; what arrived while they were off would not
+  // be signalled, so it is reaped here, as the completion thread would have.
+  bool more;
+  {
+    std::lock_guard lock(q.mu);
+    more = --q.pollers == 0 && !q.failed && q.ring->enable_interrupts();
+  }
+  if (more) on_call_event(q, done);
 }
 
 bool Session::poll_used(Queue& q) {

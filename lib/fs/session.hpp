@@ -37,7 +37,8 @@ struct SessionOptions {
   // device as they are (no copy), as libblkio's memory regions.
   size_t app_memory_bytes = 0;
   // After the last completion, a completion thread keeps polling the used ring this long before
-  // it re-enables interrupts and sleeps on the eventfd (0: interrupt-driven only).
+  // it re-enables interrupts and sleeps on the eventfd; a thread waiting in wait() polls for its
+  // own reply this long before it sleeps (0: interrupt-driven only).
   unsigned poll_us = 0;
 };
 
@@ -78,6 +79,10 @@ class Session {
   void submit(Call& call);
   // The same on the high-priority queue (INTERRUPT).
   void submit_hiprio(Call& call);
+  // Waits for a submitted SyncCall. With poll_us, this thread first polls the call's queue for
+  // up to poll_us with the device's interrupts off and completes what it finds itself: at
+  // queue depth 1 the reply is taken with no eventfd and no hand-off between threads.
+  void wait(SyncCall& call);
   // Asks the device to abandon a submitted call (FUSE_INTERRUPT on hiprio). The call still ends
   // through on_done: with EINTR, or with its real result when the device answered first. A
   // call still waiting for ring space ends with EINTR at once, on this thread. The caller keeps
@@ -142,13 +147,19 @@ class Session {
     std::deque<uint64_t> interrupts;
     std::vector<Call> hiprio_calls;
     std::vector<uint32_t> free_hiprio_calls;
-    std::vector<Call*> done;  // completion thread's batch, reserved up front
+    unsigned pollers = 0;  // threads in wait() polling for their own reply, interrupts off
   };
   enum class Start { kStarted, kWait, kFailed };
   // One completion thread and its io_uring reactor; it owns the queues whose call fds it watches.
   struct Completer {
     std::unique_ptr<loop::Reactor> reactor;
     std::thread thread;
+    std::vector<Call*> done;  // its batch of calls to complete, reserved up front
+  };
+  struct Reaped {
+    size_t n;     // used entries taken
+    bool broken;  // the queue failed (now or before)
+    bool idle;    // nothing came and interrupts are back on (or a poller will turn them on)
   };
 
   void build_queues(uint64_t device_features);
@@ -159,7 +170,7 @@ class Session {
   // Under q.mu: stage the call into a slot and add it to the ring.
   Start try_start(Queue& q, Call& call);
   // Under q.mu: start waiting calls and pending forgets while there is room.
-  void admit_waiting(Queue& q);
+  void admit_waiting(Queue& q, std::vector<Call*>& done);
   // Under hiprio's lock: hand pending INTERRUPTs, then FORGET batches, to the device while
   // there is room; what does not fit stays queued, never dropped.
   void flush_hiprio(Queue& q);
@@ -167,12 +178,18 @@ class Session {
   bool poll_used(Queue& q);
   // Under q.mu: publish and decide whether to notify (the notify itself is done unlocked).
   bool publish(Queue& q);
-  void on_call_event(Queue& q);
+  // One batch: take used entries, finish their calls into `done` and complete them, start
+  // waiting calls. With may_sleep, an empty batch turns interrupts back on.
+  Reaped reap(Queue& q, std::vector<Call*>& done, bool may_sleep);
+  // The completion thread's handler: reaps until the queue is idle.
+  void on_call_event(Queue& q, std::vector<Call*>& done);
+  // wait()'s poll: reaps q on the caller's thread until `call` is done or poll_us passed.
+  void reap_own(Queue& q, SyncCall& call);
   // Copies and validates the reply of a completed slot into its Call (device memory is read
   // once). Returns true when the reply is malformed: the device can no longer be trusted.
   bool finish_slot(Slot& slot, uint32_t used_len);
   void notify_drained();
-  void release_slot(Queue& q, uint32_t index);
+  void release_slot(Queue& q, uint32_t index, std::vector<Call*>& done);
   // Marks every queue failed with ec and completes all pending calls with it.
   void fail_all(std::error_code ec);
   void fail_queue(Queue& q, std::error_code ec, std::vector<Call*>& out);

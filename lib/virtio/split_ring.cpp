@@ -147,8 +147,13 @@ bool SplitRing::enable_interrupts() {
 
 void SplitRing::disable_interrupts() {
   interrupts_enabled_ = false;
-  // With EVENT_IDX the stale used_event already limits interrupts to one; the flag is a hint.
-  if (!event_idx_) mem_.avail->flags.store(kAvailFlagNoInterrupt);
+  if (event_idx_) {
+    // Half the index space ahead: no used idx the device can reach (at most size_ past ours)
+    // crosses it, so it signals nothing until enable_interrupts() (the flag is only a hint).
+    used_event(mem_.avail, size_).store(static_cast<uint16_t>(last_used_ + 0x8000u));
+  } else {
+    mem_.avail->flags.store(kAvailFlagNoInterrupt);
+  }
 }
 
 }  // namespace virtiofs::virtio

@@ -245,3 +245,40 @@ TEST_F(PollModeTest, BusyPollAndEventfdGiveTheSameResults) {
   EXPECT_GT(poll_stats.polled, 0u) << "completions must have been found by polling";
   EXPECT_LT(poll_stats.interrupts, interrupt_stats.interrupts);
 }
+
+// Threads polling for their own replies (interrupts off while any polls) beside async calls that
+// rely on interrupts: everything completes, and once the pollers have left, interrupts are back
+// on (an async call alone still completes).
+TEST_F(PollModeTest, PollingCallersAndAsyncCallsAllComplete) {
+  Options o;
+  o.poll_us = 30;  // short: callers often give up and sleep, so both paths run
+  start(o);
+  ASSERT_FALSE(client->write_file("f", bytes(std::string(777, 'p'))));
+  Entry e;
+  ASSERT_FALSE(client->lookup(kRootInode, "f", e));
+  std::atomic<unsigned> failures{0};
+  Countdown async_done(4 * 200);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) {
+        Attr a;
+        if (client->getattr(e.inode, a) || a.size != 777) ++failures;
+        client->getattr(e.inode, [&](std::error_code ec, Attr b) {
+          if (!ec && b.size != 777) ec = std::make_error_code(std::errc::io_error);
+          async_done.done(ec);
+        });
+      }
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(async_done.wait(std::chrono::seconds(30))) << async_done.left << " async calls never completed";
+  for (auto ec : async_done.errors) EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(failures.load(), 0u);
+  EXPECT_GT(client->stats().polled, 0u);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // every poller is gone
+  Countdown last(1);
+  client->getattr(e.inode, [&](std::error_code ec, Attr) { last.done(ec); });
+  ASSERT_TRUE(last.wait(std::chrono::seconds(5))) << "interrupts were left off";
+  client->forget(e.inode, 1);
+}
