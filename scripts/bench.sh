@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark suite, in one run, with ratios side by side (run as root; it drops caches):
-#  1. one workload on four targets over the same directory: the directory itself (the limit),
-#     the libvirtiofs API on virtiofsd, virtiofs-mount, and libfuse's passthrough_ll example
-#     (compiled here from libfuse3-dev's examples: what a user would pick to expose a directory
-#     over FUSE); ratios against passthrough_ll;
+#  1. one workload on several targets over the same directory: the directory itself (the limit),
+#     the libvirtiofs API on virtiofsd (interrupt-driven, and with poll_us=200: callers reap their
+#     own replies), virtiofs-mount (read path, and -o io_uring when the kernel has FUSE over
+#     io_uring), and libfuse's passthrough_ll example (compiled here from libfuse3-dev's
+#     examples: what a user would pick to expose a directory over FUSE); ratios against
+#     passthrough_ll;
 #  2. multiqueue scaling: the library on the test backend with 1, 2 and 4 request queues, each
 #     request taking 50 us of device time, 8 threads;
 #  3. ring micro-benchmarks (Google Benchmark): ns per add+kick+complete in-process.
@@ -16,11 +18,15 @@ if [ "${1:-}" = "--chart" ]; then chart=$(realpath -m "$2"); shift 2; fi
 bash scripts/build.sh >/dev/null
 virtiofsd=/usr/lib/qemu/virtiofsd
 work=$(mktemp -d)
-mkdir -p "$work/share" "$work/vmnt" "$work/pmnt"
+mkdir -p "$work/share" "$work/vmnt" "$work/umnt" "$work/pmnt"
 pids=()
+uring_param=/sys/module/fuse/parameters/enable_uring
+uring_was=""
 cleanup() {
   fusermount3 -u "$work/vmnt" 2>/dev/null || true
+  fusermount3 -u "$work/umnt" 2>/dev/null || true
   fusermount3 -u "$work/pmnt" 2>/dev/null || true
+  if [ -n "$uring_was" ]; then echo "$uring_was" > "$uring_param"; fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -30,17 +36,30 @@ wait_socket() { for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.05; don
 
 cc -O2 -o "$work/passthrough_ll" /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c \
   $(pkg-config --cflags --libs fuse3)
-"$virtiofsd" --socket-path="$work/lib.sock" -o source="$work/share" -o cache=auto \
-  -o sandbox=chroot -o log_level=warn &
-pids+=($!)
-wait_socket "$work/lib.sock"
+# virtiofsd serves one frontend: one each for the two library targets.
+for s in lib poll; do
+  "$virtiofsd" --socket-path="$work/$s.sock" -o source="$work/share" -o cache=auto \
+    -o sandbox=chroot -o log_level=warn &
+  pids+=($!)
+  wait_socket "$work/$s.sock"
+done
 ./build/virtiofs-mount -o share="$work/share" bench "$work/vmnt"
+targets=(host-dir="$work/share" library=socket:"$work/lib.sock"
+  library-poll=socket:"$work/poll.sock",poll_us=200 virtiofs-mount="$work/vmnt")
+if [ -w "$uring_param" ]; then
+  # Only connections made while it is on use io_uring; they keep it after it is restored.
+  uring_was=$(cat "$uring_param")
+  echo Y > "$uring_param"
+  ./build/virtiofs-mount -o share="$work/share",io_uring bench "$work/umnt"
+  targets+=(mount-io_uring="$work/umnt")
+else
+  echo "(this kernel has no FUSE over io_uring: no mount-io_uring column)"
+fi
 "$work/passthrough_ll" -o source="$work/share" "$work/pmnt"
+targets+=(passthrough_ll="$work/pmnt")
 
-echo "== one workload, four targets (virtiofsd 7.2 behind the library and virtiofs-mount)"
-./build/virtiofs-fsbench --ratio-to passthrough_ll --data "$work/peers.dat" "$@" \
-  host-dir="$work/share" library=socket:"$work/lib.sock" \
-  virtiofs-mount="$work/vmnt" passthrough_ll="$work/pmnt"
+echo "== one workload, one directory (virtiofsd 7.2 behind the library and virtiofs-mount)"
+./build/virtiofs-fsbench --ratio-to passthrough_ll --data "$work/peers.dat" "$@" "${targets[@]}"
 
 echo
 echo "== multiqueue scaling: library on the test backend, 50 us device time per request, 8 threads"
@@ -58,24 +77,30 @@ echo "== ring micro-benchmarks (driver ring + in-process device model)"
 ./build/tests/virtiofs-ring-bench --benchmark_min_time=0.5 2>/dev/null | grep -E "^(Benchmark|add|batch)"
 
 if [ -n "$chart" ]; then
-  # Ratio of each row to passthrough_ll for the library and virtiofs-mount.
-  awk 'NR > 1 { printf "%s %.3f %.3f\n", $1, $3 / $5, $4 / $5 }' "$work/peers.dat" > "$work/ratios.dat"
+  # Ratio of each row to passthrough_ll, for every target but the directory and passthrough_ll.
+  awk 'NR == 1 { for (i = 2; i <= NF; i++) if ($i == "passthrough_ll") p = i
+                 printf "row"
+                 for (i = 2; i <= NF; i++) if (i != p && $i != "host-dir") { keep[i] = 1; printf " %s", $i }
+                 print ""; next }
+       { printf "%s", $1; for (i = 2; i <= NF; i++) if (keep[i]) printf " %.3f", $i / $p; print "" }' \
+    "$work/peers.dat" > "$work/ratios.dat"
+  columns=$(head -1 "$work/ratios.dat" | wc -w)
   gnuplot <<GP
-set terminal pngcairo size 900,480 font ",10"
+set terminal pngcairo size 1000,500 font ",10" noenhanced
 set output "$chart"
-set title "libvirtiofs vs passthrough\\\\_ll (1.0 = passthrough\\\\_ll), same directory, one run"
+set title "libvirtiofs vs passthrough_ll (1.0 = passthrough_ll), same directory, one run"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set boxwidth 0.9
 set logscale y 2
-set yrange [0.1:*]
+set yrange [0.03:*]
 set grid ytics
 set key left top
 set xtics rotate by -25 scale 0
-set ylabel "ratio to passthrough\\\\_ll (log scale)"
+set ylabel "ratio to passthrough_ll (log scale)"
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 1.5
-plot "$work/ratios.dat" using 2:xtic(1) title "library API", "" using 3 title "virtiofs-mount"
+plot for [i=2:$columns] "$work/ratios.dat" using i:xtic(1) title columnheader(i)
 GP
   echo "chart: $chart"
 fi

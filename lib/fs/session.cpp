@@ -452,7 +452,7 @@ void Session::forget(Inode inode, uint64_t nlookup) {
   bool kick = false;
   {
     std::lock_guard lock(q.mu);
-    if (q.failed) return;  // the device is gone: there is nobody left to forget
+    if (q.failed || destroyed_) return;  // the device is gone, or dropped every inode (DESTROY)
     q.forgets.push_back(fuse_forget_one{inode, nlookup});
     flush_hiprio(q);
     kick = publish(q);
@@ -630,7 +630,7 @@ Session::Reaped Session::reap(Queue& q, std::vector<Call*>& done, bool may_sleep
     fail_all(std::make_error_code(std::errc::io_error));
     return {n, true, true};
   }
-  if (shut_down_.load(std::memory_order_acquire)) notify_drained();
+  if (quiescing_.load(std::memory_order_acquire)) notify_drained();
   return {n, false, idle};
 }
 
@@ -793,7 +793,24 @@ SessionStats Session::stats() const {
 
 void Session::shutdown() {
   if (shut_down_.load(std::memory_order_acquire) || completers_.empty()) return;
+  quiescing_.store(true, std::memory_order_release);
   if (initialized_ && !failure()) {
+    // FORGETs still queued or in flight reach the device before DESTROY; after it the device
+    // holds no inodes (virtiofsd answers a late FORGET with EIO on a chain with no reply room),
+    // so later ones are dropped.
+    Queue& hiprio = *queues_[0];
+    {
+      std::unique_lock lock(drain_mu_);
+      drained_.wait_for(lock, kDrainTimeout, [&] {
+        std::lock_guard ql(hiprio.mu);
+        return hiprio.failed || (hiprio.forgets.empty() && hiprio.in_flight == 0);
+      });
+    }
+    {
+      std::lock_guard lock(hiprio.mu);
+      destroyed_ = true;
+      hiprio.forgets.clear();
+    }
     SyncCall destroy;
     destroy.frame = fuse::make_destroy();
     run_sync(destroy);

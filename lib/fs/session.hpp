@@ -210,6 +210,8 @@ class Session {
   uint32_t max_transfer_ = 0;
   std::vector<Completer> completers_;
   std::atomic<bool> shut_down_{false};
+  std::atomic<bool> quiescing_{false};  // shutdown() began: completions wake its waits
+  bool destroyed_ = false;              // under hiprio's lock: DESTROY is on its way
   std::mutex drain_mu_;
   std::condition_variable drained_;
   std::atomic<uint64_t> stat_requests_{0}, stat_notifications_{0}, stat_forgets_{0}, stat_waits_{0},
