@@ -167,16 +167,18 @@ TEST(BadInput, PeerThatIsNotVhostUserTimesOutOrFails) {
   // A UNIX socket whose peer accepts and says nothing: connect must fail, not hang.
   TempDir dir;
   const std::string path = dir / "silent.sock";
+  // Made once the peer listens: the socket file alone exists from bind(), before listen().
+  const std::string ready = dir / "listening";
   pid_t child = fork();
   if (child == 0) {
     execlp("python3", "python3", "-c",
            ("import socket,time\ns=socket.socket(socket.AF_UNIX)\ns.bind('" + path +
-            "')\ns.listen(1)\nc,_=s.accept()\ntime.sleep(30)")
+            "')\ns.listen(1)\nopen('" + ready + "','w').close()\nc,_=s.accept()\ntime.sleep(30)")
                .c_str(),
            nullptr);
     _exit(127);
   }
-  for (int i = 0; i < 200 && ::access(path.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 500 && ::access(ready.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
   Options o;
   o.socket_path = path;
   const auto t0 = std::chrono::steady_clock::now();
