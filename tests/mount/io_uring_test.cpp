@@ -3,7 +3,6 @@
 // -d log names the queue of each); with it off, the mount falls back to /dev/fuse reads.
 #include <fcntl.h>
 #include <sched.h>
-#include <sys/file.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -13,39 +12,12 @@
 #include <thread>
 
 #include "mount/fixture.hpp"
+#include "support/uring_parameter.hpp"
 
 namespace virtiofs::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The fuse module's enable_uring, set for one test and restored after it. Tests in other
-// processes (ctest -j) that set it take the same lock, so none sees another's setting.
-class UringParameter {
- public:
-  static constexpr const char* kPath = "/sys/module/fuse/parameters/enable_uring";
-  static bool exists() { return access(kPath, F_OK) == 0; }
-
-  explicit UringParameter(bool on) {
-    fd_ = open(kPath, O_RDWR | O_CLOEXEC);
-    if (fd_ < 0 || flock(fd_, LOCK_EX) != 0) throw std::runtime_error(std::string(kPath) + ": " + std::strerror(errno));
-    char was = 'N';
-    if (pread(fd_, &was, 1, 0) == 1) old_ = was;
-    set(on ? 'Y' : 'N');
-  }
-  ~UringParameter() {
-    set(old_);
-    flock(fd_, LOCK_UN);
-    close(fd_);
-  }
-
- private:
-  void set(char value) {
-    if (pwrite(fd_, &value, 1, 0) != 1) throw std::runtime_error(std::string("writing ") + kPath);
-  }
-  int fd_ = -1;
-  char old_ = 'N';
-};
 
 struct LogCounts {
   unsigned ring_requests = 0;       // "(io_uring queue N)" request lines

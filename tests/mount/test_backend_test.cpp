@@ -11,6 +11,7 @@
 
 #include "mount/fixture.hpp"
 #include "support/test_backend_process.hpp"
+#include "support/uring_parameter.hpp"
 
 using namespace virtiofs::test;
 using namespace std::chrono_literals;
@@ -118,13 +119,17 @@ TEST_F(TestBackendMount, ProcessesSpreadOverEveryRequestQueue) {
   for (unsigned q = 1; q <= 4; ++q) EXPECT_GT(counts.per_queue[q], 20u) << "queue " << q << " idle";
 }
 
-TEST_F(TestBackendMount, KernelInterruptEndsAHeldRequestWithEINTR) {
-  // LOOKUPs wait at the device until interrupted; -o interrupts forwards the kernel's INTERRUPT.
+// LOOKUPs wait at the device until interrupted; -o interrupts forwards the kernel's INTERRUPT.
+// A process stats, gets SIGUSR1 while its LOOKUP is held, and must see EINTR. Returns the
+// tool's stderr.
+std::string interrupt_a_held_lookup(const TempDir& mnt, const std::string& options,
+                                    std::vector<std::string> args = {}) {
   TestBackend backend({"--hold", "lookup"});
-  ToolRun tool(mnt.path(), {"-o", "socket=" + backend.socket_path() + ",interrupts", "testfs"});
-  ASSERT_TRUE(wait_mount_state(mnt.path(), kType, 10000));
+  args.insert(args.end(), {"-o", "socket=" + backend.socket_path() + ",interrupts" + options, "testfs"});
+  ToolRun tool(mnt.path(), args);
+  EXPECT_TRUE(wait_mount_state(mnt.path(), kType, 10000));
   int result[2];
-  ASSERT_EQ(pipe(result), 0);
+  EXPECT_EQ(pipe(result), 0);
   pid_t child = fork();
   if (child == 0) {
     struct sigaction sa {};
@@ -139,9 +144,9 @@ TEST_F(TestBackendMount, KernelInterruptEndsAHeldRequestWithEINTR) {
   std::this_thread::sleep_for(300ms);  // the LOOKUP is now held at the device
   kill(child, SIGUSR1);
   pollfd p{result[0], POLLIN, 0};
-  ASSERT_EQ(poll(&p, 1, 5000), 1) << "the interrupted stat never returned";
+  EXPECT_EQ(poll(&p, 1, 5000), 1) << "the interrupted stat never returned";
   int e = 0;
-  ASSERT_EQ(read(result[0], &e, sizeof(e)), static_cast<ssize_t>(sizeof(e)));
+  EXPECT_EQ(read(result[0], &e, sizeof(e)), static_cast<ssize_t>(sizeof(e)));
   EXPECT_EQ(e, EINTR) << std::strerror(e);
   waitpid(child, nullptr, 0);
   close(result[0]);
@@ -150,6 +155,22 @@ TEST_F(TestBackendMount, KernelInterruptEndsAHeldRequestWithEINTR) {
   const BackendCounts counts = backend.counts();
   EXPECT_GE(counts.interrupts, 1u);
   EXPECT_EQ(counts.interrupted, 1u);
+  return tool.stderr_text();
+}
+
+TEST_F(TestBackendMount, KernelInterruptEndsAHeldRequestWithEINTR) { interrupt_a_held_lookup(mnt, ""); }
+
+// The same with the LOOKUP taken through FUSE over io_uring: the INTERRUPT still comes through
+// /dev/fuse reads, and the EINTR reply goes back through the ring.
+TEST_F(TestBackendMount, KernelInterruptOfARequestFromTheIoUringEndsItWithEINTR) {
+  if (!UringParameter::exists()) GTEST_SKIP() << "this kernel has no FUSE over io_uring";
+  UringParameter on(true);
+  const std::string log = interrupt_a_held_lookup(mnt, ",io_uring", {"-d"});
+  std::istringstream lines(log);
+  bool through_ring = false;
+  for (std::string line; std::getline(lines, line);)
+    through_ring |= line.find(" LOOKUP ") != std::string::npos && line.find("(io_uring queue") != std::string::npos;
+  EXPECT_TRUE(through_ring) << "the LOOKUP must have come through the ring";
 }
 
 struct MountFault {
