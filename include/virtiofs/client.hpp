@@ -7,7 +7,7 @@
 //
 // Three layers, all thread-safe:
 //  - inode operations, one per FUSE request, synchronous (return std::error_code) and
-//    asynchronous (callback on the library's completion thread);
+//    asynchronous (callback on a library thread: see Callback);
 //  - path conveniences (stat, mkdir, read_file, write_file, list_dir, ...);
 //  - File, an open file with RAII release.
 // Errors are std::error_code in std::system_category: the device's errno (ENOENT, EEXIST, ...),
@@ -80,8 +80,9 @@ class VIRTIOFS_API IoBuffer {
   std::span<std::byte> data_;
 };
 
-// Called once, on the completion thread (or at once on the caller's thread when the client has
-// already failed). Captures up to 16 bytes stay inline (no allocation).
+// Called once, on a thread that reaps the call's request queue: its completion thread, or a
+// thread in a blocking call on the same queue that took the completion with its own (or at once
+// on the caller's thread when the client has already failed). Do not block in it. Captures up to 16 bytes stay inline (no allocation).
 template <class T>
 using Callback = std::function<void(std::error_code, T)>;
 using DoneCallback = std::function<void(std::error_code)>;
@@ -108,6 +109,9 @@ class VIRTIOFS_API Client {
   struct Stats {
     uint64_t requests, notifications, forgets, waits, interrupts, polled, interrupts_sent;
     uint64_t zero_copy_bytes;  // payload bytes moved straight from or into IoBuffers
+    // Blocking calls whose thread the device's interrupt woke itself (no completion-thread
+    // hand-off; interrupt-driven mode).
+    uint64_t callers_woken;
   };
   // Request queues in use.
   unsigned num_request_queues() const;

@@ -172,7 +172,8 @@ std::error_code Client::failure() const { return impl_->session->failure(); }
 Client::Stats Client::stats() const {
   auto s = impl_->session->stats();
   return Stats{s.requests,   s.notifications, s.forgets,        s.waits,
-               s.interrupts, s.polled,        s.interrupts_sent, s.zero_copy_bytes};
+               s.interrupts, s.polled,        s.interrupts_sent, s.zero_copy_bytes,
+               s.callers_woken};
 }
 
 IoBuffer Client::allocate_buffer(size_t bytes) {

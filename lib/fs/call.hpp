@@ -3,10 +3,13 @@
 // until on_done runs; the session never allocates one.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <system_error>
+#include <thread>
 
 #include "fuse/frame.hpp"
 
@@ -45,17 +48,39 @@ struct Call {
 // A Call a thread blocks on. The waiter may destroy it as soon as wait() returns, so the
 // completer signals under the mutex and touches nothing after unlocking (POSIX allows destroying
 // a mutex right after another thread's unlock; an atomic notify after the store would not be safe).
+// A waiter that sleeps in poll() on the device's interrupt instead of on the condition variable
+// names an eventfd (set_waker): a completion taken by another thread is signalled there.
 struct SyncCall : Call {
   std::mutex mu;
   std::condition_variable cv;
   std::atomic<bool> done{false};  // atomic: a polling waiter reads it without the mutex
+  int waker_fd = -1;              // under mu
+  std::thread::id waiter;         // under mu: the thread behind waker_fd
   SyncCall() {
     on_done = [](Call& c) {
       auto& s = static_cast<SyncCall&>(c);
       std::lock_guard lock(s.mu);
       s.done.store(true, std::memory_order_release);
-      s.cv.notify_one();
+      if (s.waker_fd < 0) {
+        s.cv.notify_one();
+      } else if (s.waiter != std::this_thread::get_id()) {
+        const uint64_t one = 1;
+        [[maybe_unused]] ssize_t n = ::write(s.waker_fd, &one, sizeof(one));
+      }
     };
+  }
+  // From now on (until clear_waker) a completion by another thread writes `fd`. False when the
+  // call is already done.
+  bool set_waker(int fd) {
+    std::lock_guard lock(mu);
+    if (done.load(std::memory_order_relaxed)) return false;
+    waker_fd = fd;
+    waiter = std::this_thread::get_id();
+    return true;
+  }
+  void clear_waker() {
+    std::lock_guard lock(mu);
+    waker_fd = -1;
   }
   void wait() {
     std::unique_lock lock(mu);

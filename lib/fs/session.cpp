@@ -2,6 +2,8 @@
 
 #include <poll.h>
 #include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +29,9 @@ constexpr unsigned kCompletionBatch = 64;
 constexpr auto kDrainTimeout = std::chrono::seconds(5);
 constexpr size_t kForgetBatch =
     (kInInline - sizeof(fuse_in_header) - sizeof(fuse_batch_forget_in)) / sizeof(fuse_forget_one);
+// How long a FORGET may wait for others to share its BATCH_FORGET. A program that looks up and
+// drops one inode at a time would otherwise pay a hiprio request and a kick for each.
+constexpr auto kForgetDelay = std::chrono::milliseconds(1);
 
 
 struct Credentials {
@@ -130,6 +135,7 @@ Session::Session(std::unique_ptr<virtio::Transport> transport, const SessionOpti
     if (it == by_fd.end()) it = by_fd.insert(by_fd.end(), {fd, {}});
     it->second.push_back(q.get());
   }
+  for (auto& [fd, group] : by_fd) group.front()->call_fd_alone = group.size() == 1;
   const bool hiprio_alone = by_fd.size() > 1 && by_fd.front().second.size() == 1;
   completers_.resize(by_fd.size() - (hiprio_alone ? 1 : 0));
   size_t all_slots = 0;
@@ -143,14 +149,36 @@ Session::Session(std::unique_ptr<virtio::Transport> transport, const SessionOpti
     const int fd = by_fd[g].first;
     std::vector<Call*>* done = &completers_[owner].done;
     completers_[owner].reactor->watch(fd, POLLIN, [this, fd, done, queues = by_fd[g].second](int) {
+      // The poll does not clear the eventfd: read it, or the next poll fires at once; unless a
+      // caller sleeps on it (wait_on_interrupt), which must see it set. The multishot poll
+      // fires on every write whatever the counter holds.
+      const bool led = std::any_of(queues.begin(), queues.end(), [](Queue* qp) {
+        return qp->interrupt_leader.load(std::memory_order_acquire);
+      });
       uint64_t count;
-      // The poll does not clear the eventfd: read it, or the next poll fires at once.
-      [[maybe_unused]] ssize_t n = read(fd, &count, sizeof(count));
+      if (!led) [[maybe_unused]] ssize_t n = read(fd, &count, sizeof(count));
       stat_interrupts_.fetch_add(1, std::memory_order_relaxed);
       transport_->rearm_interrupt(queues.front()->index);
       for (Queue* qp : queues) on_call_event(*qp, *done);
     });
   }
+  forget_timer_.fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (forget_timer_.fd < 0) fail(errno, "timerfd_create");
+  completers_.front().reactor->watch(forget_timer_.fd, POLLIN, [this](int) {
+    uint64_t expirations;
+    [[maybe_unused]] ssize_t n = read(forget_timer_.fd, &expirations, sizeof(expirations));
+    Queue& h = *queues_[0];
+    bool kick = false;
+    {
+      std::lock_guard lock(h.mu);
+      h.forget_timer_armed = false;
+      if (!h.failed) {
+        forgets_now(h);
+        kick = publish(h);
+      }
+    }
+    if (kick) transport_->notify(h.index);
+  });
   if (const auto live = transport_->liveness(); live.fd >= 0) {
     completers_.front().reactor->watch(
         live.fd, live.events, [this](int) { fail_all(std::make_error_code(std::errc::not_connected)); },
@@ -180,6 +208,10 @@ void Session::init(uint64_t flags, uint32_t max_readahead, uint32_t minor) {
 }
 
 Session::~Session() { shutdown(); }
+
+Session::TimerFd::~TimerFd() {
+  if (fd >= 0) close(fd);
+}
 
 void Session::build_queues(uint64_t device_features) {
   using namespace virtio;
@@ -454,8 +486,19 @@ void Session::forget(Inode inode, uint64_t nlookup) {
     std::lock_guard lock(q.mu);
     if (q.failed || destroyed_) return;  // the device is gone, or dropped every inode (DESTROY)
     q.forgets.push_back(fuse_forget_one{inode, nlookup});
-    flush_hiprio(q);
-    kick = publish(q);
+    if (q.forgets.size() >= kForgetBatch) q.forgets_due = true;
+    if (q.forgets_due) {
+      flush_hiprio(q);
+      kick = publish(q);
+    } else if (!q.forget_timer_armed) {
+      const itimerspec delay{{}, {0, std::chrono::nanoseconds(kForgetDelay).count()}};
+      // Should the timer fail, the FORGETs go now rather than wait for the next batch.
+      q.forget_timer_armed = timerfd_settime(forget_timer_.fd, 0, &delay, nullptr) == 0;
+      if (!q.forget_timer_armed) {
+        forgets_now(q);
+        kick = publish(q);
+      }
+    }
   }
   if (kick) transport_->notify(q.index);
 }
@@ -518,7 +561,7 @@ void Session::flush_hiprio(Queue& q) {
     q.interrupts.pop_front();
     stat_interrupts_sent_.fetch_add(1, std::memory_order_relaxed);
   }
-  while (!q.forgets.empty()) {
+  while (q.forgets_due && !q.forgets.empty()) {
     Call* c = take_call();
     if (!c) return;
     const size_t count = std::min(q.forgets.size(), kForgetBatch);
@@ -532,6 +575,12 @@ void Session::flush_hiprio(Queue& q) {
     q.forgets.erase(q.forgets.begin(), q.forgets.begin() + static_cast<ptrdiff_t>(count));
     stat_forgets_.fetch_add(count, std::memory_order_relaxed);
   }
+  if (q.forgets.empty()) q.forgets_due = false;
+}
+
+void Session::forgets_now(Queue& q) {
+  q.forgets_due = !q.forgets.empty();
+  flush_hiprio(q);
 }
 
 void Session::admit_waiting(Queue& q, std::vector<Call*>& done) {
@@ -654,8 +703,56 @@ void Session::on_call_event(Queue& q, std::vector<Call*>& done) {
 }
 
 void Session::wait(SyncCall& call) {
-  if (options_.poll_us && call.queue_index < queues_.size()) reap_own(*queues_[call.queue_index], call);
+  if (call.queue_index < queues_.size()) {
+    Queue& q = *queues_[call.queue_index];
+    if (options_.poll_us) {
+      reap_own(q, call);
+    } else if (q.call_fd_alone) {
+      wait_on_interrupt(q, call);
+    }
+  }
   call.wait();
+}
+
+namespace {
+// A thread's own eventfd, for SyncCall::set_waker: made once per thread, closed with it.
+struct ThreadWaker {
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  ~ThreadWaker() {
+    if (fd >= 0) close(fd);
+  }
+};
+}  // namespace
+
+void Session::wait_on_interrupt(Queue& q, SyncCall& call) {
+  bool free = false;
+  if (!q.interrupt_leader.compare_exchange_strong(free, true, std::memory_order_acq_rel)) return;
+  thread_local ThreadWaker waker;
+  thread_local std::vector<Call*> done = [] {
+    std::vector<Call*> v;
+    v.reserve(kCompletionBatch * 2);
+    return v;
+  }();
+  const int irq_fd = transport_->call_fd(q.index);
+  if (waker.fd >= 0 && call.set_waker(waker.fd)) {
+    // Interrupts are on whenever no one is reaping (reap's last step), so the device signals
+    // irq_fd for this call's reply; the completion thread may take it first, and then says so
+    // on the waker.
+    while (!call.done.load(std::memory_order_acquire)) {
+      pollfd fds[2] = {{irq_fd, POLLIN, 0}, {waker.fd, POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0 && errno != EINTR) break;  // the condition variable still works
+      uint64_t count;
+      if (fds[1].revents & POLLIN) [[maybe_unused]] ssize_t n = read(waker.fd, &count, sizeof(count));
+      if (fds[0].revents & POLLIN) {
+        [[maybe_unused]] ssize_t n = read(irq_fd, &count, sizeof(count));
+        on_call_event(q, done);
+        if (call.done.load(std::memory_order_acquire))
+          stat_callers_woken_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    call.clear_waker();
+  }
+  q.interrupt_leader.store(false, std::memory_order_release);
 }
 
 void Session::reap_own(Queue& q, SyncCall& call) {
@@ -788,7 +885,7 @@ std::error_code Session::failure() const {
 SessionStats Session::stats() const {
   return SessionStats{stat_requests_.load(),   stat_notifications_.load(), stat_forgets_.load(),
                       stat_waits_.load(),      stat_interrupts_.load(),    stat_polled_.load(),
-                      stat_interrupts_sent_.load(), stat_zero_copy_.load()};
+                      stat_interrupts_sent_.load(), stat_zero_copy_.load(), stat_callers_woken_.load()};
 }
 
 void Session::shutdown() {
@@ -799,6 +896,13 @@ void Session::shutdown() {
     // holds no inodes (virtiofsd answers a late FORGET with EIO on a chain with no reply room),
     // so later ones are dropped.
     Queue& hiprio = *queues_[0];
+    bool kick = false;
+    {
+      std::lock_guard lock(hiprio.mu);
+      forgets_now(hiprio);
+      kick = publish(hiprio);
+    }
+    if (kick) transport_->notify(hiprio.index);
     {
       std::unique_lock lock(drain_mu_);
       drained_.wait_for(lock, kDrainTimeout, [&] {

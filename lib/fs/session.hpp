@@ -51,6 +51,7 @@ struct SessionStats {
   uint64_t polled = 0;         // completions found by busy-polling, with no interrupt
   uint64_t interrupts_sent = 0;  // FUSE_INTERRUPTs handed to the device
   uint64_t zero_copy_bytes = 0;  // payload bytes that went to or came from app memory as is
+  uint64_t callers_woken = 0;    // blocking calls whose thread the device's interrupt woke itself
 };
 
 // Request queues to use when `requested` (0: all the device offers, at most kMaxAutoQueues):
@@ -81,14 +82,17 @@ class Session {
   void submit_hiprio(Call& call);
   // Waits for a submitted SyncCall. With poll_us, this thread first polls the call's queue for
   // up to poll_us with the device's interrupts off and completes what it finds itself: at
-  // queue depth 1 the reply is taken with no eventfd and no hand-off between threads.
+  // queue depth 1 the reply is taken with no eventfd and no hand-off between threads. Without,
+  // it sleeps on the queue's interrupt itself when no other caller does. Either way it may
+  // complete other calls of its queue (their on_done runs on this thread).
   void wait(SyncCall& call);
   // Asks the device to abandon a submitted call (FUSE_INTERRUPT on hiprio). The call still ends
   // through on_done: with EINTR, or with its real result when the device answered first. A
   // call still waiting for ring space ends with EINTR at once, on this thread. The caller keeps
   // `call` alive until on_done has run, as for submit.
   void interrupt(Call& call);
-  // Drops nlookup references to inode: batched onto hiprio, never lost while the device lives.
+  // Drops nlookup references to inode: gathered for up to a millisecond, sent in batches on
+  // hiprio, never lost while the device lives.
   void forget(Inode inode, uint64_t nlookup);
   // The owner found a reply malformed past what the session checks (e.g. directory entries):
   // the device can no longer be trusted, so everything fails with EIO from now on.
@@ -144,10 +148,20 @@ class Session {
     // hiprio only: FORGETs and INTERRUPTs not yet handed to the device, and the session-owned
     // calls that carry them (never reported to anyone; recycled on completion).
     std::deque<fuse_forget_one> forgets;
+    // FORGETs wait up to kForgetDelay (or until a batch is full) so that a stream of them goes
+    // as a few BATCH_FORGETs rather than a request and a kick each; then they are due.
+    bool forgets_due = false;
+    bool forget_timer_armed = false;
     std::deque<uint64_t> interrupts;
     std::vector<Call> hiprio_calls;
     std::vector<uint32_t> free_hiprio_calls;
     unsigned pollers = 0;  // threads in wait() polling for their own reply, interrupts off
+    // A thread in wait() sleeps on this queue's call eventfd and reads its counter; the
+    // completion thread leaves the counter to it (interrupt-driven mode, at most one).
+    std::atomic<bool> interrupt_leader{false};
+    // Its call eventfd is its alone (not a shared MSI-X vector or INTx): a caller that sleeps on
+    // it and takes a signal there takes no other queue's.
+    bool call_fd_alone = false;
   };
   enum class Start { kStarted, kWait, kFailed };
   // One completion thread and its io_uring reactor; it owns the queues whose call fds it watches.
@@ -171,9 +185,11 @@ class Session {
   Start try_start(Queue& q, Call& call);
   // Under q.mu: start waiting calls and pending forgets while there is room.
   void admit_waiting(Queue& q, std::vector<Call*>& done);
-  // Under hiprio's lock: hand pending INTERRUPTs, then FORGET batches, to the device while
+  // Under hiprio's lock: hand pending INTERRUPTs, then due FORGET batches, to the device while
   // there is room; what does not fit stays queued, never dropped.
   void flush_hiprio(Queue& q);
+  // Under hiprio's lock: makes the pending FORGETs due and hands them on (the timer, shutdown).
+  void forgets_now(Queue& q);
   // Busy-polls q's used ring for up to poll_us; true when something arrived.
   bool poll_used(Queue& q);
   // Under q.mu: publish and decide whether to notify (the notify itself is done unlocked).
@@ -185,6 +201,12 @@ class Session {
   void on_call_event(Queue& q, std::vector<Call*>& done);
   // wait()'s poll: reaps q on the caller's thread until `call` is done or poll_us passed.
   void reap_own(Queue& q, SyncCall& call);
+  // wait() without poll_us: the caller sleeps on q's call eventfd itself and reaps when the
+  // device signals, so the interrupt wakes the thread that wants the reply, not the completion
+  // thread that would wake it in turn (one cross-CPU wake-up fewer). One such caller per queue;
+  // others sleep on their call's condition variable. Only for a queue whose call fd is its own:
+  // a signal the caller consumes must not be one that another queue (or an INTx re-arm) needed.
+  void wait_on_interrupt(Queue& q, SyncCall& call);
   // Copies and validates the reply of a completed slot into its Call (device memory is read
   // once). Returns true when the reply is malformed: the device can no longer be trusted.
   bool finish_slot(Slot& slot, uint32_t used_len);
@@ -208,6 +230,11 @@ class Session {
   std::function<void(std::error_code)> failure_handler_;
   bool failure_reported_ = false;
   uint32_t max_transfer_ = 0;
+  // Fires kForgetDelay after the first FORGET of a gathering (watched by the hiprio thread).
+  struct TimerFd {
+    int fd = -1;
+    ~TimerFd();
+  } forget_timer_;
   std::vector<Completer> completers_;
   std::atomic<bool> shut_down_{false};
   std::atomic<bool> quiescing_{false};  // shutdown() began: completions wake its waits
@@ -215,7 +242,8 @@ class Session {
   std::mutex drain_mu_;
   std::condition_variable drained_;
   std::atomic<uint64_t> stat_requests_{0}, stat_notifications_{0}, stat_forgets_{0}, stat_waits_{0},
-      stat_interrupts_{0}, stat_polled_{0}, stat_interrupts_sent_{0}, stat_zero_copy_{0};
+      stat_interrupts_{0}, stat_polled_{0}, stat_interrupts_sent_{0}, stat_zero_copy_{0},
+      stat_callers_woken_{0};
 };
 
 }  // namespace virtiofs::fs

@@ -101,6 +101,23 @@ TEST(Forget, HundredThousandForgetsAllReachTheDeviceThroughASmallHiprioRing) {
   EXPECT_GT(counts.per_opcode.at("batch_forget"), 1u);
 }
 
+// A stream of FORGETs is gathered (up to 1 ms, or a full batch) into a few BATCH_FORGETs, not
+// one request each, and every entry still arrives.
+TEST(Forget, AStreamOfForgetsIsGatheredIntoFewBatches) {
+  TestBackend backend;
+  auto client = connect_to(backend);
+  constexpr uint64_t kForgets = 1000;
+  for (uint64_t i = 0; i < kForgets; ++i) client->forget(1000 + i, 1);
+  std::this_thread::sleep_for(50ms);  // the gathering's timer has long fired
+  EXPECT_EQ(client->stats().forgets, kForgets) << "FORGETs still held back after the delay";
+  client.reset();
+  const BackendCounts counts = backend.counts();
+  EXPECT_EQ(counts.forget_entries, kForgets);
+  // 1000 entries fill two batches of 509; the timer sends what is left, plus whatever a slow
+  // (sanitized) loop spread over several milliseconds.
+  EXPECT_LE(counts.per_opcode.at("batch_forget"), 20u);
+}
+
 class InterruptTest : public ::testing::Test {
  protected:
   void open_file(Client& c, File& f, const std::string& data) {
@@ -207,6 +224,7 @@ TEST_F(InterruptTest, ACallWaitingForRingSpaceEndsAtOnce) {
 class PollModeTest : public VirtiofsdTest {
  protected:
   void SetUp() override {}
+  void blocking_and_async_calls_all_complete();
   std::vector<std::string> workload() {
     std::vector<std::string> results;
     for (int i = 0; i < 20; ++i) {
@@ -246,13 +264,9 @@ TEST_F(PollModeTest, BusyPollAndEventfdGiveTheSameResults) {
   EXPECT_LT(poll_stats.interrupts, interrupt_stats.interrupts);
 }
 
-// Threads polling for their own replies (interrupts off while any polls) beside async calls that
-// rely on interrupts: everything completes, and once the pollers have left, interrupts are back
-// on (an async call alone still completes).
-TEST_F(PollModeTest, PollingCallersAndAsyncCallsAllComplete) {
-  Options o;
-  o.poll_us = 30;  // short: callers often give up and sleep, so both paths run
-  start(o);
+// Blocking calls from 4 threads beside async calls on the same queue: everything completes with
+// the right answer, and afterwards an async call alone still completes (interrupts are on).
+void PollModeTest::blocking_and_async_calls_all_complete() {
   ASSERT_FALSE(client->write_file("f", bytes(std::string(777, 'p'))));
   Entry e;
   ASSERT_FALSE(client->lookup(kRootInode, "f", e));
@@ -274,11 +288,48 @@ TEST_F(PollModeTest, PollingCallersAndAsyncCallsAllComplete) {
   ASSERT_TRUE(async_done.wait(std::chrono::seconds(30))) << async_done.left << " async calls never completed";
   for (auto ec : async_done.errors) EXPECT_FALSE(ec) << ec.message();
   EXPECT_EQ(failures.load(), 0u);
-  EXPECT_GT(client->stats().polled, 0u);
 
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // every poller is gone
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // every blocking caller is gone
   Countdown last(1);
   client->getattr(e.inode, [&](std::error_code ec, Attr) { last.done(ec); });
   ASSERT_TRUE(last.wait(std::chrono::seconds(5))) << "interrupts were left off";
+  client->forget(e.inode, 1);
+}
+
+// Threads polling for their own replies (interrupts off while any polls) beside async calls that
+// rely on interrupts.
+TEST_F(PollModeTest, PollingCallersAndAsyncCallsAllComplete) {
+  Options o;
+  o.poll_us = 30;  // short: callers often give up and sleep, so both paths run
+  start(o);
+  blocking_and_async_calls_all_complete();
+  EXPECT_GT(client->stats().polled, 0u);
+}
+
+// Interrupt-driven: one blocking caller at a time sleeps on the queue's interrupt itself, the
+// others on their condition variables, the completion thread reaps beside them.
+TEST_F(PollModeTest, InterruptWaitingCallersAndAsyncCallsAllComplete) {
+  start();
+  blocking_and_async_calls_all_complete();
+  EXPECT_GT(client->stats().callers_woken, 0u);
+}
+
+// At depth 1 the device's interrupt wakes the blocking caller itself, with no hand-off from the
+// completion thread, and the answers are the device's.
+TEST_F(PollModeTest, ABlockingCallIsWokenByTheDeviceItself) {
+  start();
+  write_host("g", std::string(4321, 'g'));
+  Entry e;
+  ASSERT_FALSE(client->lookup(kRootInode, "g", e));
+  constexpr uint64_t kCalls = 200;
+  const uint64_t before = client->stats().callers_woken;
+  for (uint64_t i = 0; i < kCalls; ++i) {
+    Attr a;
+    ASSERT_FALSE(client->getattr(e.inode, a));
+    ASSERT_EQ(a.size, 4321u);
+  }
+  const uint64_t woken = client->stats().callers_woken - before;
+  EXPECT_GT(woken, kCalls / 4) << "the completion thread handed most replies on";
+  EXPECT_LE(woken, kCalls);
   client->forget(e.inode, 1);
 }

@@ -2,9 +2,11 @@
 // with ratios. A target is LABEL=DIR (ordinary syscalls: the backing directory, a virtiofs-mount
 // or passthrough_ll mount) or LABEL=socket:PATH[,poll_us=N] (the libvirtiofs API on a vhost-user
 // backend, optionally in busy-poll mode).
-// Caches are dropped where a row says "cold" (run as root). Used by scripts/bench.sh.
+// Caches are dropped where a row says "cold" (run as root). With --rounds N every target runs N
+// times, interleaved, and each figure is the median. Used by scripts/bench.sh.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -120,11 +122,35 @@ double stat_from_threads(Target& t, unsigned threads, double seconds) {
   return done / elapsed;
 }
 
+// The median of `v` (not empty).
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+// LABEL=socket:PATH[,poll_us=N] or LABEL=DIR (a work subdirectory is made in DIR).
+std::unique_ptr<Target> open_target(const std::string& where) {
+  if (where.rfind("socket:", 0) == 0) {
+    std::string path = where.substr(7);
+    unsigned poll_us = 0;
+    if (const auto comma = path.find(",poll_us="); comma != std::string::npos) {
+      poll_us = static_cast<unsigned>(std::stoul(path.substr(comma + 9)));
+      path.resize(comma);
+    }
+    return library_target(path, poll_us);
+  }
+  const std::string work = where + "/.fsbench";
+  mkdir(work.c_str(), 0755);
+  return directory_target(work);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Settings s;
   unsigned stat_threads = 0;  // set: only the threads row
+  unsigned rounds = 1;
   std::string ratio_to, data_path;
   std::vector<std::pair<std::string, std::string>> targets;
   for (int i = 1; i < argc; ++i) {
@@ -137,61 +163,96 @@ int main(int argc, char** argv) {
     else if (a == "--files") s.files = std::stoul(value());
     else if (a == "--ops") s.ops = std::stoul(value());
     else if (a == "--seconds") s.seconds = std::stod(value());
+    else if (a == "--rounds") rounds = std::max(1u, static_cast<unsigned>(std::stoul(value())));
     else if (a == "--ratio-to") ratio_to = value();
     else if (a == "--data") data_path = value();
     else if (a == "--stat-threads") stat_threads = static_cast<unsigned>(std::stoul(value()));
     else if (const auto eq = a.find('='); eq != std::string::npos && eq > 0)
       targets.emplace_back(a.substr(0, eq), a.substr(eq + 1));
     else
-      die("usage: virtiofs-fsbench [--mib N] [--files N] [--ops N] [--seconds S] "
+      die("usage: virtiofs-fsbench [--mib N] [--files N] [--ops N] [--seconds S] [--rounds N] "
           "[--ratio-to LABEL] [--data FILE] [--stat-threads N] LABEL=DIR|LABEL=socket:PATH...");
   }
   if (targets.empty()) die("no targets");
+  const size_t n = targets.size();
   size_t ref = 0;
-  for (size_t i = 0; i < targets.size(); ++i)
+  for (size_t i = 0; i < n; ++i)
     if (targets[i].first == ratio_to) ref = i;
 
-  const size_t rows = stat_threads ? 1 : kRowCount;
-  const std::string threads_title = "stat one file, " + std::to_string(stat_threads) + " threads (ops/s)";
-  std::vector<std::vector<double>> results;
-  for (auto& [label, where] : targets) {
-    std::unique_ptr<Target> t;
+  // Every target stays open for all rounds (virtiofsd serves one connection). Each round runs
+  // them all, starting one further along, so that none always runs first or last: the machine
+  // drifts, and a figure is the median of its rounds.
+  std::vector<std::unique_ptr<Target>> opened(n);
+  std::vector<std::vector<std::vector<double>>> by_round(n);  // [target][round][row]
+  for (size_t i = 0; i < n; ++i) {
     try {
-      if (where.rfind("socket:", 0) == 0) {
-        // socket:PATH or socket:PATH,poll_us=N
-        std::string path = where.substr(7);
-        unsigned poll_us = 0;
-        if (const auto comma = path.find(",poll_us="); comma != std::string::npos) {
-          poll_us = static_cast<unsigned>(std::stoul(path.substr(comma + 9)));
-          path.resize(comma);
-        }
-        t = library_target(path, poll_us);
-      } else {
-        const std::string work = where + "/.fsbench";
-        mkdir(work.c_str(), 0755);
-        t = directory_target(work);
-      }
-      results.push_back(stat_threads ? std::vector<double>{stat_from_threads(*t, stat_threads, s.seconds)}
-                                     : measure(*t, s));
-      if (where.rfind("socket:", 0) != 0) rmdir((where + "/.fsbench").c_str());
+      opened[i] = open_target(targets[i].second);
     } catch (const std::exception& e) {
-      die(label + ": " + e.what());
+      die(targets[i].first + ": " + e.what());
     }
   }
+  for (unsigned round = 0; round < rounds; ++round)
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (k + round) % n;
+      try {
+        by_round[i].push_back(stat_threads ? std::vector<double>{stat_from_threads(*opened[i], stat_threads, s.seconds)}
+                                           : measure(*opened[i], s));
+      } catch (const std::exception& e) {
+        die(targets[i].first + ": " + e.what());
+      }
+    }
+  opened.clear();
+  for (auto& [label, where] : targets)
+    if (where.rfind("socket:", 0) != 0) rmdir((where + "/.fsbench").c_str());
 
-  std::printf("%-36s", "");
-  for (auto& [label, where] : targets) std::printf(" %15s", label.c_str());
-  std::printf("   ratio to %s:", targets[ref].first.c_str());
-  for (size_t i = 0; i < targets.size(); ++i)
-    if (i != ref) std::printf(" %15s", targets[i].first.c_str());
-  std::printf("\n");
+  const size_t rows = stat_threads ? 1 : kRowCount;
+  std::vector<std::vector<double>> results(n, std::vector<double>(rows));  // medians
+  for (size_t i = 0; i < n; ++i)
+    for (size_t row = 0; row < rows; ++row) {
+      std::vector<double> v;
+      for (auto& r : by_round[i]) v.push_back(r[row]);
+      results[i][row] = median(v);
+    }
+
+  const std::string threads_title = "stat one file, " + std::to_string(stat_threads) + " threads (ops/s)";
+  auto title = [&](size_t row) { return stat_threads ? threads_title.c_str() : kRows[row].title; };
+  auto header = [&](const char* first, const std::string& what) {
+    std::printf("%-36s", first);
+    for (auto& [label, where] : targets) std::printf(" %15s", label.c_str());
+    std::printf("   %s:", what.c_str());
+    for (size_t i = 0; i < n; ++i)
+      if (i != ref) std::printf(" %15s", targets[i].first.c_str());
+    std::printf("\n");
+  };
+  const std::string ratio_word = "ratio to " + targets[ref].first;
+  header(rounds > 1 ? ("median of " + std::to_string(rounds) + " rounds").c_str() : "", ratio_word);
   for (size_t row = 0; row < rows; ++row) {
-    std::printf("%-36s", stat_threads ? threads_title.c_str() : kRows[row].title);
+    std::printf("%-36s", title(row));
     for (auto& r : results) std::printf(" %15.0f", r[row]);
-    std::printf("   %*s", static_cast<int>(std::strlen("ratio to :") + targets[ref].first.size()), "");
-    for (size_t i = 0; i < results.size(); ++i)
+    std::printf("   %*s", static_cast<int>(ratio_word.size() + 1), "");
+    for (size_t i = 0; i < n; ++i)
       if (i != ref) std::printf(" %14.2fx", results[i][row] / results[ref][row]);
     std::printf("\n");
+  }
+  if (rounds > 1) {
+    // How far a ratio moved between rounds: the lowest and highest of the per-round ratios.
+    std::printf("\n%-36s   %s, lowest-highest of the rounds:\n", "", ratio_word.c_str());
+    for (size_t row = 0; row < rows; ++row) {
+      std::printf("%-36s", title(row));
+      for (size_t i = 0; i < n; ++i) {
+        if (i == ref) continue;
+        double lo = 1e300, hi = 0;
+        for (unsigned round = 0; round < rounds; ++round) {
+          const double q = by_round[i][round][row] / by_round[ref][round][row];
+          lo = std::min(lo, q);
+          hi = std::max(hi, q);
+        }
+        char cell[32];
+        std::snprintf(cell, sizeof(cell), "%.2f-%.2fx", lo, hi);
+        std::printf(" %15s", cell);
+      }
+      std::printf("\n");
+    }
   }
   if (!data_path.empty()) {
     std::ofstream out(data_path);
