@@ -5,12 +5,12 @@
 #     own replies), virtiofs-mount (read path, and -o io_uring when the kernel has FUSE over
 #     io_uring), and libfuse's passthrough_ll example (compiled here from libfuse3-dev's
 #     examples: what a user would pick to expose a directory over FUSE); ratios against
-#     passthrough_ll;
+#     passthrough_ll; three interleaved rounds, medians, and how far each ratio moved;
 #  2. multiqueue scaling: the library on the test backend with 1, 2 and 4 request queues, each
 #     request taking 50 us of device time, 8 threads;
 #  3. ring micro-benchmarks (Google Benchmark): ns per add+kick+complete in-process.
 # With --chart FILE.png it also draws the ratios to passthrough_ll (gnuplot).
-#   bash scripts/bench.sh [--chart docs/benchmarks.png] [virtiofs-fsbench options, e.g. --mib 64]
+#   bash scripts/bench.sh [--chart docs/benchmarks.png] [virtiofs-fsbench options, e.g. --mib 64 --rounds 5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chart=""
@@ -59,7 +59,7 @@ fi
 targets+=(passthrough_ll="$work/pmnt")
 
 echo "== one workload, one directory (virtiofsd 7.2 behind the library and virtiofs-mount)"
-./build/virtiofs-fsbench --ratio-to passthrough_ll --data "$work/peers.dat" "$@" "${targets[@]}"
+./build/virtiofs-fsbench --ratio-to passthrough_ll --rounds 3 --data "$work/peers.dat" "$@" "${targets[@]}"
 
 echo
 echo "== multiqueue scaling: library on the test backend, 50 us device time per request, 8 threads"
