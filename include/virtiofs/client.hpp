@@ -82,7 +82,8 @@ class VIRTIOFS_API IoBuffer {
 
 // Called once, on a thread that reaps the call's request queue: its completion thread, or a
 // thread in a blocking call on the same queue that took the completion with its own (or at once
-// on the caller's thread when the client has already failed). Do not block in it. Captures up to 16 bytes stay inline (no allocation).
+// on the caller's thread when the client has already failed); keep it short. Captures up to 16
+// bytes stay inline (no allocation).
 template <class T>
 using Callback = std::function<void(std::error_code, T)>;
 using DoneCallback = std::function<void(std::error_code)>;

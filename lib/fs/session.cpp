@@ -702,19 +702,17 @@ void Session::on_call_event(Queue& q, std::vector<Call*>& done) {
   }
 }
 
-void Session::wait(SyncCall& call) {
-  if (call.queue_index < queues_.size()) {
-    Queue& q = *queues_[call.queue_index];
-    if (options_.poll_us) {
-      reap_own(q, call);
-    } else if (q.call_fd_alone) {
-      wait_on_interrupt(q, call);
-    }
-  }
-  call.wait();
-}
-
 namespace {
+// Calls a thread in wait() reaps for others, completed from there: reserved once per thread.
+// A callback run from that batch which blocks in another wait() (even another session's) must
+// not reap into it while it is being walked: it sleeps on its condition variable instead.
+struct CallerBatch {
+  std::vector<Call*> calls;
+  bool in_use = false;
+  CallerBatch() { calls.reserve(2 * kCompletionBatch); }
+};
+thread_local CallerBatch caller_batch;
+
 // A thread's own eventfd, for SyncCall::set_waker: made once per thread, closed with it.
 struct ThreadWaker {
   int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -724,15 +722,24 @@ struct ThreadWaker {
 };
 }  // namespace
 
-void Session::wait_on_interrupt(Queue& q, SyncCall& call) {
+void Session::wait(SyncCall& call) {
+  if (call.queue_index < queues_.size() && !caller_batch.in_use) {
+    Queue& q = *queues_[call.queue_index];
+    caller_batch.in_use = true;
+    if (options_.poll_us) {
+      reap_own(q, call, caller_batch.calls);
+    } else if (q.call_fd_alone) {
+      wait_on_interrupt(q, call, caller_batch.calls);
+    }
+    caller_batch.in_use = false;
+  }
+  call.wait();
+}
+
+void Session::wait_on_interrupt(Queue& q, SyncCall& call, std::vector<Call*>& done) {
   bool free = false;
   if (!q.interrupt_leader.compare_exchange_strong(free, true, std::memory_order_acq_rel)) return;
   thread_local ThreadWaker waker;
-  thread_local std::vector<Call*> done = [] {
-    std::vector<Call*> v;
-    v.reserve(kCompletionBatch * 2);
-    return v;
-  }();
   const int irq_fd = transport_->call_fd(q.index);
   if (waker.fd >= 0 && call.set_waker(waker.fd)) {
     // Interrupts are on whenever no one is reaping (reap's last step), so the device signals
@@ -755,19 +762,13 @@ void Session::wait_on_interrupt(Queue& q, SyncCall& call) {
   q.interrupt_leader.store(false, std::memory_order_release);
 }
 
-void Session::reap_own(Queue& q, SyncCall& call) {
+void Session::reap_own(Queue& q, SyncCall& call, std::vector<Call*>& done) {
   {
     std::lock_guard lock(q.mu);
     if (q.failed || call.done.load(std::memory_order_acquire)) return;
     ++q.pollers;
     q.ring->disable_interrupts();
   }
-  // Completions this thread reaps for others are handed on from here (reserved once a thread).
-  thread_local std::vector<Call*> done = [] {
-    std::vector<Call*> v;
-    v.reserve(kCompletionBatch * 2);
-    return v;
-  }();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(options_.poll_us);
   for (unsigned spin = 1;; ++spin) {
     const bool finished = call.done.load(std::memory_order_acquire);

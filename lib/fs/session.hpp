@@ -200,13 +200,14 @@ class Session {
   // The completion thread's handler: reaps until the queue is idle.
   void on_call_event(Queue& q, std::vector<Call*>& done);
   // wait()'s poll: reaps q on the caller's thread until `call` is done or poll_us passed.
-  void reap_own(Queue& q, SyncCall& call);
+  // Both reap into `done`, the calling thread's batch for completions of other calls.
+  void reap_own(Queue& q, SyncCall& call, std::vector<Call*>& done);
   // wait() without poll_us: the caller sleeps on q's call eventfd itself and reaps when the
   // device signals, so the interrupt wakes the thread that wants the reply, not the completion
   // thread that would wake it in turn (one cross-CPU wake-up fewer). One such caller per queue;
   // others sleep on their call's condition variable. Only for a queue whose call fd is its own:
   // a signal the caller consumes must not be one that another queue (or an INTx re-arm) needed.
-  void wait_on_interrupt(Queue& q, SyncCall& call);
+  void wait_on_interrupt(Queue& q, SyncCall& call, std::vector<Call*>& done);
   // Copies and validates the reply of a completed slot into its Call (device memory is read
   // once). Returns true when the reply is malformed: the device can no longer be trusted.
   bool finish_slot(Slot& slot, uint32_t used_len);
