@@ -167,17 +167,7 @@ Session::Session(std::unique_ptr<virtio::Transport> transport, const SessionOpti
   completers_.front().reactor->watch(forget_timer_.fd, POLLIN, [this](int) {
     uint64_t expirations;
     [[maybe_unused]] ssize_t n = read(forget_timer_.fd, &expirations, sizeof(expirations));
-    Queue& h = *queues_[0];
-    bool kick = false;
-    {
-      std::lock_guard lock(h.mu);
-      h.forget_timer_armed = false;
-      if (!h.failed) {
-        forgets_now(h);
-        kick = publish(h);
-      }
-    }
-    if (kick) transport_->notify(h.index);
+    send_forgets();
   });
   if (const auto live = transport_->liveness(); live.fd >= 0) {
     completers_.front().reactor->watch(
@@ -583,6 +573,20 @@ void Session::forgets_now(Queue& q) {
   flush_hiprio(q);
 }
 
+void Session::send_forgets() {
+  Queue& h = *queues_[0];
+  bool kick = false;
+  {
+    std::lock_guard lock(h.mu);
+    h.forget_timer_armed = false;  // a later FORGET arms it again
+    if (!h.failed) {
+      forgets_now(h);
+      kick = publish(h);
+    }
+  }
+  if (kick) transport_->notify(h.index);
+}
+
 void Session::admit_waiting(Queue& q, std::vector<Call*>& done) {
   while (q.wait_head) {
     Call* c = q.wait_head;
@@ -897,13 +901,7 @@ void Session::shutdown() {
     // holds no inodes (virtiofsd answers a late FORGET with EIO on a chain with no reply room),
     // so later ones are dropped.
     Queue& hiprio = *queues_[0];
-    bool kick = false;
-    {
-      std::lock_guard lock(hiprio.mu);
-      forgets_now(hiprio);
-      kick = publish(hiprio);
-    }
-    if (kick) transport_->notify(hiprio.index);
+    send_forgets();
     {
       std::unique_lock lock(drain_mu_);
       drained_.wait_for(lock, kDrainTimeout, [&] {

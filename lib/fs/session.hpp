@@ -188,8 +188,10 @@ class Session {
   // Under hiprio's lock: hand pending INTERRUPTs, then due FORGET batches, to the device while
   // there is room; what does not fit stays queued, never dropped.
   void flush_hiprio(Queue& q);
-  // Under hiprio's lock: makes the pending FORGETs due and hands them on (the timer, shutdown).
+  // Under hiprio's lock: makes the pending FORGETs due and hands them on.
   void forgets_now(Queue& q);
+  // The same, taking the lock and kicking: the gathering's timer fired, or shutdown.
+  void send_forgets();
   // Busy-polls q's used ring for up to poll_us; true when something arrived.
   bool poll_used(Queue& q);
   // Under q.mu: publish and decide whether to notify (the notify itself is done unlocked).
