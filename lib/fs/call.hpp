@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <system_error>
@@ -85,6 +86,11 @@ struct SyncCall : Call {
   void wait() {
     std::unique_lock lock(mu);
     cv.wait(lock, [this] { return done.load(std::memory_order_relaxed); });
+  }
+  // False when the deadline passed first.
+  bool wait_until(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mu);
+    return cv.wait_until(lock, deadline, [this] { return done.load(std::memory_order_relaxed); });
   }
 };
 

@@ -31,6 +31,8 @@ struct Frame {
   uint32_t out_args_len = 0;
   std::span<std::byte> out_data{};
   bool expects_reply = true;  // FORGET and BATCH_FORGET get none
+  // The device may hand the reply room back with nothing written (INTERRUPT).
+  bool reply_optional = false;
 
   template <class T>
   T& set_args(const T& value) {

@@ -20,7 +20,10 @@ std::error_code SplitRing::add(std::span<const Segment> segments, uint32_t token
                                const IndirectTable* table) {
   if (broken_) return std::make_error_code(std::errc::io_error);
   const size_t n = segments.size();
-  if (n == 0 || n > size_) return std::make_error_code(std::errc::invalid_argument);
+  const bool use_indirect = indirect_ && table && n > 1;
+  // An indirect table may be longer than the ring (virtio allows it, Linux does it); a chain
+  // of ring descriptors may not.
+  if (n == 0 || (!use_indirect && n > size_)) return std::make_error_code(std::errc::invalid_argument);
   uint32_t writable = 0;
   for (size_t i = 0; i < n; ++i) {
     // virtio §2.7.4.2: device-writable descriptors come after all device-readable ones.
@@ -28,7 +31,6 @@ std::error_code SplitRing::add(std::span<const Segment> segments, uint32_t token
       return std::make_error_code(std::errc::invalid_argument);
     if (segments[i].device_writable) writable += segments[i].len;
   }
-  const bool use_indirect = indirect_ && table && n > 1;
   if (use_indirect && n > table->capacity) return std::make_error_code(std::errc::invalid_argument);
   const uint16_t needed = use_indirect ? 1 : static_cast<uint16_t>(n);
   if (needed > num_free_) return std::make_error_code(std::errc::no_buffer_space);

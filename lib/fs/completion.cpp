@@ -1,0 +1,277 @@
+#include "fs/completion.hpp"
+
+#include <poll.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace virtiofs::fs {
+
+thread_local const Completion* Completion::current_owner_ = nullptr;
+thread_local Completion::Completer* Completion::current_ = nullptr;
+
+namespace {
+
+// Calls a waiting thread reaps for others, completed from there: reserved once per thread. A
+// callback run from that batch that blocks in another wait() gets a batch of its own.
+struct CallerBatch {
+  std::vector<Call*> calls;
+  bool in_use = false;
+  CallerBatch() { calls.reserve(2 * RequestQueue::kReapBatch); }
+};
+thread_local CallerBatch caller_batch;
+
+// A thread's own eventfd, for SyncCall::set_waker: made once per thread, closed with it.
+struct ThreadWaker {
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  ~ThreadWaker() {
+    if (fd >= 0) close(fd);
+  }
+};
+thread_local ThreadWaker waker;
+
+void drain_eventfd(int fd) {
+  uint64_t count;
+  [[maybe_unused]] ssize_t n = read(fd, &count, sizeof(count));
+}
+
+}  // namespace
+
+Completion::Completion(virtio::Transport& transport, std::vector<RequestQueue*> queues,
+                       unsigned poll_us, SessionCounters& counters, FailFn fail,
+                       std::function<void()> progress)
+    : transport_(transport), queues_(std::move(queues)), poll_us_(poll_us), counters_(counters),
+      fail_(std::move(fail)), progress_(std::move(progress)) {
+  // Queues that share an interrupt vector share a call fd: one watch, on one thread, serves
+  // them all. Every other fd gets its own thread, so each request queue is owned by one thread;
+  // hiprio (light traffic) rides on the first request queue's thread.
+  source_of_.resize(queues_.size());
+  for (RequestQueue* q : queues_) {
+    const int fd = transport_.call_fd(q->index());
+    auto it = std::find_if(sources_.begin(), sources_.end(), [fd](auto& s) { return s->fd == fd; });
+    if (it == sources_.end()) {
+      sources_.push_back(std::make_unique<Source>());
+      sources_.back()->fd = fd;
+      it = sources_.end() - 1;
+    }
+    (*it)->queues.push_back(q);
+    source_of_[q->index()] = it->get();
+  }
+  for (auto& s : sources_) s->alone = s->queues.size() == 1;
+  const bool hiprio_alone = sources_.size() > 1 && sources_.front()->alone;
+  completers_.resize(sources_.size() - (hiprio_alone ? 1 : 0));
+  size_t all_slots = 0;
+  for (RequestQueue* q : queues_) all_slots += q->slot_count();
+  for (auto& c : completers_) {
+    c.reactor = std::make_unique<loop::Reactor>(64);
+    c.done.reserve(all_slots);
+  }
+  for (size_t i = 0; i < sources_.size(); ++i) {
+    Completer& owner = completers_[hiprio_alone ? (i == 0 ? 0 : i - 1) : i];
+    Source* source = sources_[i].get();
+    owner.sources.push_back(source);
+    owner.reactor->watch(source->fd, POLLIN, [this, source, &owner](int) {
+      // The poll does not clear the eventfd: read it, or the next poll fires at once; unless a
+      // caller sleeps on it, which must see it set. The multishot poll fires on every write
+      // whatever the counter holds.
+      on_interrupt(*source, !source->leader.load(std::memory_order_acquire), owner.done);
+    });
+  }
+}
+
+Completion::~Completion() { stop(); }
+
+void Completion::watch(int fd, short events, std::function<void()> handler, bool once) {
+  Completer& first = completers_.front();
+  first.watches.push_back(Watch{fd, events, handler});
+  first.reactor->watch(fd, static_cast<unsigned>(events), [handler](int) { handler(); }, once);
+}
+
+void Completion::start() {
+  started_ = true;
+  for (auto& c : completers_) {
+    c.thread = std::thread([this, &c] {
+      current_owner_ = this;
+      current_ = &c;
+      try {
+        c.reactor->run();
+      } catch (const std::exception&) {
+        fail_(std::make_error_code(std::errc::io_error));
+      }
+    });
+  }
+}
+
+void Completion::stop() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  for (auto& c : completers_) c.reactor->stop();
+  for (auto& c : completers_) c.thread.join();
+}
+
+void Completion::on_interrupt(Source& source, bool read_counter, std::vector<Call*>& done) {
+  if (read_counter) drain_eventfd(source.fd);
+  SessionCounters::add(counters_.interrupts);
+  transport_.rearm_interrupt(source.queues.front()->index());
+  for (RequestQueue* q : source.queues) drain(*q, done);
+}
+
+void Completion::complete(std::vector<Call*>& done) {
+  if (done.empty()) return;
+  for (Call* c : done) c->on_done(*c);
+  done.clear();
+  progress_();
+}
+
+bool Completion::reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool keep_off,
+                                   bool polled) {
+  const RequestQueue::Reaped r = q.reap(done, keep_off);
+  if (polled && r.n) SessionCounters::add(counters_.polled, r.n);
+  complete(done);
+  if (r.broken) {
+    fail_(std::make_error_code(std::errc::io_error));
+    return false;
+  }
+  return r.more;
+}
+
+void Completion::drain(RequestQueue& q, std::vector<Call*>& done) {
+  bool polled = false;
+  for (;;) {
+    if (reap_and_complete(q, done, false, polled)) {
+      polled = false;
+      continue;
+    }
+    if (poll_us_ == 0 || q.failure()) return;
+    // A reply due soon costs no interrupt: poll a while with them off before sleeping.
+    q.enter_polling();
+    polled = poll_used(q);
+    const bool more = q.leave_polling();  // back on, re-checked
+    if (!polled && !more) return;
+  }
+}
+
+bool Completion::poll_used(RequestQueue& q) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(poll_us_);
+  for (unsigned spin = 0;; ++spin) {
+    if (q.has_used()) return true;
+    if ((spin & 63) == 63 && (q.failure() || std::chrono::steady_clock::now() >= deadline))
+      return false;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();  // let the sibling hyperthread run while we spin
+#endif
+  }
+}
+
+void Completion::wait(SyncCall& call) {
+  if (call.queue_index < queues_.size() && !call.done.load(std::memory_order_acquire)) {
+    RequestQueue& q = *queues_[call.queue_index];
+    Source& source = *source_of_[call.queue_index];
+    // A callback that waits from inside a batch being completed gets a batch of its own.
+    std::vector<Call*> nested;
+    std::vector<Call*>& done = caller_batch.in_use ? nested : caller_batch.calls;
+    const bool outer = !caller_batch.in_use;
+    caller_batch.in_use = true;
+    if (current_owner_ == this && current_) {
+      wait_on_completer(*current_, source, call, done);
+    } else {
+      if (poll_us_) reap_own(q, call, done);
+      if (source.alone) wait_as_leader(source, call, done);
+    }
+    if (outer) caller_batch.in_use = false;
+  }
+  call.wait();
+}
+
+void Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done) {
+  q.enter_polling();
+  bool polling = true;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::microseconds(poll_us_);
+  for (unsigned spin = 1; !call.done.load(std::memory_order_acquire); ++spin) {
+    if ((spin & 63) == 0 && (q.failure() || std::chrono::steady_clock::now() >= deadline)) break;
+    if (!q.has_used()) {
+      // Give the CPU to whatever else is runnable here (the device's threads, on a small
+      // machine): a waiting caller must not delay the reply it waits for.
+      sched_yield();
+      continue;
+    }
+    const RequestQueue::Reaped r = q.reap(done, true);
+    SessionCounters::add(counters_.polled, r.n);
+    if (!done.empty()) {
+      // Callbacks run with no polling role held and interrupts on (see the header).
+      const bool more = q.leave_polling();
+      polling = false;
+      complete(done);
+      if (more) drain(q, done);
+      if (r.broken) fail_(std::make_error_code(std::errc::io_error));
+      if (r.broken || call.done.load(std::memory_order_acquire)) return;
+      q.enter_polling();
+      polling = true;
+    } else if (r.broken) {
+      break;
+    }
+  }
+  // The last poller out turns interrupts back on; what arrived while they were off would not
+  // be signalled, so it is reaped here, as the completion thread would have.
+  if (polling && q.leave_polling()) drain(q, done);
+}
+
+void Completion::wait_as_leader(Source& source, SyncCall& call, std::vector<Call*>& done) {
+  bool free = false;
+  if (!source.leader.compare_exchange_strong(free, true, std::memory_order_acq_rel)) return;
+  if (waker.fd >= 0 && call.set_waker(waker.fd)) {
+    // Interrupts are on whenever no one is reaping (reap's last step), so the device signals
+    // source.fd for this call's reply; the completion thread may take it first, and then says
+    // so on the waker.
+    while (!call.done.load(std::memory_order_acquire)) {
+      pollfd fds[2] = {{source.fd, POLLIN, 0}, {waker.fd, POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0 && errno != EINTR) break;  // the condition variable still works
+      if (fds[1].revents & POLLIN) drain_eventfd(waker.fd);
+      if (fds[0].revents & POLLIN) {
+        on_interrupt(source, true, done);
+        if (call.done.load(std::memory_order_acquire))
+          SessionCounters::add(counters_.callers_woken);
+      }
+    }
+    call.clear_waker();
+  }
+  source.leader.store(false, std::memory_order_release);
+}
+
+void Completion::wait_on_completer(Completer& self, Source& source, SyncCall& call,
+                                   std::vector<Call*>& done) {
+  // This thread's reactor does not run while it waits here, so it watches what the reactor
+  // watches itself (its sources, the session's timer and liveness), and the call's source.
+  std::vector<Source*> sources = self.sources;
+  if (std::find(sources.begin(), sources.end(), &source) == sources.end())
+    sources.push_back(&source);
+  std::vector<pollfd> fds;
+  for (Source* s : sources) fds.push_back({s->fd, POLLIN, 0});
+  for (const Watch& w : self.watches) fds.push_back({w.fd, w.events, 0});
+  fds.push_back({waker.fd, POLLIN, 0});
+  if (waker.fd < 0 || !call.set_waker(waker.fd)) return;
+  while (!call.done.load(std::memory_order_acquire)) {
+    // Reap first: interrupts are then on and re-checked, so nothing is missed by the sleep.
+    for (Source* s : sources)
+      for (RequestQueue* q : s->queues) drain(*q, done);
+    if (call.done.load(std::memory_order_acquire)) break;
+    if (poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
+    size_t i = 0;
+    for (Source* s : sources) {
+      if (fds[i++].revents & POLLIN) {
+        drain_eventfd(s->fd);
+        transport_.rearm_interrupt(s->queues.front()->index());
+      }
+    }
+    for (const Watch& w : self.watches)
+      if (fds[i++].revents) w.handler();
+    if (fds[i].revents & POLLIN) drain_eventfd(waker.fd);
+  }
+  call.clear_waker();
+}
+
+}  // namespace virtiofs::fs

@@ -1,0 +1,38 @@
+// What a Session is built with, and what it reports.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace virtiofs::fs {
+
+struct SessionOptions {
+  uint16_t queue_size = 128;
+  unsigned num_request_queues = 1;
+  unsigned max_in_flight = 256;       // request slots per queue (capped at queue_size)
+  uint32_t max_transfer = 1u << 20;   // payload bytes per READ/WRITE, before INIT clamps it
+  size_t chunk_bytes = 64 * 1024;
+  uint32_t chunks_per_queue = 64;     // buffer memory per queue = chunks * chunk_bytes
+  size_t staging_bytes = 0;           // device memory handed to the owner for RawMessages
+  // Device memory for the application's own I/O buffers: payloads that lie in it go to the
+  // device as they are (no copy), as libblkio's memory regions.
+  size_t app_memory_bytes = 0;
+  // After the last completion, a completion thread keeps polling the used ring this long before
+  // it re-enables interrupts and sleeps on the eventfd; a thread waiting in wait() polls for its
+  // own reply this long before it sleeps (0: interrupt-driven only).
+  unsigned poll_us = 0;
+};
+
+struct SessionStats {
+  uint64_t requests = 0;
+  uint64_t notifications = 0;  // kicks actually sent
+  uint64_t forgets = 0;        // FORGET entries handed to the device
+  uint64_t waits = 0;          // requests that waited for ring or buffer space
+  uint64_t interrupts = 0;     // completion eventfd wake-ups handled
+  uint64_t polled = 0;         // completions found by busy-polling, with no interrupt
+  uint64_t interrupts_sent = 0;  // FUSE_INTERRUPTs handed to the device
+  uint64_t zero_copy_bytes = 0;  // payload bytes that went to or came from app memory as is
+  uint64_t callers_woken = 0;    // blocking calls whose thread the device's interrupt woke itself
+};
+
+}  // namespace virtiofs::fs
