@@ -210,6 +210,24 @@ Frame make_write(Inode inode, uint64_t fh, uint64_t offset, Bytes data) {
   return f;
 }
 
+std::error_code check_against_request(const Frame& request, const Reply& reply) {
+  uint64_t asked = 0;
+  if (request.opcode == FUSE_WRITE) {
+    fuse_write_in in;
+    std::memcpy(&in, request.args.data(), sizeof(in));
+    asked = in.size;
+  } else if (request.opcode == FUSE_COPY_FILE_RANGE) {
+    fuse_copy_file_range_in in;
+    std::memcpy(&in, request.args.data(), sizeof(in));
+    asked = in.len;
+  } else {
+    return {};
+  }
+  fuse_write_out out;
+  if (reply.get(out) && out.size > asked) return std::make_error_code(std::errc::io_error);
+  return {};
+}
+
 Frame make_statfs(Inode inode) {
   Frame f = frame(FUSE_STATFS, inode);
   f.out_args_len = sizeof(fuse_statfs_out);

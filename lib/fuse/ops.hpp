@@ -65,6 +65,9 @@ std::error_code parse(const Reply& r, Lock& out);
 // READ/READDIR/READLINK (data length), LSEEK (offset).
 enum class Count { kWritten, kXattrSize, kData, kSeekOffset };
 std::error_code parse_count(const Reply& r, Count kind, uint64_t& out);
+// Checks a reply against the request it answers where the protocol bounds one by the other: a
+// WRITE or COPY_FILE_RANGE that claims more bytes than it was given is a lie (io_error).
+std::error_code check_against_request(const Frame& request, const Reply& reply);
 
 // Returns invalid_argument for an empty name, a name over kMaxName or one holding '/' or NUL.
 std::error_code check_name(std::string_view name);
