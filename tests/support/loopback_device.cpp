@@ -149,9 +149,12 @@ std::vector<DeviceChain> LoopbackDevice::pop(Queue& q, size_t max) {
 
 size_t LoopbackDevice::count_available(Queue& q) {
   if (!q.model || !q.error.empty() || lost_.load()) return 0;
-  // Kick me at the next publication, then read the index (the driver fences in between too).
-  q.model->set_avail_event(q.avail->idx.load());
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (q.stepped) {
+    // The test is the consumer: kick at the next publication, then read the index (the driver
+    // fences in between too). A device thread keeps its own avail_event, or it would miss kicks.
+    q.model->set_avail_event(q.avail->idx.load());
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
   return static_cast<uint16_t>(q.avail->idx.load() - q.model->last_avail());
 }
 

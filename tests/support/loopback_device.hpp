@@ -124,7 +124,7 @@ class LoopbackDevice final : public DeviceQueues {
   T read_locked(unsigned index, T Queue::*field) const;
   // Under q.mu: pops up to max chains; a refused chain stops the queue (q.error).
   std::vector<DeviceChain> pop(Queue& q, size_t max);
-  // Under q.mu: chains available, and asks for a kick when the next one is published.
+  // Under q.mu: chains available; when stepped, asks for a kick at the next publication.
   size_t count_available(Queue& q);
   void run(unsigned index);
   void signal(Queue& q, bool interrupt);

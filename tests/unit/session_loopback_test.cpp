@@ -384,6 +384,30 @@ TEST_F(SessionLoopback, BadUsedElementFailsEverythingWithEio) {
   EXPECT_EQ(session->failure(), std::errc::io_error);
 }
 
+// The fault plan strikes chains a stepped device serves too: a used index moved past what the
+// ring holds breaks the device.
+TEST_F(SessionLoopback, SteppedServingAppliesTheFaultPlan) {
+  LoopbackFsOptions o;
+  o.faults = {"used-idx-jump@getattr"};
+  start(o);
+  auto& dev = loop->device();
+  dev.set_stepped(1, true);
+  const size_t first = calls.size();
+  session->submit(new_call(fuse::make_getattr(kRootInode, nullptr)));
+  ASSERT_TRUE(dev.wait_available(1, 1, kBound));
+  EXPECT_EQ(recorder.count(), first) << "nothing is answered before the test serves it";
+  EXPECT_EQ(dev.serve(1), 1u);
+  // The element before the jump is well formed: the session may deliver it before it sees the
+  // jump, so the call ends either way; the session must then be failed.
+  ASSERT_TRUE(recorder.wait_count(first + 1));
+  ASSERT_TRUE(eventually([&] { return session->failure() == std::errc::io_error; }))
+      << "a used index beyond the ring went unnoticed";
+  TestCall& later = new_call(fuse::make_getattr(kRootInode, nullptr));
+  session->submit(later);
+  EXPECT_TRUE(is_done(later));
+  EXPECT_EQ(later.ec, std::errc::io_error);
+}
+
 // The same through the stepped device's raw completion: an id beyond the ring.
 TEST_F(SessionLoopback, UsedIdBeyondTheRingFailsWithEio) {
   start();
