@@ -1,6 +1,5 @@
 #include "support/test_backend/fs_server.hpp"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,35 +7,11 @@
 #include <cstring>
 #include <sstream>
 
+#include "support/chain_bytes.hpp"
+
 namespace virtiofs::test {
 
 namespace {
-
-std::vector<std::byte> gather_readable(const DeviceChain& chain) {
-  std::vector<std::byte> bytes;
-  for (const auto& b : chain.buffers)
-    if (!b.writable) bytes.insert(bytes.end(), b.ptr, b.ptr + b.len);
-  return bytes;
-}
-
-size_t writable_bytes(const DeviceChain& chain) {
-  size_t n = 0;
-  for (const auto& b : chain.buffers)
-    if (b.writable) n += b.len;
-  return n;
-}
-
-// Scatters `reply` over the chain's writable buffers; returns the bytes written.
-uint32_t scatter(const DeviceChain& chain, std::span<const std::byte> reply) {
-  size_t done = 0;
-  for (const auto& b : chain.buffers) {
-    if (!b.writable || done == reply.size()) continue;
-    const size_t n = std::min<size_t>(b.len, reply.size() - done);
-    std::memcpy(b.ptr, reply.data() + done, n);
-    done += n;
-  }
-  return static_cast<uint32_t>(done);
-}
 
 void corrupt_first_dirent(std::vector<std::byte>& payload, Fault fault) {
   if (payload.size() < FUSE_NAME_OFFSET + 1) return;
@@ -75,7 +50,7 @@ void FsServer::detach() {
   held_.clear();
 }
 
-void FsServer::attach(VhostUserDevice& device) {
+void FsServer::attach(DeviceQueues& device) {
   device_ = &device;
   per_queue_.assign(device.num_queues(), 0);
   in_flight_.assign(device.num_queues(), {});
@@ -133,8 +108,10 @@ void FsServer::on_chains(unsigned queue, std::vector<DeviceChain>& chains) {
       continue;
     }
     fault = faults_.strike(r.header.opcode);
-    // SIGKILL, as a crash: no exit handlers (TSan would sleep a second in one).
-    if (fault == Fault::kDie) kill(getpid(), SIGKILL);
+    if (fault == Fault::kDie) {
+      device_->lose();
+      return;  // a dead device answers nothing more
+    }
     if (options_.hold && *options_.hold == r.header.opcode && !fault) {
       bool interrupted_already = false;
       {

@@ -19,7 +19,7 @@
 
 #include "support/test_backend/fault_plan.hpp"
 #include "support/test_backend/memfs.hpp"
-#include "support/test_backend/vhost_user_device.hpp"
+#include "support/device_queues.hpp"
 
 namespace virtiofs::test {
 
@@ -34,7 +34,8 @@ class FsServer final : public ChainHandler {
  public:
   FsServer(MemFs& fs, FaultPlan& faults, const ServerOptions& options);
   ~FsServer() override;
-  void attach(VhostUserDevice& device);
+  // The device whose queues this serves (the vhost-user backend or the loopback device).
+  void attach(DeviceQueues& device);
   // Stops the hold timer and drops held requests: call before the device goes away.
   void detach();
   void on_chains(unsigned queue, std::vector<DeviceChain>& chains) override;
@@ -42,7 +43,7 @@ class FsServer final : public ChainHandler {
   std::string stats_text() const;
 
  private:
-  using Used = std::vector<std::pair<uint32_t, uint32_t>>;
+  using Used = DeviceQueues::Used;
   struct Request {
     unsigned queue;
     DeviceChain chain;
@@ -63,7 +64,7 @@ class FsServer final : public ChainHandler {
   MemFs& fs_;
   FaultPlan& faults_;
   ServerOptions options_;
-  VhostUserDevice* device_ = nullptr;
+  DeviceQueues* device_ = nullptr;
 
   mutable std::mutex mu_;
   std::vector<uint64_t> per_queue_;

@@ -85,6 +85,20 @@ void MemFs::forget(uint64_t inode, uint64_t nlookup) {
   if (n->nlookup == 0 && n->nlink == 0) nodes_.erase(inode);
 }
 
+std::optional<std::vector<std::byte>> MemFs::contents(uint64_t inode) {
+  std::lock_guard lock(mu_);
+  const Node* n = node(inode);
+  if (!n) return std::nullopt;
+  return n->data;
+}
+
+std::optional<uint64_t> MemFs::lookups(uint64_t inode) {
+  std::lock_guard lock(mu_);
+  const Node* n = node(inode);
+  if (!n) return std::nullopt;
+  return n->nlookup;
+}
+
 FsReply MemFs::make_node(Node& parent, std::string_view name, uint32_t mode) {
   if (!S_ISDIR(parent.mode)) return err(ENOTDIR);
   if (parent.children.count(std::string(name))) return err(EEXIST);

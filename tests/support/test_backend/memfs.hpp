@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -25,6 +26,11 @@ class MemFs {
   FsReply handle(const fuse_in_header& header, std::span<const std::byte> args);
   // Drops lookup references (FORGET, BATCH_FORGET).
   void forget(uint64_t inode, uint64_t nlookup);
+
+  // For in-process tests, to check what requests did: a file's bytes, a node's lookup count
+  // (nullopt: no such node).
+  std::optional<std::vector<std::byte>> contents(uint64_t inode);
+  std::optional<uint64_t> lookups(uint64_t inode);
 
  private:
   struct Node {

@@ -12,15 +12,9 @@
 #include <vector>
 
 #include "support/device_model.hpp"
+#include "support/device_queues.hpp"
 
 namespace virtiofs::test {
-
-class ChainHandler {
- public:
-  virtual ~ChainHandler() = default;
-  // Runs on queue `queue`'s thread with every chain that was available at once.
-  virtual void on_chains(unsigned queue, std::vector<DeviceChain>& chains) = 0;
-};
 
 struct DeviceConfig {
   unsigned request_queues = 1;
@@ -28,23 +22,21 @@ struct DeviceConfig {
   bool offer_config = true;  // answer GET_CONFIG (virtiofsd 7.2 does not)
 };
 
-class VhostUserDevice {
+class VhostUserDevice final : public DeviceQueues {
  public:
   VhostUserDevice(const DeviceConfig& config, ChainHandler& handler);
-  ~VhostUserDevice();
+  ~VhostUserDevice() override;
 
   // Serves one frontend connected on `fd` until it hangs up or breaks the protocol.
   void serve(int fd);
 
-  // Puts a used element (any id and len: faults included) and interrupts the driver if it
-  // asked for one. Safe from any thread.
-  void complete(unsigned queue, uint32_t id, uint32_t len);
-  // Several at once, one interrupt decision.
-  void complete_all(unsigned queue, const std::vector<std::pair<uint32_t, uint32_t>>& used);
-  // Moves queue's used index `by` entries ahead without writing them (a fault).
-  void jump_used_idx(unsigned queue, uint16_t by);
-  unsigned num_queues() const { return 1 + config_.request_queues; }
-  uint16_t queue_size(unsigned queue) const { return vrings_.at(queue)->size; }
+  void complete(unsigned queue, uint32_t id, uint32_t len) override;
+  void complete_all(unsigned queue, const Used& used) override;
+  void jump_used_idx(unsigned queue, uint16_t by) override;
+  // This process is the device: it dies (SIGKILL, as a crash; no exit handlers).
+  void lose() override;
+  unsigned num_queues() const override { return 1 + config_.request_queues; }
+  uint16_t queue_size(unsigned queue) const override { return vrings_.at(queue)->size; }
 
  private:
   struct Region {
