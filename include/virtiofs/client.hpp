@@ -33,6 +33,7 @@ namespace virtiofs {
 
 namespace client {
 class BufferPool;
+struct Connector;
 }
 
 struct Options {
@@ -227,6 +228,7 @@ class VIRTIOFS_API Client {
   std::error_code split_parent(std::string_view path, Entry& parent, std::string_view& name);
   std::unique_ptr<Impl> impl_;
   friend class File;
+  friend struct client::Connector;
 };
 
 // An open regular file. Moves, does not copy; release and forget happen on close or destruction.

@@ -12,6 +12,7 @@
 #include <variant>
 
 #include "client/buffer_pool.hpp"
+#include "client/connector.hpp"
 #include "fs/session.hpp"
 #include "fuse/dirent.hpp"
 #include "fuse/init.hpp"
@@ -143,13 +144,18 @@ Client::~Client() { close(); }
 std::unique_ptr<Client> Client::connect(const Options& options) {
   if (options.socket_path.empty() == options.pci_device.empty())
     throw std::system_error(einval(), "give exactly one device: Options::socket_path or Options::pci_device");
-  if (options.tag.size() > virtio::kTagSize)
-    throw std::system_error(einval(), "tag '" + options.tag + "' is longer than 36 bytes");
   std::unique_ptr<virtio::Transport> transport;
   if (!options.pci_device.empty())
     transport = std::make_unique<vfio::VfioTransport>(options.pci_device);
   else
     transport = std::make_unique<vhost_user::Frontend>(options.socket_path);
+  return client::Connector::over(std::move(transport), options);
+}
+
+std::unique_ptr<Client> client::Connector::over(std::unique_ptr<virtio::Transport> transport,
+                                                const Options& options) {
+  if (options.tag.size() > virtio::kTagSize)
+    throw std::system_error(einval(), "tag '" + options.tag + "' is longer than 36 bytes");
   auto config = transport->read_config();
   std::string tag = options.tag;
   if (config.tag) {
@@ -165,7 +171,7 @@ std::unique_ptr<Client> Client::connect(const Options& options) {
   so.max_transfer = options.max_transfer;
   so.poll_us = options.poll_us;
   so.app_memory_bytes = options.registered_memory_bytes;
-  auto impl = std::make_unique<Impl>();
+  auto impl = std::make_unique<Client::Impl>();
   impl->session = std::make_unique<fs::Session>(std::move(transport), so);
   impl->session->init(fuse::kLibraryInitFlags, so.max_transfer);
   impl->buffers = std::make_unique<client::BufferPool>(impl->session->app_memory());

@@ -103,10 +103,10 @@ void Session::init(uint64_t flags, uint32_t max_readahead, uint32_t minor) {
   SyncCall call;
   call.frame = fuse::make_init(flags, max_readahead, minor);
   submit(call);
-  if (!wait_until(call, std::chrono::steady_clock::now() + kDeviceBound))
+  if (!wait_until(call, std::chrono::steady_clock::now() + options_.device_timeout))
     fail(ETIMEDOUT, "the device did not answer FUSE_INIT within " +
-                        std::to_string(kDeviceBound.count()) +
-                        " s (is a backend serving the share?)");
+                        std::to_string(options_.device_timeout.count()) +
+                        " ms (is a backend serving the share?)");
   if (call.ec) fail(call.ec.value(), "FUSE_INIT failed");
   if (auto ec = fuse::negotiate_init(call.reply, flags, fuse::InitLimits{max_transfer_, 4096},
                                      negotiated_))
@@ -214,7 +214,7 @@ std::error_code Session::failure() const {
 void Session::shutdown() {
   if (!completion_ || shut_down_.load(std::memory_order_acquire)) return;
   quiescing_.store(true, std::memory_order_release);
-  const auto deadline = std::chrono::steady_clock::now() + kDeviceBound;
+  const auto deadline = std::chrono::steady_clock::now() + options_.device_timeout;
   auto wait_drained = [&](auto done) {
     std::unique_lock lock(drain_mu_);
     drained_.wait_until(lock, deadline, done);

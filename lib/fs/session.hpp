@@ -45,7 +45,7 @@ class Session {
 
   // FUSE_INIT with the device, offering `flags` at protocol 7.`minor`; must come before any
   // other request. The FUSE bridge calls it when the kernel's INIT arrives, so that all three
-  // agree. Throws on refusal; a device that does not answer within kDeviceBound has failed
+  // agree. Throws on refusal; a device that does not answer within SessionOptions::device_timeout has failed
   // (ETIMEDOUT) and init throws saying so.
   void init(uint64_t flags, uint32_t max_readahead, uint32_t minor = FUSE_KERNEL_MINOR_VERSION);
 
@@ -74,7 +74,7 @@ class Session {
   // the device can no longer be trusted, so everything fails with EIO from now on.
   void device_misbehaved();
   // Sends pending FORGETs, then DESTROY, waits for in-flight requests, stops the queues and the
-  // device: all within kDeviceBound, after which the device counts as failed. Idempotent.
+  // device: all within SessionOptions::device_timeout, after which the device counts as failed. Idempotent.
   void shutdown();
 
   // Runs once, on whichever thread notices, when the device is lost or breaks (not on shutdown).
@@ -93,10 +93,6 @@ class Session {
   std::error_code failure() const;
 
  private:
-  // How long INIT, DESTROY and the drain at shutdown may take before the device counts as
-  // failed: every wait has an end.
-  static constexpr std::chrono::seconds kDeviceBound{5};
-
   void start_device(uint64_t device_features);
   RequestQueue& pick_queue();
   // Marks every queue failed with ec and completes all pending calls with it.

@@ -1,6 +1,7 @@
 // What a Session is built with, and what it reports.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 
@@ -21,6 +22,9 @@ struct SessionOptions {
   // it re-enables interrupts and sleeps on the eventfd; a thread waiting in wait() polls for its
   // own reply this long before it sleeps (0: interrupt-driven only).
   unsigned poll_us = 0;
+  // How long INIT, DESTROY and the drain at shutdown may take before the device counts as
+  // failed (ETIMEDOUT): every wait has an end.
+  std::chrono::milliseconds device_timeout{5000};
 };
 
 struct SessionStats {
