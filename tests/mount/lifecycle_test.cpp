@@ -142,6 +142,11 @@ class BadInput : public Lifecycle {
     EXPECT_EQ(r.output.rfind("virtiofs-mount: ", 0), 0u) << r.output;
     EXPECT_NE(r.output.find(says), std::string::npos) << r.output;
     EXPECT_EQ(mounted_type(mnt.path()), "");
+    if (!mounted_type(mnt.path()).empty()) {
+      // Wrongly accepted: unmount, so that the daemon and its backend go with the test.
+      umount2(mnt.path().c_str(), MNT_DETACH);
+      for (pid_t p : pids_with_arg(mnt.path())) EXPECT_TRUE(wait_gone(p, 10000));
+    }
     EXPECT_TRUE(backends().empty());
   }
 };
