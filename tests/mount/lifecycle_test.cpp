@@ -253,6 +253,20 @@ TEST_F(BadInput, UnknownOption) {
   expect_refused({"-o", "share=" + share.path() + ",frobnicate", "t", mnt.path()}, "frobnicate");
 }
 
+TEST_F(BadInput, DefaultPermissionsAndItsOpposite) {
+  expect_refused({"-o", "share=" + share.path() + ",default_permissions,no_default_permissions", "t", mnt.path()},
+                 "default_permissions or no_default_permissions, not both");
+}
+
+TEST_F(BadInput, AllowOtherAndItsOpposite) {
+  expect_refused({"-o", "share=" + share.path() + ",no_allow_other,allow_other", "t", mnt.path()},
+                 "allow_other or no_allow_other, not both");
+}
+
+TEST_F(BadInput, AllowRootWhichTheBridgeCannotEnforce) {
+  expect_refused({"-o", "share=" + share.path() + ",allow_root", "t", mnt.path()}, "allow_root is not supported");
+}
+
 TEST_F(BadInput, UnknownTagWithoutSocketOrShare) {
   expect_refused({"nosuchtag", mnt.path()}, "no virtio-fs device with tag 'nosuchtag' (present: ");
 }
