@@ -1,6 +1,8 @@
 // The kernel side of a mount, left to libfuse3: mount options (allow_other, default_permissions,
 // ro, auto_unmount, fsname=, ...), the mount itself (directly as root, through fusermount3
-// otherwise) and the unmount. Requests on the fd are the bridge's business, not libfuse's.
+// otherwise) and the unmount. Requests on the fd are the bridge's business, not libfuse's: so
+// options libfuse enforces in its request loop (allow_root) do nothing here; the caller settles
+// which permission options to pass.
 #pragma once
 
 #include <string>

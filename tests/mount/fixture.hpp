@@ -43,16 +43,22 @@ inline std::string random_bytes(size_t n, unsigned seed) {
 
 class MountTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    backend = std::make_unique<Virtiofsd>(share.path(), std::vector<std::string>{"-o", "xattr"});
-    mount = std::make_unique<ForegroundMount>(
-        mnt.path(), std::vector<std::string>{"-o", "socket=" + backend->socket_path(), "testfs"});
-  }
+  void SetUp() override { start_mount(); }
   void TearDown() override {
+    if (!mount) return;  // skipped, or the mount failed (and said so)
     EXPECT_EQ(mount->stop(), 0) << "virtiofs-mount did not stop cleanly";
     EXPECT_EQ(mounted_type(mnt.path()), "");
     mount.reset();
     backend.reset();
+  }
+
+  // Serves the share with virtiofsd and mounts it with `-o socket=...` followed by `options`
+  // (",opt,..."), `flags` (e.g. -d) before them, the tool's stderr to `log_path` if given.
+  void start_mount(const std::string& options = "", std::vector<std::string> flags = {},
+                   const std::string& log_path = {}) {
+    backend = std::make_unique<Virtiofsd>(share.path(), std::vector<std::string>{"-o", "xattr"});
+    flags.insert(flags.end(), {"-o", "socket=" + backend->socket_path() + options, "testfs"});
+    mount = std::make_unique<ForegroundMount>(mnt.path(), flags, log_path);
   }
 
   std::string m(const std::string& rel) const { return mnt / rel; }

@@ -142,6 +142,11 @@ class BadInput : public Lifecycle {
     EXPECT_EQ(r.output.rfind("virtiofs-mount: ", 0), 0u) << r.output;
     EXPECT_NE(r.output.find(says), std::string::npos) << r.output;
     EXPECT_EQ(mounted_type(mnt.path()), "");
+    if (!mounted_type(mnt.path()).empty()) {
+      // Wrongly accepted: unmount, so that the daemon and its backend go with the test.
+      umount2(mnt.path().c_str(), MNT_DETACH);
+      for (pid_t p : pids_with_arg(mnt.path())) EXPECT_TRUE(wait_gone(p, 10000));
+    }
     EXPECT_TRUE(backends().empty());
   }
 };
@@ -246,6 +251,20 @@ TEST_F(BadInput, NonEmptyMountPoint) {
 
 TEST_F(BadInput, UnknownOption) {
   expect_refused({"-o", "share=" + share.path() + ",frobnicate", "t", mnt.path()}, "frobnicate");
+}
+
+TEST_F(BadInput, DefaultPermissionsAndItsOpposite) {
+  expect_refused({"-o", "share=" + share.path() + ",default_permissions,no_default_permissions", "t", mnt.path()},
+                 "default_permissions or no_default_permissions, not both");
+}
+
+TEST_F(BadInput, AllowOtherAndItsOpposite) {
+  expect_refused({"-o", "share=" + share.path() + ",no_allow_other,allow_other", "t", mnt.path()},
+                 "allow_other or no_allow_other, not both");
+}
+
+TEST_F(BadInput, AllowRootWhichTheBridgeCannotEnforce) {
+  expect_refused({"-o", "share=" + share.path() + ",allow_root", "t", mnt.path()}, "allow_root is not supported");
 }
 
 TEST_F(BadInput, UnknownTagWithoutSocketOrShare) {

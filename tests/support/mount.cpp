@@ -77,22 +77,38 @@ RunResult run(const std::vector<std::string>& argv, int timeout_ms) {
 
 RunResult sh(const std::string& command, int timeout_ms) { return run({"/bin/sh", "-c", command}, timeout_ms); }
 
-std::string mounted_type(const std::string& path) {
+namespace {
+
+struct MountEntry {
+  std::string type;
+  std::string options;
+};
+
+// The visible mount at `path` (the last one listed there), or an empty entry.
+MountEntry mount_entry(const std::string& path) {
   std::ifstream in("/proc/self/mountinfo");
-  std::string line, type;
+  std::string line;
+  MountEntry entry;
   while (std::getline(in, line)) {
     // id parent major:minor root mountpoint options [optional...] - fstype source superopts
     std::istringstream f(line);
     std::string id, parent, dev, root, mnt;
     f >> id >> parent >> dev >> root >> mnt;
     if (mnt != path) continue;
-    std::string tok;
+    std::string tok, source;
     while (f >> tok && tok != "-") {
     }
-    f >> type;  // the last mount on a path is the visible one
+    entry = {};
+    f >> entry.type >> source >> entry.options;
   }
-  return type;
+  return entry;
 }
+
+}  // namespace
+
+std::string mounted_type(const std::string& path) { return mount_entry(path).type; }
+
+std::string mounted_options(const std::string& path) { return mount_entry(path).options; }
 
 bool wait_mount_state(const std::string& path, const std::string& want, int timeout_ms) {
   for (int waited = 0; waited <= timeout_ms; waited += 10) {

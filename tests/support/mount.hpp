@@ -21,6 +21,9 @@ RunResult sh(const std::string& command, int timeout_ms = 120000);
 
 // The fstype of what is mounted exactly at `path` in this mount namespace, or "" if nothing.
 std::string mounted_type(const std::string& path);
+// The file system's own options (mountinfo's super options, e.g. "rw,user_id=0,group_id=0,
+// default_permissions,allow_other") of what is mounted exactly at `path`, or "" if nothing.
+std::string mounted_options(const std::string& path);
 // Waits for mounted_type(path) to become `want` ("" = gone); true if it did within timeout_ms.
 bool wait_mount_state(const std::string& path, const std::string& want, int timeout_ms);
 

@@ -111,6 +111,7 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
     [[maybe_unused]] ssize_t n = write(lost_fd, &one, sizeof(one));
   });
 
+  if (o.debug) std::fprintf(stderr, "%s\n", permission_model(o).c_str());
   try {
     kernel.mount(o.mountpoint);
   } catch (const std::exception& e) {

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <climits>
@@ -30,6 +31,11 @@ struct Parsed {
   int interrupts = 0;
   int io_uring = 0;
   unsigned io_uring_depth = 8;
+  int default_permissions = 0;
+  int no_default_permissions = 0;
+  int allow_other = 0;
+  int no_allow_other = 0;
+  int allow_root = 0;
   std::string tag;
   bool has_fsname = false;
   bool has_max_threads = false;
@@ -47,6 +53,12 @@ const fuse_opt kOptions[] = {
     {"interrupts", offsetof(Parsed, interrupts), 1},
     {"io_uring", offsetof(Parsed, io_uring), 1},
     OPT("io_uring_depth=%u", io_uring_depth),
+    // Taken here, not by libfuse: we decide what the kernel gets (the kernel knows no "no_" forms).
+    {"default_permissions", offsetof(Parsed, default_permissions), 1},
+    {"no_default_permissions", offsetof(Parsed, no_default_permissions), 1},
+    {"allow_other", offsetof(Parsed, allow_other), 1},
+    {"no_allow_other", offsetof(Parsed, no_allow_other), 1},
+    {"allow_root", offsetof(Parsed, allow_root), 1},
     FUSE_OPT_KEY("fsname=", kFsname),
     FUSE_OPT_KEY("max_threads=", kMaxThreads),
     // fstab-only options mount(8) or mount.fuse3 may pass on: they mean nothing here.
@@ -89,6 +101,24 @@ int on_option(void* data, const char* arg, int key, fuse_args*) {
 
 bool is_power_of_two(unsigned v) { return v && !(v & (v - 1)); }
 
+// As the Linux virtio-fs driver: the kernel checks owners and modes, because the device (virtiofsd
+// with CAP_DAC_OVERRIDE) opens whatever it is asked to. When root mounts, the mount is for every
+// user, as with `mount -t virtiofs`; other users ask for allow_other (fusermount3 refuses it
+// without user_allow_other in /etc/fuse.conf), so that their mounts do not fail by default.
+void settle_permissions(const Parsed& p, Options& out) {
+  if (p.default_permissions && p.no_default_permissions)
+    throw UsageError("give default_permissions or no_default_permissions, not both");
+  if (p.allow_other && p.no_allow_other) throw UsageError("give allow_other or no_allow_other, not both");
+  // libfuse gives the kernel allow_other for it and turns other users away in its request loop,
+  // which the bridge does not run: accepting it would let every user in.
+  if (p.allow_root)
+    throw UsageError("allow_root is not supported (it would let every user in): use allow_other or no_allow_other");
+  out.default_permissions = !p.no_default_permissions;
+  out.allow_other = p.allow_other || (geteuid() == 0 && !p.no_allow_other);
+  if (out.default_permissions) fuse_opt_add_arg(&out.fuse, "-odefault_permissions");
+  if (out.allow_other) fuse_opt_add_arg(&out.fuse, "-oallow_other");
+}
+
 }  // namespace
 
 void parse(int argc, char** argv, Options& out) {
@@ -124,6 +154,7 @@ void parse(int argc, char** argv, Options& out) {
   out.readers = cmd.singlethread ? 1 : p.has_max_threads ? cmd.max_threads : 2;
   if (out.tag.empty() || !mountpoint) throw UsageError("usage: virtiofs-mount [-f] [-d] [-o OPTS] TAG MOUNTPOINT");
   out.mountpoint = mountpoint.get();  // fuse_parse_cmdline made it absolute
+  settle_permissions(p, out);
   if (!p.has_fsname) fuse_opt_add_arg(&args, ("-ofsname=" + out.tag).c_str());
   fuse_opt_add_arg(&args, "-osubtype=virtiofs-mount");
 }
@@ -173,6 +204,15 @@ void validate(Options& o) {
   }
 }
 
+std::string permission_model(const Options& o) {
+  const std::string who = o.allow_other ? "every user may use the mount (allow_other)"
+                                        : "only uid " + std::to_string(geteuid()) + " may use the mount (no allow_other)";
+  if (!o.default_permissions)
+    return "permissions: NOT checked by the kernel (no_default_permissions), the device alone decides; " + who;
+  return "permissions: checked by the kernel against the owner and mode the device reports "
+         "(default_permissions); " + who;
+}
+
 void print_usage(const char* program) {
   std::printf(
       "usage: %s [-f] [-d] [-s] [-o OPT[,OPT...]] TAG MOUNTPOINT\n"
@@ -199,8 +239,15 @@ void print_usage(const char* program) {
       "                           offers it (Linux 6.14+, fuse module parameter enable_uring);\n"
       "                           /dev/fuse reads otherwise\n"
       "    -o io_uring_depth=N    io_uring entries per CPU, each with 1 MiB of buffer (8)\n"
-      "    -o allow_other, default_permissions, ro, auto_unmount, fsname=NAME and the other\n"
-      "       libfuse mount options\n"
+      "\n"
+      "Permissions (see the man page):\n"
+      "    (always)               the kernel checks owners and modes (default_permissions)\n"
+      "    -o no_default_permissions\n"
+      "                           it does not: only for a device that checks them itself\n"
+      "    -o allow_other         other users may use the mount (the default when root mounts)\n"
+      "    -o no_allow_other      only the user who mounted may use it\n"
+      "\n"
+      "    -o ro, auto_unmount, fsname=NAME and the other libfuse mount options\n"
       "\n"
       "Unmount with: fusermount3 -u MOUNTPOINT (or umount MOUNTPOINT)\n",
       program);

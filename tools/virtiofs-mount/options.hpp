@@ -1,8 +1,9 @@
 // virtiofs-mount's command line, in the form FUSE mount helpers use:
 //   virtiofs-mount [-f] [-d] [-s] [-o OPT[,OPT...]] TAG MOUNTPOINT
 // Our options (socket=, share=, queue_size=, num_queues=, poll_us=, interrupts,
-// io_uring, io_uring_depth=) are taken out; fstab-only ones are
-// dropped; the rest is left for libfuse, which refuses what it does not know.
+// io_uring, io_uring_depth=) are taken out; so are the permission options, which we settle
+// (default_permissions always unless no_default_permissions; allow_other by default for root);
+// fstab-only ones are dropped; the rest is left for libfuse, which refuses what it does not know.
 #pragma once
 
 #define FUSE_USE_VERSION 314
@@ -31,6 +32,8 @@ struct Options {
   bool interrupts = false;  // -o interrupts: forward FUSE_INTERRUPT to the device
   bool io_uring = false;    // -o io_uring: FUSE over io_uring when the kernel offers it
   unsigned io_uring_depth = 8;
+  bool default_permissions = true;  // the kernel checks owners and modes
+  bool allow_other = false;         // other users may use the mount
   bool foreground = false;
   bool debug = false;
   bool help = false;
@@ -49,5 +52,7 @@ void parse(int argc, char** argv, Options& out);
 // the sizes. Throws UsageError.
 void validate(Options& options);
 void print_usage(const char* program);
+// One line for the -d log: who may use the mount and who checks permissions.
+std::string permission_model(const Options& options);
 
 }  // namespace virtiofs::mount_tool
