@@ -13,13 +13,6 @@
 
 namespace virtiofs::vhost_user {
 
-namespace {
-
-// A backend that stops answering during setup must not hang the caller.
-constexpr int kReplyTimeoutMs = 5000;
-
-}  // namespace
-
 const char* request_name(Request r) {
   switch (r) {
     case Request::kGetFeatures: return "GET_FEATURES";
@@ -99,11 +92,11 @@ void Channel::send(Request req, uint32_t flags, std::span<const std::byte> paylo
 
 namespace {
 
-void read_exact(int fd, void* buf, size_t len, Request req) {
+void read_exact(int fd, void* buf, size_t len, Request req, std::chrono::milliseconds timeout) {
   auto* p = static_cast<char*>(buf);
   while (len > 0) {
     pollfd pfd{fd, POLLIN, 0};
-    int r = poll(&pfd, 1, kReplyTimeoutMs);
+    int r = poll(&pfd, 1, static_cast<int>(timeout.count()));
     if (r < 0 && errno == EINTR) continue;
     if (r == 0)
       fail(ETIMEDOUT, std::string("vhost-user ") + request_name(req) + ": backend did not reply");
@@ -141,26 +134,30 @@ void read_exact(int fd, void* buf, size_t len, Request req) {
 
 void check_reply_header(const Header& h, Request req, size_t min_size, size_t max_size) {
   const std::string what = std::string("vhost-user ") + request_name(req) + ": malformed reply (";
-  if ((h.flags & kFlagVersionMask) != kVersion) fail(EPROTO, what + "bad version)");
+  if ((h.flags & kFlagVersionMask) != kVersion)
+    fail(EPROTO, what + "version " + std::to_string(h.flags & kFlagVersionMask) + ", expected " +
+                     std::to_string(kVersion) + ")");
   if (!(h.flags & kFlagReply)) fail(EPROTO, what + "reply flag missing)");
   if (h.request != static_cast<uint32_t>(req))
-    fail(EPROTO, what + "answers request " + std::to_string(h.request) + ")");
+    fail(EPROTO, what + "answers " + request_name(static_cast<Request>(h.request)) + " (" +
+                     std::to_string(h.request) + "))");
   if (h.size < min_size || h.size > max_size)
-    fail(EPROTO, what + "size " + std::to_string(h.size) + ")");
+    fail(EPROTO, what + "payload of " + std::to_string(h.size) + " bytes, expected " +
+                     (min_size == max_size ? "" : "at most ") + std::to_string(max_size) + ")");
 }
 
 void Channel::receive_reply(Request req, std::span<std::byte> payload) {
   Header h;
-  read_exact(fd_, &h, sizeof(h), req);
+  read_exact(fd_, &h, sizeof(h), req, reply_timeout_);
   check_reply_header(h, req, payload.size(), payload.size());
-  read_exact(fd_, payload.data(), payload.size(), req);
+  read_exact(fd_, payload.data(), payload.size(), req, reply_timeout_);
 }
 
 size_t Channel::receive_reply_upto(Request req, std::span<std::byte> payload) {
   Header h;
-  read_exact(fd_, &h, sizeof(h), req);
+  read_exact(fd_, &h, sizeof(h), req, reply_timeout_);
   check_reply_header(h, req, 0, payload.size());
-  read_exact(fd_, payload.data(), h.size, req);
+  read_exact(fd_, payload.data(), h.size, req, reply_timeout_);
   return h.size;
 }
 

@@ -2,6 +2,7 @@
 // Every reply is checked (reply flag, version, request it answers, exact size) before use.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -12,10 +13,15 @@ namespace virtiofs::vhost_user {
 
 class Channel {
  public:
+  // A backend that stops answering during setup must not hang the caller.
+  static constexpr std::chrono::milliseconds kDefaultReplyTimeout{5000};
+
   // Connects to the backend's socket; throws std::system_error naming the path and cause.
   explicit Channel(const std::string& socket_path);
   // Adopts a connected stream socket (socketpair: tests and fuzzing); `name` appears in errors.
-  Channel(int connected_fd, std::string name) : fd_(connected_fd), path_(std::move(name)) {}
+  Channel(int connected_fd, std::string name,
+          std::chrono::milliseconds reply_timeout = kDefaultReplyTimeout)
+      : fd_(connected_fd), path_(std::move(name)), reply_timeout_(reply_timeout) {}
   ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
@@ -33,6 +39,7 @@ class Channel {
  private:
   int fd_ = -1;
   std::string path_;
+  std::chrono::milliseconds reply_timeout_ = kDefaultReplyTimeout;
 };
 
 // Validates a reply header against the request it should answer; throws std::system_error(EPROTO).

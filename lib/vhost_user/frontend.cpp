@@ -21,7 +21,14 @@ std::span<const std::byte> bytes_of(const T& v) {
 
 }  // namespace
 
-Frontend::Frontend(const std::string& socket_path) : channel_(socket_path) {
+Frontend::Frontend(const std::string& socket_path) : channel_(socket_path) { handshake(); }
+
+Frontend::Frontend(int connected_fd, std::string name, std::chrono::milliseconds reply_timeout)
+    : channel_(connected_fd, std::move(name), reply_timeout) {
+  handshake();
+}
+
+void Frontend::handshake() {
   channel_.send(Request::kSetOwner, 0, {});
   features_ = get_u64(Request::kGetFeatures);
   if (features_ & kFeatureProtocolFeatures) {

@@ -1,0 +1,199 @@
+// vhost-user reply checks (Channel): each test plays the backend on a socketpair and sends one
+// well-formed or malformed reply; the channel must take only the first and refuse the others with
+// a precise error, never hang (a short reply timeout bounds every test) and never leak an fd.
+#include <gtest/gtest.h>
+
+#include <sys/eventfd.h>
+
+#include <atomic>
+#include <chrono>
+#include <system_error>
+#include <thread>
+
+#include "vhost_user/channel.hpp"
+#include "vhost_user_peer.hpp"
+
+namespace virtiofs::vhost_user {
+namespace {
+
+using namespace std::chrono_literals;
+using test::Peer;
+
+constexpr auto kTimeout = 300ms;
+// What a loaded 2-core machine (and ASan) may add to a bound before we call it missed.
+constexpr auto kSlack = 1500ms;
+
+// Runs `f`, which must throw std::system_error; returns it (a default one when nothing threw).
+template <class F>
+std::system_error refusal(F&& f) {
+  try {
+    f();
+  } catch (const std::system_error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no error thrown";
+  return std::system_error(std::error_code());
+}
+
+bool mentions(const std::system_error& e, const std::string& text) {
+  return std::string(e.what()).find(text) != std::string::npos;
+}
+
+class VhostUserChannel : public ::testing::Test {
+ protected:
+  uint64_t receive_u64(Request req = Request::kGetFeatures) {
+    uint64_t v = 0;
+    channel.receive_reply(req, std::as_writable_bytes(std::span(&v, 1)));
+    return v;
+  }
+  std::system_error refusal_of_u64(Request req = Request::kGetFeatures) {
+    return refusal([&] { receive_u64(req); });
+  }
+  size_t receive_config(ConfigSpace& config) {
+    return channel.receive_reply_upto(Request::kGetConfig,
+                                      std::as_writable_bytes(std::span(&config, 1)));
+  }
+
+  Peer peer;
+  Channel channel{peer.take_frontend_end(), "test-backend", kTimeout};
+};
+
+TEST_F(VhostUserChannel, TakesAWellFormedReply) {
+  peer.reply(Request::kGetFeatures, uint64_t{0x1234});
+  EXPECT_EQ(receive_u64(), 0x1234u);
+}
+
+TEST_F(VhostUserChannel, SendsHeaderPayloadAndFds) {
+  const uint64_t value = 7;
+  const int fd = eventfd(0, EFD_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  test::UniqueFd owned(fd);
+  channel.send(Request::kSetVringCall, kFlagNeedReply, std::as_bytes(std::span(&value, 1)),
+               std::span(&fd, 1));
+  auto m = peer.receive();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->request(), Request::kSetVringCall);
+  EXPECT_EQ(m->header.flags, kVersion | kFlagNeedReply);
+  EXPECT_EQ(m->header.size, sizeof(value));
+  EXPECT_EQ(m->as<uint64_t>(), 7u);
+  EXPECT_EQ(m->fds.size(), 1u);
+}
+
+TEST_F(VhostUserChannel, RefusesAReplyToAnotherRequest) {
+  peer.reply(Request::kGetQueueNum, uint64_t{2});
+  const auto e = refusal_of_u64(Request::kGetFeatures);
+  EXPECT_EQ(e.code().value(), EPROTO);
+  EXPECT_TRUE(mentions(e, "GET_FEATURES")) << e.what();
+  EXPECT_TRUE(mentions(e, "answers GET_QUEUE_NUM (17)")) << e.what();
+}
+
+TEST_F(VhostUserChannel, RefusesAReplyWithoutTheReplyFlag) {
+  peer.reply(Request::kGetFeatures, uint64_t{1}, kVersion);
+  const auto e = refusal_of_u64();
+  EXPECT_EQ(e.code().value(), EPROTO);
+  EXPECT_TRUE(mentions(e, "reply flag missing")) << e.what();
+}
+
+TEST_F(VhostUserChannel, RefusesABadVersion) {
+  peer.reply(Request::kGetFeatures, uint64_t{1}, 0x2 | kFlagReply);
+  const auto e = refusal_of_u64();
+  EXPECT_EQ(e.code().value(), EPROTO);
+  EXPECT_TRUE(mentions(e, "version 2")) << e.what();
+}
+
+TEST_F(VhostUserChannel, RefusesAPayloadTooShort) {
+  peer.reply(Request::kGetFeatures, uint32_t{1});
+  const auto e = refusal_of_u64();
+  EXPECT_EQ(e.code().value(), EPROTO);
+  EXPECT_TRUE(mentions(e, "payload of 4 bytes, expected 8")) << e.what();
+}
+
+TEST_F(VhostUserChannel, RefusesAPayloadTooLong) {
+  peer.reply(Request::kGetFeatures, VringAddr{});
+  const auto e = refusal_of_u64();
+  EXPECT_EQ(e.code().value(), EPROTO);
+  EXPECT_TRUE(mentions(e, "payload of 40 bytes, expected 8")) << e.what();
+}
+
+TEST_F(VhostUserChannel, RefusesAVariableReplyBeyondItsBuffer) {
+  peer.send_header(static_cast<uint32_t>(Request::kGetConfig), kVersion | kFlagReply,
+                   sizeof(ConfigSpace) + 1);
+  ConfigSpace config{};
+  const auto e = refusal([&] { receive_config(config); });
+  EXPECT_EQ(e.code().value(), EPROTO);
+  EXPECT_TRUE(mentions(e, "expected at most")) << e.what();
+}
+
+TEST_F(VhostUserChannel, ReturnsTheSizeOfAVariableReply) {
+  const uint32_t head[3] = {0, 44, 0};
+  peer.send_header(static_cast<uint32_t>(Request::kGetConfig), kVersion | kFlagReply, sizeof(head));
+  peer.send_bytes(std::as_bytes(std::span(head)));
+  ConfigSpace config{};
+  EXPECT_EQ(receive_config(config), sizeof(head));
+  EXPECT_EQ(config.size, 44u);
+}
+
+// The header promises 8 bytes, 4 come and the backend falls silent: the bound still holds.
+TEST_F(VhostUserChannel, ASizeLargerThanWhatFollowsTimesOut) {
+  peer.send_header(static_cast<uint32_t>(Request::kGetFeatures), kVersion | kFlagReply, 8);
+  const uint32_t half = 1;
+  peer.send_bytes(std::as_bytes(std::span(&half, 1)));
+  const auto start = std::chrono::steady_clock::now();
+  const auto e = refusal_of_u64();
+  EXPECT_EQ(e.code().value(), ETIMEDOUT);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kTimeout + kSlack);
+}
+
+TEST_F(VhostUserChannel, ASizeLargerThanWhatFollowsThenHangUpIsAnError) {
+  peer.send_header(static_cast<uint32_t>(Request::kGetConfig), kVersion | kFlagReply, 56);
+  const uint32_t part[5] = {0, 44, 0, 0, 0};
+  peer.send_bytes(std::as_bytes(std::span(part)));
+  peer.hang_up();
+  ConfigSpace config{};
+  const auto e = refusal([&] { receive_config(config); });
+  EXPECT_EQ(e.code().value(), ECONNRESET);
+  EXPECT_TRUE(mentions(e, "closed the connection")) << e.what();
+}
+
+TEST_F(VhostUserChannel, ASilentBackendTimesOutWithinTheBound) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto e = refusal_of_u64();
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(e.code().value(), ETIMEDOUT);
+  EXPECT_TRUE(mentions(e, "did not reply")) << e.what();
+  EXPECT_GE(took, kTimeout);
+  EXPECT_LT(took, kTimeout + kSlack);
+}
+
+TEST_F(VhostUserChannel, DefaultTimeoutIsTheDocumentedFiveSeconds) {
+  EXPECT_EQ(Channel::kDefaultReplyTimeout, 5s);
+}
+
+TEST_F(VhostUserChannel, AHangUpMidHeaderIsAnError) {
+  const uint32_t part = static_cast<uint32_t>(Request::kGetFeatures);
+  peer.send_bytes(std::as_bytes(std::span(&part, 1)));
+  peer.hang_up();
+  const auto e = refusal_of_u64();
+  EXPECT_EQ(e.code().value(), ECONNRESET);
+}
+
+TEST_F(VhostUserChannel, AHangUpMidPayloadIsAnError) {
+  peer.send_header(static_cast<uint32_t>(Request::kGetFeatures), kVersion | kFlagReply, 8);
+  const uint16_t part = 1;
+  peer.send_bytes(std::as_bytes(std::span(&part, 1)));
+  peer.hang_up();
+  const auto start = std::chrono::steady_clock::now();
+  const auto e = refusal_of_u64();
+  EXPECT_EQ(e.code().value(), ECONNRESET);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kTimeout);
+}
+
+TEST_F(VhostUserChannel, SendingToAGoneBackendIsAnErrorNotASignal) {
+  peer.hang_up();
+  const auto e = refusal([&] { channel.send(Request::kGetFeatures, 0, {}); });
+  EXPECT_EQ(e.code().value(), EPIPE);
+  EXPECT_TRUE(mentions(e, "backend gone")) << e.what();
+}
+
+}  // namespace
+}  // namespace virtiofs::vhost_user
