@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -92,11 +93,20 @@ void Channel::send(Request req, uint32_t flags, std::span<const std::byte> paylo
 
 namespace {
 
-void read_exact(int fd, void* buf, size_t len, Request req, std::chrono::milliseconds timeout) {
+using Deadline = std::chrono::steady_clock::time_point;
+
+// Milliseconds left until `deadline`, rounded up so that poll never wakes just before it.
+int ms_until(Deadline deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  return static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
+}
+
+void read_exact(int fd, void* buf, size_t len, Request req, Deadline deadline) {
   auto* p = static_cast<char*>(buf);
   while (len > 0) {
     pollfd pfd{fd, POLLIN, 0};
-    int r = poll(&pfd, 1, static_cast<int>(timeout.count()));
+    int r = poll(&pfd, 1, ms_until(deadline));
     if (r < 0 && errno == EINTR) continue;
     if (r == 0)
       fail(ETIMEDOUT, std::string("vhost-user ") + request_name(req) + ": backend did not reply");
@@ -147,17 +157,20 @@ void check_reply_header(const Header& h, Request req, size_t min_size, size_t ma
 }
 
 void Channel::receive_reply(Request req, std::span<std::byte> payload) {
-  Header h;
-  read_exact(fd_, &h, sizeof(h), req, reply_timeout_);
-  check_reply_header(h, req, payload.size(), payload.size());
-  read_exact(fd_, payload.data(), payload.size(), req, reply_timeout_);
+  receive_reply_sized(req, payload, payload.size());
 }
 
 size_t Channel::receive_reply_upto(Request req, std::span<std::byte> payload) {
+  return receive_reply_sized(req, payload, 0);
+}
+
+size_t Channel::receive_reply_sized(Request req, std::span<std::byte> payload, size_t min_size) {
+  // One bound for the whole reply: a backend trickling bytes cannot stretch it.
+  const Deadline deadline = std::chrono::steady_clock::now() + reply_timeout_;
   Header h;
-  read_exact(fd_, &h, sizeof(h), req, reply_timeout_);
-  check_reply_header(h, req, 0, payload.size());
-  read_exact(fd_, payload.data(), h.size, req, reply_timeout_);
+  read_exact(fd_, &h, sizeof(h), req, deadline);
+  check_reply_header(h, req, min_size, payload.size());
+  read_exact(fd_, payload.data(), h.size, req, deadline);
   return h.size;
 }
 

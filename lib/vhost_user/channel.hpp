@@ -13,7 +13,8 @@ namespace virtiofs::vhost_user {
 
 class Channel {
  public:
-  // A backend that stops answering during setup must not hang the caller.
+  // A backend that stops answering during setup must not hang the caller: the bound for one
+  // whole reply, from asking for its first byte to its last.
   static constexpr std::chrono::milliseconds kDefaultReplyTimeout{5000};
 
   // Connects to the backend's socket; throws std::system_error naming the path and cause.
@@ -37,6 +38,9 @@ class Channel {
   size_t receive_reply_upto(Request req, std::span<std::byte> payload);
 
  private:
+  // A reply of min_size..payload.size() bytes, all of it within the reply timeout.
+  size_t receive_reply_sized(Request req, std::span<std::byte> payload, size_t min_size);
+
   int fd_ = -1;
   std::string path_;
   std::chrono::milliseconds reply_timeout_ = kDefaultReplyTimeout;

@@ -165,6 +165,31 @@ TEST_F(VhostUserChannel, ASilentBackendTimesOutWithinTheBound) {
   EXPECT_LT(took, kTimeout + kSlack);
 }
 
+// The bound is for the whole reply: a backend sending a byte now and then, each gap shorter than
+// the timeout, must not stretch one reply to (bytes x timeout).
+TEST_F(VhostUserChannel, ATricklingBackendTimesOutWithinTheBound) {
+  struct Reply {
+    Header h{static_cast<uint32_t>(Request::kGetFeatures), kVersion | kFlagReply, 8};
+    uint64_t value = 1;
+  } __attribute__((packed)) reply;
+  const auto bytes = std::as_bytes(std::span(&reply, 1));
+  constexpr auto kGap = kTimeout / 4;
+  std::jthread trickle([&](std::stop_token stop) {
+    for (size_t i = 0; i < bytes.size() && !stop.stop_requested(); ++i) {
+      try {
+        peer.send_bytes(bytes.subspan(i, 1));
+      } catch (const std::exception&) {
+        return;  // the channel gave up and closed
+      }
+      std::this_thread::sleep_for(kGap);
+    }
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const auto e = refusal_of_u64();
+  EXPECT_EQ(e.code().value(), ETIMEDOUT);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kTimeout + kSlack);
+}
+
 TEST_F(VhostUserChannel, DefaultTimeoutIsTheDocumentedFiveSeconds) {
   EXPECT_EQ(Channel::kDefaultReplyTimeout, 5s);
 }
