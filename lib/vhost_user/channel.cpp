@@ -124,7 +124,10 @@ void read_exact(int fd, void* buf, size_t len, Request req, Deadline deadline) {
     if (n == 0)
       fail(ECONNRESET, std::string("vhost-user ") + request_name(req) +
                            ": backend closed the connection");
-    // No reply we ask for carries fds: close any so a hostile backend cannot leak them into us.
+    // No reply we ask for carries fds: close any so a hostile backend cannot leak them into us,
+    // and refuse the reply (a backend sending them is confused about the protocol). Fds beyond
+    // the control buffer (MSG_CTRUNC) are never installed: the kernel drops them.
+    size_t fds = 0;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
         size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -133,8 +136,13 @@ void read_exact(int fd, void* buf, size_t len, Request req, Deadline deadline) {
           std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
           close(f);
         }
+        fds += count;
       }
     }
+    if (fds > 0 || (msg.msg_flags & MSG_CTRUNC))
+      fail(EPROTO, std::string("vhost-user ") + request_name(req) + ": reply carried " +
+                       std::to_string(fds) + ((msg.msg_flags & MSG_CTRUNC) ? " or more" : "") +
+                       " file descriptors, none expected");
     p += n;
     len -= static_cast<size_t>(n);
   }

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "vhost_user/channel.hpp"
 #include "vhost_user_peer.hpp"
@@ -48,6 +49,13 @@ class VhostUserChannel : public ::testing::Test {
   }
   std::system_error refusal_of_u64(Request req = Request::kGetFeatures) {
     return refusal([&] { receive_u64(req); });
+  }
+  // A well-formed GET_FEATURES reply but for the fds riding on its header or its payload.
+  void reply_u64_with_fds(const std::vector<int>& on_header, const std::vector<int>& on_payload) {
+    const uint64_t value = 1;
+    peer.send_header(static_cast<uint32_t>(Request::kGetFeatures), kVersion | kFlagReply,
+                     sizeof(value), on_header);
+    peer.send_bytes(std::as_bytes(std::span(&value, 1)), on_payload);
   }
   size_t receive_config(ConfigSpace& config) {
     return channel.receive_reply_upto(Request::kGetConfig,
@@ -131,6 +139,49 @@ TEST_F(VhostUserChannel, ReturnsTheSizeOfAVariableReply) {
   ConfigSpace config{};
   EXPECT_EQ(receive_config(config), sizeof(head));
   EXPECT_EQ(config.size, 44u);
+}
+
+// eventfds for a backend to pass in SCM_RIGHTS, closed by the test.
+std::vector<test::UniqueFd> eventfds(size_t count) {
+  std::vector<test::UniqueFd> fds;
+  for (size_t i = 0; i < count; ++i) fds.emplace_back(eventfd(0, EFD_CLOEXEC));
+  return fds;
+}
+
+std::vector<int> raw(const std::vector<test::UniqueFd>& fds) {
+  std::vector<int> out;
+  for (const auto& f : fds) out.push_back(f.get());
+  return out;
+}
+
+// No reply the frontend asks for carries fds: any that come are closed and the reply refused.
+TEST_F(VhostUserChannel, ClosesAndRefusesFdsInAReply) {
+  const auto sent = eventfds(2);
+  const size_t open_before = test::open_fd_count();
+  reply_u64_with_fds(raw(sent), {});
+  const auto e = refusal_of_u64();
+  EXPECT_EQ(e.code().value(), EPROTO);
+  EXPECT_TRUE(mentions(e, "file descriptors")) << e.what();
+  EXPECT_EQ(test::open_fd_count(), open_before);
+}
+
+TEST_F(VhostUserChannel, ClosesFdsSentWithThePayload) {
+  const auto sent = eventfds(1);
+  const size_t open_before = test::open_fd_count();
+  reply_u64_with_fds({}, raw(sent));
+  EXPECT_EQ(refusal_of_u64().code().value(), EPROTO);
+  EXPECT_EQ(test::open_fd_count(), open_before);
+}
+
+// More fds than the channel's control buffer holds: the kernel truncates, none may stay open.
+TEST_F(VhostUserChannel, ClosesAndRefusesMoreFdsThanItCanHold) {
+  const auto sent = eventfds(3 * kMaxMemTableRegions);
+  const size_t open_before = test::open_fd_count();
+  reply_u64_with_fds(raw(sent), {});
+  const auto e = refusal_of_u64();
+  EXPECT_EQ(e.code().value(), EPROTO);
+  EXPECT_TRUE(mentions(e, "8 or more file descriptors")) << e.what();
+  EXPECT_EQ(test::open_fd_count(), open_before);
 }
 
 // The header promises 8 bytes, 4 come and the backend falls silent: the bound still holds.
