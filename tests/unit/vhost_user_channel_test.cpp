@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "vhost_user/channel.hpp"
+#include "refusal.hpp"
 #include "vhost_user_peer.hpp"
 
 namespace virtiofs::vhost_user {
@@ -19,26 +20,14 @@ namespace {
 
 using namespace std::chrono_literals;
 using test::Peer;
+using virtiofs::test::mentions;
+using virtiofs::test::refusal;
 
 constexpr auto kTimeout = 300ms;
 // What a loaded 2-core machine (and ASan) may add to a bound before we call it missed.
 constexpr auto kSlack = 1500ms;
 
 // Runs `f`, which must throw std::system_error; returns it (a default one when nothing threw).
-template <class F>
-std::system_error refusal(F&& f) {
-  try {
-    f();
-  } catch (const std::system_error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no error thrown";
-  return std::system_error(std::error_code());
-}
-
-bool mentions(const std::system_error& e, const std::string& text) {
-  return std::string(e.what()).find(text) != std::string::npos;
-}
 
 class VhostUserChannel : public ::testing::Test {
  protected:
