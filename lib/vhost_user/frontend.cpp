@@ -31,6 +31,10 @@ Frontend::Frontend(int connected_fd, std::string name, std::chrono::milliseconds
 void Frontend::handshake() {
   channel_.send(Request::kSetOwner, 0, {});
   features_ = get_u64(Request::kGetFeatures);
+  // Refused here, as VfioTransport does, before anything is negotiated with a legacy device.
+  if (!(features_ & virtio::feature::kVersion1))
+    fail(ENOTSUP, "vhost-user backend does not offer VIRTIO_F_VERSION_1 (legacy devices are not "
+                  "supported)");
   if (features_ & kFeatureProtocolFeatures) {
     const uint64_t offered = get_u64(Request::kGetProtocolFeatures);
     protocol_features_ = offered & kFrontendProtocolFeatures;

@@ -155,6 +155,16 @@ TEST_F(VhostUserFrontend, RefusesAConfigReplyOfAnotherSize) {
   EXPECT_EQ(refusal([&] { frontend->read_config(); }).code().value(), EPROTO);
 }
 
+// A legacy (pre-1.0) backend is refused before anything is negotiated with it.
+TEST_F(VhostUserFrontend, RefusesABackendWithoutVersion1) {
+  const auto e = refusal([&] { connect(kFeatureProtocolFeatures, kVirtiofsdProtocolFeatures); });
+  EXPECT_EQ(e.code().value(), ENOTSUP);
+  EXPECT_TRUE(mentions(e, "VIRTIO_F_VERSION_1")) << e.what();
+  expect(Request::kSetOwner);
+  expect(Request::kGetFeatures);
+  expect_nothing_more();
+}
+
 TEST_F(VhostUserFrontend, RefusesAnImplausibleQueueCount) {
   peer.reply(Request::kGetFeatures, kWithProtocolFeatures);
   peer.reply(Request::kGetProtocolFeatures, pf::kMq);
