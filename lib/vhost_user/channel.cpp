@@ -62,8 +62,28 @@ Channel::~Channel() {
   if (fd_ >= 0) close(fd_);
 }
 
+template <class F>
+auto Channel::guarded(Request req, F&& io) {
+  if (failure_code_)
+    throw std::system_error(failure_code_, std::string("vhost-user ") + request_name(req) +
+                                               ": the connection failed earlier (" + failure_ +
+                                               ")");
+  try {
+    return io();
+  } catch (const std::system_error& e) {
+    failure_code_ = e.code();
+    failure_ = e.what();
+    throw;
+  }
+}
+
 void Channel::send(Request req, uint32_t flags, std::span<const std::byte> payload,
                    std::span<const int> fds) {
+  guarded(req, [&] { send_unguarded(req, flags, payload, fds); });
+}
+
+void Channel::send_unguarded(Request req, uint32_t flags, std::span<const std::byte> payload,
+                             std::span<const int> fds) {
   Header h{static_cast<uint32_t>(req), kVersion | flags, static_cast<uint32_t>(payload.size())};
   iovec iov[2] = {{&h, sizeof(h)},
                   {const_cast<std::byte*>(payload.data()), payload.size()}};
@@ -173,13 +193,15 @@ size_t Channel::receive_reply_upto(Request req, std::span<std::byte> payload) {
 }
 
 size_t Channel::receive_reply_sized(Request req, std::span<std::byte> payload, size_t min_size) {
-  // One bound for the whole reply: a backend trickling bytes cannot stretch it.
-  const Deadline deadline = std::chrono::steady_clock::now() + reply_timeout_;
-  Header h;
-  read_exact(fd_, &h, sizeof(h), req, deadline);
-  check_reply_header(h, req, min_size, payload.size());
-  read_exact(fd_, payload.data(), h.size, req, deadline);
-  return h.size;
+  return guarded(req, [&] {
+    // One bound for the whole reply: a backend trickling bytes cannot stretch it.
+    const Deadline deadline = std::chrono::steady_clock::now() + reply_timeout_;
+    Header h;
+    read_exact(fd_, &h, sizeof(h), req, deadline);
+    check_reply_header(h, req, min_size, payload.size());
+    read_exact(fd_, payload.data(), h.size, req, deadline);
+    return size_t{h.size};
+  });
 }
 
 }  // namespace virtiofs::vhost_user

@@ -1,11 +1,13 @@
 // One vhost-user connection: framed messages with file descriptors over a UNIX stream socket.
-// Every reply is checked (reply flag, version, request it answers, exact size) before use.
+// Every reply is checked (reply flag, version, request it answers, exact size, no fds) before use,
+// within one timeout per reply; after the first failure the channel refuses all further use.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
+#include <system_error>
 
 #include "vhost_user/protocol.hpp"
 
@@ -40,6 +42,15 @@ class Channel {
  private:
   // A reply of min_size..payload.size() bytes, all of it within the reply timeout.
   size_t receive_reply_sized(Request req, std::span<std::byte> payload, size_t min_size);
+  void send_unguarded(Request req, uint32_t flags, std::span<const std::byte> payload,
+                      std::span<const int> fds);
+  // Runs one send or receive. The first failure leaves the stream at an unknown position (a
+  // reply half read, a request half sent), so every later use fails at once with its cause.
+  template <class F>
+  auto guarded(Request req, F&& io);
+
+  std::error_code failure_code_;
+  std::string failure_;
 
   int fd_ = -1;
   std::string path_;

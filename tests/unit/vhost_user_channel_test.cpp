@@ -253,6 +253,21 @@ TEST_F(VhostUserChannel, AHangUpMidPayloadIsAnError) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, kTimeout);
 }
 
+// After a refused reply the stream's position is unknown (its payload is still there): the
+// channel must not read on from it as if a header came next, nor send more requests.
+TEST_F(VhostUserChannel, AFailedChannelRefusesFurtherUse) {
+  peer.reply(Request::kGetFeatures, uint64_t{1}, kVersion);
+  peer.reply(Request::kGetFeatures, uint64_t{2});
+  EXPECT_TRUE(mentions(refusal_of_u64(), "reply flag missing"));
+  const auto again = refusal_of_u64();
+  EXPECT_EQ(again.code().value(), EPROTO);
+  EXPECT_TRUE(mentions(again, "failed earlier")) << again.what();
+  EXPECT_TRUE(mentions(again, "reply flag missing")) << again.what();
+  EXPECT_TRUE(mentions(refusal([&] { channel.send(Request::kGetFeatures, 0, {}); }),
+                       "failed earlier"));
+  EXPECT_FALSE(peer.receive(0ms));
+}
+
 TEST_F(VhostUserChannel, SendingToAGoneBackendIsAnErrorNotASignal) {
   peer.hang_up();
   const auto e = refusal([&] { channel.send(Request::kGetFeatures, 0, {}); });

@@ -295,6 +295,27 @@ TEST_F(VhostUserFrontend, RefusesAQueueBeyondTheBackendsCount) {
   EXPECT_EQ(refusal([&] { frontend->setup_queue(queue(*region, 2, 16)); }).code().value(), EINVAL);
 }
 
+// A backend that falls silent mid-setup costs one timeout: ~Frontend must not then ask it for
+// each queue's base and wait again.
+TEST_F(VhostUserFrontend, AfterATimeoutNothingMoreIsAskedOrAwaited) {
+  connect(kWithProtocolFeatures, kVirtiofsdProtocolFeatures, 2);
+  expect_handshake(pf::kMq | pf::kReplyAck | pf::kConfigureMemSlots, true);
+  for (Request r : {Request::kSetVringNum, Request::kSetVringBase, Request::kSetVringAddr,
+                    Request::kSetVringCall, Request::kSetVringKick})
+    peer.ack(r);
+  auto region = frontend->allocate_memory(64 * 1024, "vhost-user-test");
+  frontend->setup_queue(queue(*region, 0, 16));
+  EXPECT_EQ(refusal([&] { frontend->start(); }).code().value(), ETIMEDOUT);
+
+  const auto start = std::chrono::steady_clock::now();
+  frontend.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kTimeout);
+  for (Request r : {Request::kSetVringNum, Request::kSetVringBase, Request::kSetVringAddr,
+                    Request::kSetVringCall, Request::kSetVringKick, Request::kSetVringEnable})
+    expect(r);
+  expect_nothing_more();
+}
+
 TEST_F(VhostUserFrontend, ANonZeroReplyAckStatusFailsTheCall) {
   connect(kWithProtocolFeatures, kVirtiofsdProtocolFeatures, 2);
   peer.ack(Request::kSetFeatures, 1);
