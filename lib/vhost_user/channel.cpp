@@ -7,18 +7,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
 
 namespace virtiofs::vhost_user {
-
-namespace {
-
-// A backend that stops answering during setup must not hang the caller.
-constexpr int kReplyTimeoutMs = 5000;
-
-}  // namespace
 
 const char* request_name(Request r) {
   switch (r) {
@@ -68,8 +62,28 @@ Channel::~Channel() {
   if (fd_ >= 0) close(fd_);
 }
 
+template <class F>
+auto Channel::guarded(Request req, F&& io) {
+  if (failure_code_)
+    throw std::system_error(failure_code_, std::string("vhost-user ") + request_name(req) +
+                                               ": the connection failed earlier (" + failure_ +
+                                               ")");
+  try {
+    return io();
+  } catch (const std::system_error& e) {
+    failure_code_ = e.code();
+    failure_ = e.what();
+    throw;
+  }
+}
+
 void Channel::send(Request req, uint32_t flags, std::span<const std::byte> payload,
                    std::span<const int> fds) {
+  guarded(req, [&] { send_unguarded(req, flags, payload, fds); });
+}
+
+void Channel::send_unguarded(Request req, uint32_t flags, std::span<const std::byte> payload,
+                             std::span<const int> fds) {
   Header h{static_cast<uint32_t>(req), kVersion | flags, static_cast<uint32_t>(payload.size())};
   iovec iov[2] = {{&h, sizeof(h)},
                   {const_cast<std::byte*>(payload.data()), payload.size()}};
@@ -99,11 +113,20 @@ void Channel::send(Request req, uint32_t flags, std::span<const std::byte> paylo
 
 namespace {
 
-void read_exact(int fd, void* buf, size_t len, Request req) {
+using Deadline = std::chrono::steady_clock::time_point;
+
+// Milliseconds left until `deadline`, rounded up so that poll never wakes just before it.
+int ms_until(Deadline deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  return static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
+}
+
+void read_exact(int fd, void* buf, size_t len, Request req, Deadline deadline) {
   auto* p = static_cast<char*>(buf);
   while (len > 0) {
     pollfd pfd{fd, POLLIN, 0};
-    int r = poll(&pfd, 1, kReplyTimeoutMs);
+    int r = poll(&pfd, 1, ms_until(deadline));
     if (r < 0 && errno == EINTR) continue;
     if (r == 0)
       fail(ETIMEDOUT, std::string("vhost-user ") + request_name(req) + ": backend did not reply");
@@ -121,7 +144,10 @@ void read_exact(int fd, void* buf, size_t len, Request req) {
     if (n == 0)
       fail(ECONNRESET, std::string("vhost-user ") + request_name(req) +
                            ": backend closed the connection");
-    // No reply we ask for carries fds: close any so a hostile backend cannot leak them into us.
+    // No reply we ask for carries fds: close any so a hostile backend cannot leak them into us,
+    // and refuse the reply (a backend sending them is confused about the protocol). Fds beyond
+    // the control buffer (MSG_CTRUNC) are never installed: the kernel drops them.
+    size_t fds = 0;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
         size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -130,8 +156,13 @@ void read_exact(int fd, void* buf, size_t len, Request req) {
           std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
           close(f);
         }
+        fds += count;
       }
     }
+    if (fds > 0 || (msg.msg_flags & MSG_CTRUNC))
+      fail(EPROTO, std::string("vhost-user ") + request_name(req) + ": reply carried " +
+                       std::to_string(fds) + ((msg.msg_flags & MSG_CTRUNC) ? " or more" : "") +
+                       " file descriptors, none expected");
     p += n;
     len -= static_cast<size_t>(n);
   }
@@ -141,27 +172,36 @@ void read_exact(int fd, void* buf, size_t len, Request req) {
 
 void check_reply_header(const Header& h, Request req, size_t min_size, size_t max_size) {
   const std::string what = std::string("vhost-user ") + request_name(req) + ": malformed reply (";
-  if ((h.flags & kFlagVersionMask) != kVersion) fail(EPROTO, what + "bad version)");
+  if ((h.flags & kFlagVersionMask) != kVersion)
+    fail(EPROTO, what + "version " + std::to_string(h.flags & kFlagVersionMask) + ", expected " +
+                     std::to_string(kVersion) + ")");
   if (!(h.flags & kFlagReply)) fail(EPROTO, what + "reply flag missing)");
   if (h.request != static_cast<uint32_t>(req))
-    fail(EPROTO, what + "answers request " + std::to_string(h.request) + ")");
+    fail(EPROTO, what + "answers " + request_name(static_cast<Request>(h.request)) + " (" +
+                     std::to_string(h.request) + "))");
   if (h.size < min_size || h.size > max_size)
-    fail(EPROTO, what + "size " + std::to_string(h.size) + ")");
+    fail(EPROTO, what + "payload of " + std::to_string(h.size) + " bytes, expected " +
+                     (min_size == max_size ? "" : "at most ") + std::to_string(max_size) + ")");
 }
 
 void Channel::receive_reply(Request req, std::span<std::byte> payload) {
-  Header h;
-  read_exact(fd_, &h, sizeof(h), req);
-  check_reply_header(h, req, payload.size(), payload.size());
-  read_exact(fd_, payload.data(), payload.size(), req);
+  receive_reply_sized(req, payload, payload.size());
 }
 
 size_t Channel::receive_reply_upto(Request req, std::span<std::byte> payload) {
-  Header h;
-  read_exact(fd_, &h, sizeof(h), req);
-  check_reply_header(h, req, 0, payload.size());
-  read_exact(fd_, payload.data(), h.size, req);
-  return h.size;
+  return receive_reply_sized(req, payload, 0);
+}
+
+size_t Channel::receive_reply_sized(Request req, std::span<std::byte> payload, size_t min_size) {
+  return guarded(req, [&] {
+    // One bound for the whole reply: a backend trickling bytes cannot stretch it.
+    const Deadline deadline = std::chrono::steady_clock::now() + reply_timeout_;
+    Header h;
+    read_exact(fd_, &h, sizeof(h), req, deadline);
+    check_reply_header(h, req, min_size, payload.size());
+    read_exact(fd_, payload.data(), h.size, req, deadline);
+    return size_t{h.size};
+  });
 }
 
 }  // namespace virtiofs::vhost_user

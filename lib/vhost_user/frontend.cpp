@@ -21,9 +21,20 @@ std::span<const std::byte> bytes_of(const T& v) {
 
 }  // namespace
 
-Frontend::Frontend(const std::string& socket_path) : channel_(socket_path) {
+Frontend::Frontend(const std::string& socket_path) : channel_(socket_path) { handshake(); }
+
+Frontend::Frontend(int connected_fd, std::string name, std::chrono::milliseconds reply_timeout)
+    : channel_(connected_fd, std::move(name), reply_timeout) {
+  handshake();
+}
+
+void Frontend::handshake() {
   channel_.send(Request::kSetOwner, 0, {});
   features_ = get_u64(Request::kGetFeatures);
+  // Refused here, as VfioTransport does, before anything is negotiated with a legacy device.
+  if (!(features_ & virtio::feature::kVersion1))
+    fail(ENOTSUP, "vhost-user backend does not offer VIRTIO_F_VERSION_1 (legacy devices are not "
+                  "supported)");
   if (features_ & kFeatureProtocolFeatures) {
     const uint64_t offered = get_u64(Request::kGetProtocolFeatures);
     protocol_features_ = offered & kFrontendProtocolFeatures;

@@ -4,6 +4,7 @@
 
 #include <poll.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -19,6 +20,9 @@ class Frontend final : public virtio::Transport {
  public:
   // Connects and performs SET_OWNER, GET_FEATURES and the protocol-feature exchange.
   explicit Frontend(const std::string& socket_path);
+  // The same over an adopted connected stream socket (socketpair: tests); `name` appears in errors.
+  Frontend(int connected_fd, std::string name,
+           std::chrono::milliseconds reply_timeout = Channel::kDefaultReplyTimeout);
   ~Frontend() override;
 
   uint64_t device_features() override { return features_ & ~kFeatureProtocolFeatures; }
@@ -42,6 +46,8 @@ class Frontend final : public virtio::Transport {
     int call = -1;
   };
 
+  // SET_OWNER, GET_FEATURES, the protocol features and GET_QUEUE_NUM when MQ is negotiated.
+  void handshake();
   // Sends a request; when REPLY_ACK is negotiated waits for the backend's status.
   void send_checked(Request req, std::span<const std::byte> payload, std::span<const int> fds = {});
   uint64_t get_u64(Request req);
