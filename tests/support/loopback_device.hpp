@@ -85,6 +85,8 @@ class LoopbackDevice final : public DeviceQueues {
   // Signals the queue's call eventfd whatever EVENT_IDX says (a spurious interrupt).
   void interrupt(unsigned queue);
   bool lost() const { return lost_.load(); }
+  // The driver stopped the device (Transport::stop).
+  bool stopped() const { return stopping_.load(); }
   uint64_t kicks(unsigned queue) const;
   uint64_t chains_taken(unsigned queue) const;
   // Why the queue stopped serving (the driver published something a device must refuse).
