@@ -68,6 +68,24 @@ TEST_F(SmallRingTest, ConcurrentWritersOnAFullRing) {
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(read_host("w" + std::to_string(t)), data[t]);
 }
 
+// An indirect table may be longer than the ring: virtiofsd takes a 1 MiB READ and WRITE (18
+// segments) on a ring of 8, at the size INIT negotiated.
+TEST_F(SmallRingTest, OneMebibyteWriteAndReadOnAnEightDescriptorRing) {
+  ASSERT_EQ(client->negotiated().max_write, 1u << 20);
+  const std::string data = random_bytes(1 << 20, 7);
+  File f;
+  ASSERT_FALSE(client->open_file("big", O_RDWR | O_CREAT, f));
+  size_t n = 0;
+  ASSERT_FALSE(f.pwrite(0, bytes(data), n));
+  EXPECT_EQ(n, data.size());
+  EXPECT_EQ(read_host("big"), data);
+  std::string back(data.size(), '\0');
+  ASSERT_FALSE(f.pread(0, std::as_writable_bytes(std::span(back)), n));
+  EXPECT_EQ(n, data.size());
+  EXPECT_EQ(back, data);
+  EXPECT_FALSE(f.close());
+}
+
 using ForgetTest = VirtiofsdTest;
 
 TEST_F(ForgetTest, ForgetsReachTheDevice) {
