@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <thread>
 
 #include "mount/fixture.hpp"
@@ -51,6 +52,38 @@ TEST_F(Data, HostFilesReadBackThroughTheMount) {
     ASSERT_EQ(through.size(), size);
     EXPECT_TRUE(through == data) << name;
   }
+}
+
+// A ring of 16 still carries the kernel's 1 MiB READs and WRITEs (one indirect descriptor each,
+// the table longer than the ring): O_DIRECT makes the kernel send them at that size.
+class SmallRingMount : public MountTest {
+ protected:
+  void SetUp() override { start_mount(",queue_size=16"); }
+};
+
+TEST_F(SmallRingMount, DirectOneMebibyteReadsAndWritesOnARingOfSixteen) {
+  constexpr size_t kMiB = 1 << 20;
+  const std::string data = random_bytes(4 * kMiB, 77);
+  write_file(h("in"), data);
+  void* raw = nullptr;
+  ASSERT_EQ(posix_memalign(&raw, 4096, kMiB), 0);
+  std::unique_ptr<char, decltype(&free)> buf(static_cast<char*>(raw), free);
+
+  int fd = open(m("in").c_str(), O_RDONLY | O_DIRECT);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  for (size_t off = 0; off < data.size(); off += kMiB) {
+    ASSERT_EQ(pread(fd, buf.get(), kMiB, static_cast<off_t>(off)), static_cast<ssize_t>(kMiB))
+        << "at " << off << ": " << strerror(errno);
+    EXPECT_EQ(std::memcmp(buf.get(), data.data() + off, kMiB), 0) << "at " << off;
+  }
+  close(fd);
+
+  fd = open(m("out").c_str(), O_CREAT | O_WRONLY | O_DIRECT, 0644);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  std::memcpy(buf.get(), data.data(), kMiB);
+  ASSERT_EQ(pwrite(fd, buf.get(), kMiB, 0), static_cast<ssize_t>(kMiB)) << strerror(errno);
+  close(fd);
+  EXPECT_TRUE(read_file(h("out")) == data.substr(0, kMiB));
 }
 
 // 8 processes, each with its own files plus a shared directory where they race to create,
