@@ -39,6 +39,9 @@ HiprioQueue::HiprioCall* HiprioQueue::take_call_locked() {
   HiprioCall& c = calls_[free_calls_.back()];
   c.frame = fuse::Frame{};
   c.raw = nullptr;
+  // An INTERRUPT handed back with nothing written leaves ec as it was: not a stale EAGAIN.
+  c.ec = {};
+  c.reply = {};
   return &c;
 }
 

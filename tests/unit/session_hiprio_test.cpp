@@ -81,6 +81,31 @@ TEST_F(Hiprio, AnInterruptIsSentAgainABoundedNumberOfTimes) {
   ASSERT_TRUE(eventually([&] { return is_done(held); }));
 }
 
+// A resent INTERRUPT that the device hands back with nothing written (as virtiofsd does) is
+// settled: the EAGAIN of the one before must not send it again.
+TEST_F(Hiprio, AnInterruptHandedBackEmptyAfterAnEagainIsNotResent) {
+  LoopbackFsOptions o;
+  o.server.hold = FUSE_STATFS;
+  start(o);
+  auto& dev = loop->device();
+  dev.set_stepped(0, true);
+  dev.set_stepped(1, true);
+  TestCall& held = new_call(fuse::make_statfs(kRootInode));
+  session->submit(held);
+  ASSERT_TRUE(dev.wait_available(1, 1, kBound));
+  session->interrupt(held);
+  ASSERT_TRUE(answer_next_interrupt_eagain());
+  ASSERT_TRUE(dev.wait_available(0, 1, kBound)) << "not resent after EAGAIN";
+  std::vector<DeviceChain> resent = dev.take(0, 1);
+  ASSERT_EQ(resent.size(), 1u);
+  dev.complete(0, resent.front().head, 0);
+  EXPECT_FALSE(dev.wait_available(0, 1, std::chrono::milliseconds(200)))
+      << "an INTERRUPT answered with nothing was sent again";
+  EXPECT_EQ(session->stats().interrupts_sent, 2u);
+  loop->device().lose();
+  ASSERT_TRUE(eventually([&] { return is_done(held); }));
+}
+
 TEST_F(Hiprio, ForgetsPilingUpWhileHiprioIsStalledAreSummedPerInode) {
   constexpr unsigned kInodes = 3;
   constexpr unsigned kForgetsEach = 20000;
