@@ -1,6 +1,5 @@
-// Client: the public API over a Session. Inode operations pair an op builder with a reply parser;
-// sync calls wait on a stack SyncCall, async calls use pooled AsyncCalls (no allocation once the
-// pool has grown to the peak number of calls in flight).
+// Client: connecting, and the synchronous inode operations (each an op builder paired with a
+// reply parser, waited for on a stack SyncCall). The async twins are in client_async.cpp.
 #include "virtiofs/client.hpp"
 
 #include <fcntl.h>
@@ -12,6 +11,7 @@
 #include <variant>
 
 #include "client/buffer_pool.hpp"
+#include "client/client_impl.hpp"
 #include "client/connector.hpp"
 #include "fs/session.hpp"
 #include "fuse/dirent.hpp"
@@ -24,119 +24,8 @@
 namespace virtiofs {
 
 namespace {
-
 std::error_code einval() { return std::make_error_code(std::errc::invalid_argument); }
-
-
-template <class T>
-using Parser = std::error_code (*)(const fuse::Reply&, T&);
-
-std::error_code parse_none(const fuse::Reply&, std::monostate&) { return {}; }
-template <class T>
-std::error_code parse_value(const fuse::Reply& r, T& out) { return fuse::parse(r, out); }
-std::error_code parse_data(const fuse::Reply& r, size_t& out) {
-  out = r.data_len;
-  return {};
-}
-std::error_code parse_written(const fuse::Reply& r, size_t& out) {
-  uint64_t n = 0;
-  auto ec = fuse::parse_count(r, fuse::Count::kWritten, n);
-  out = n;
-  return ec;
-}
-
-// One asynchronous call: the Call, storage for copied names, and the type-erased continuation.
-struct AsyncCall : fs::Call {
-  std::string names[2];
-  std::function<void(AsyncCall&)> finish;
-  struct Pool* pool = nullptr;
-};
-
-struct Pool {
-  std::mutex mu;
-  std::vector<std::unique_ptr<AsyncCall>> all;
-  std::vector<AsyncCall*> free;
-  AsyncCall* take() {
-    std::lock_guard lock(mu);
-    if (free.empty()) {
-      all.push_back(std::make_unique<AsyncCall>());
-      all.back()->pool = this;
-      return all.back().get();
-    }
-    AsyncCall* c = free.back();
-    free.pop_back();
-    return c;
-  }
-  void give(AsyncCall* c) {
-    c->finish = nullptr;
-    std::lock_guard lock(mu);
-    free.push_back(c);
-  }
-};
-
 }  // namespace
-
-struct Client::Impl {
-  std::unique_ptr<fs::Session> session;
-  std::unique_ptr<client::BufferPool> buffers;
-  std::string tag;
-  Pool pool;
-
-  // A stop requested while the call is with the device sends FUSE_INTERRUPT; the call then
-  // ends with EINTR or its real result, whichever the device gives.
-  template <class T>
-  std::error_code call(fuse::Frame frame, Parser<T> parse, T& out, std::stop_token stop = {}) {
-    fs::SyncCall c;
-    c.frame = frame;
-    session->submit(c);
-    {
-      // Registers nothing for a token that can never stop (the default).
-      std::stop_callback interrupt(stop, [&] { session->interrupt(c); });
-      session->wait(c);
-    }
-    return result(c, parse, out);
-  }
-  // One verdict for sync and async calls alike: the device's errno, else the parsed reply,
-  // checked against the request; a reply that breaks the protocol marks the device untrusted.
-  template <class T>
-  std::error_code result(const fs::Call& c, Parser<T> parse, T& out) {
-    if (c.ec) return c.ec;
-    std::error_code ec = parse(c.reply, out);
-    if (!ec) ec = fuse::check_against_request(c.frame, c.reply);
-    return checked(ec);
-  }
-  std::error_code call(fuse::Frame frame, std::stop_token stop = {}) {
-    std::monostate none;
-    return call<std::monostate>(frame, parse_none, none, stop);
-  }
-  // Parsers answer EIO only for replies that break the protocol: after one, the device is not
-  // trusted with anything else.
-  std::error_code checked(std::error_code ec) {
-    if (ec == std::errc::io_error) session->device_misbehaved();
-    return ec;
-  }
-
-  // build(AsyncCall&) fills the frame (it may point names into the call's storage).
-  template <class T, class Build>
-  void call_async(Build&& build, Parser<T> parse, Callback<T> done) {
-    AsyncCall* c = pool.take();
-    build(*c);
-    c->finish = [this, parse, done = std::move(done)](AsyncCall& call) {
-      T value{};
-      const std::error_code ec = result(call, parse, value);
-      done(ec, std::move(value));
-    };
-    c->on_done = [](fs::Call& base) {
-      auto& call = static_cast<AsyncCall&>(base);
-      call.finish(call);
-      call.pool->give(&call);
-    };
-    session->submit(*c);
-  }
-  static Callback<std::monostate> unit(DoneCallback done) {
-    return [done = std::move(done)](std::error_code ec, std::monostate) { done(ec); };
-  }
-};
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() { close(); }
@@ -445,111 +334,6 @@ std::error_code Client::getlk(Inode inode, uint64_t fh, uint64_t owner, const Lo
 std::error_code Client::setlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock,
                               bool wait, std::stop_token stop) {
   return impl_->call(fuse::make_setlk(inode, fh, owner, lock, wait), stop);
-}
-
-// ---- asynchronous inode operations ----
-
-namespace {
-template <class T>
-void fail_now(Callback<T>& done, std::error_code ec) {
-  done(ec, T{});
-}
-}  // namespace
-
-void Client::lookup(Inode parent, std::string_view name, Callback<Entry> done) {
-  if (auto ec = fuse::check_name(name)) return fail_now(done, ec);
-  impl_->call_async<Entry>(
-      [&](AsyncCall& c) {
-        c.names[0].assign(name);
-        c.frame = fuse::make_lookup(parent, c.names[0]);
-      },
-      parse_value<Entry>, std::move(done));
-}
-
-void Client::getattr(Inode inode, Callback<Attr> done) {
-  impl_->call_async<Attr>([&](AsyncCall& c) { c.frame = fuse::make_getattr(inode, nullptr); },
-                          parse_value<Attr>, std::move(done));
-}
-
-void Client::open(Inode inode, uint32_t flags, Callback<OpenFile> done) {
-  impl_->call_async<OpenFile>([&](AsyncCall& c) { c.frame = fuse::make_open(inode, flags, false); },
-                              parse_value<OpenFile>, std::move(done));
-}
-
-void Client::create(Inode parent, std::string_view name, uint32_t flags, uint32_t mode,
-                    Callback<Created> done) {
-  if (auto ec = fuse::check_name(name)) return fail_now(done, ec);
-  impl_->call_async<Created>(
-      [&](AsyncCall& c) {
-        c.names[0].assign(name);
-        c.frame = fuse::make_create(parent, c.names[0], flags, mode, 0);
-      },
-      parse_value<Created>, std::move(done));
-}
-
-void Client::read(Inode inode, uint64_t fh, uint64_t offset, std::span<std::byte> buf,
-                  Callback<size_t> done) {
-  buf = buf.first(std::min<size_t>(buf.size(), negotiated().max_read));
-  impl_->call_async<size_t>(
-      [&](AsyncCall& c) { c.frame = fuse::make_read(inode, fh, offset, buf, false, false); },
-      parse_data, std::move(done));
-}
-
-void Client::write(Inode inode, uint64_t fh, uint64_t offset, std::span<const std::byte> data,
-                   Callback<size_t> done) {
-  data = data.first(std::min<size_t>(data.size(), negotiated().max_write));
-  impl_->call_async<size_t>([&](AsyncCall& c) { c.frame = fuse::make_write(inode, fh, offset, data); },
-                            parse_written, std::move(done));
-}
-
-void Client::release(Inode inode, uint64_t fh, DoneCallback done) {
-  impl_->call_async<std::monostate>(
-      [&](AsyncCall& c) { c.frame = fuse::make_release(inode, fh, 0, false); }, parse_none,
-      Impl::unit(std::move(done)));
-}
-
-void Client::mkdir(Inode parent, std::string_view name, uint32_t mode, Callback<Entry> done) {
-  if (auto ec = fuse::check_name(name)) return fail_now(done, ec);
-  impl_->call_async<Entry>(
-      [&](AsyncCall& c) {
-        c.names[0].assign(name);
-        c.frame = fuse::make_mkdir(parent, c.names[0], mode, 0);
-      },
-      parse_value<Entry>, std::move(done));
-}
-
-void Client::unlink(Inode parent, std::string_view name, DoneCallback done) {
-  if (auto ec = fuse::check_name(name)) return done(ec);
-  impl_->call_async<std::monostate>(
-      [&](AsyncCall& c) {
-        c.names[0].assign(name);
-        c.frame = fuse::make_unlink(parent, c.names[0]);
-      },
-      parse_none, Impl::unit(std::move(done)));
-}
-
-void Client::rename(Inode olddir, std::string_view oldname, Inode newdir, std::string_view newname,
-                    DoneCallback done) {
-  if (auto ec = fuse::check_name(oldname)) return done(ec);
-  if (auto ec = fuse::check_name(newname)) return done(ec);
-  impl_->call_async<std::monostate>(
-      [&](AsyncCall& c) {
-        c.names[0].assign(oldname);
-        c.names[1].assign(newname);
-        c.frame = fuse::make_rename(olddir, c.names[0], newdir, c.names[1], 0);
-      },
-      parse_none, Impl::unit(std::move(done)));
-}
-
-void Client::statfs(Inode inode, Callback<StatFs> done) {
-  impl_->call_async<StatFs>([&](AsyncCall& c) { c.frame = fuse::make_statfs(inode); },
-                            parse_value<StatFs>, std::move(done));
-}
-
-void Client::fsync(Inode inode, uint64_t fh, bool datasync, DoneCallback done) {
-  impl_->call_async<std::monostate>(
-      [&](AsyncCall& c) { c.frame = fuse::make_fsync(inode, fh, datasync, false); }, parse_none,
-      Impl::unit(std::move(done)));
 }
 
 }  // namespace virtiofs
