@@ -182,6 +182,8 @@ void FsServer::answer(Request& r, std::optional<Fault> fault, Used& used, int32_
   if (fault == Fault::kDirentOverrun || fault == Fault::kDirentBadName)
     corrupt_first_dirent(reply.payload, *fault);
 
+  if (fault == Fault::kError) reply.error = static_cast<int32_t>(FaultPlan::value());
+
   fuse_out_header out{};
   out.unique = r.header.unique;
   out.error = reply.error;
@@ -206,8 +208,11 @@ void FsServer::answer(Request& r, std::optional<Fault> fault, Used& used, int32_
     bytes.resize(sizeof(out));
     std::memcpy(bytes.data(), &out, sizeof(out));
   }
-  uint32_t written = scatter(r.chain, bytes);
+  uint32_t written = scatter(r.chain, fault == Fault::kUnwrittenPayload
+                                          ? std::span<const std::byte>(bytes).first(sizeof(out))
+                                          : std::span<const std::byte>(bytes));
   if (fault == Fault::kHeaderLenMismatch) written = true_len;
+  if (fault == Fault::kUnwrittenPayload) written = static_cast<uint32_t>(bytes.size());
 
   uint32_t id = r.chain.head;
   switch (fault.value_or(Fault::kDie)) {
@@ -229,6 +234,37 @@ void FsServer::answer(Request& r, std::optional<Fault> fault, Used& used, int32_
       used.clear();
       device_->jump_used_idx(r.queue, static_cast<uint16_t>(device_->queue_size(r.queue) + 1));
       return;
+    case Fault::kScribbleHeader: {
+      // The in header's unique (offset 8) is where an out header keeps its unique too: spoil it
+      // now, and again if the driver writes this request's reply header there after completion
+      // (until a new request lands there, or for 200 ms).
+      std::byte* at = nullptr;
+      for (const auto& b : r.chain.buffers)
+        if (!b.writable && b.len >= sizeof(fuse_in_header)) {
+          at = b.ptr;
+          break;
+        }
+      auto* unique = at ? reinterpret_cast<uint64_t*>(at + offsetof(fuse_in_header, unique)) : nullptr;
+      const uint64_t garbage = ~r.header.unique;
+      if (unique) __atomic_store_n(unique, garbage, __ATOMIC_RELAXED);
+      {
+        std::lock_guard lock(mu_);
+        in_flight_[r.queue].erase(r.chain.head);
+      }
+      used.emplace_back(id, written);
+      device_->complete_all(r.queue, used);
+      used.clear();
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+      while (unique && std::chrono::steady_clock::now() < until) {
+        const uint64_t seen = __atomic_load_n(unique, __ATOMIC_RELAXED);
+        if (seen == r.header.unique) {
+          __atomic_store_n(unique, garbage, __ATOMIC_RELAXED);
+          break;
+        }
+        if (seen != garbage) break;  // the next request landed there
+      }
+      return;
+    }
     default:
       break;
   }
