@@ -51,10 +51,15 @@ void Bridge::finish(Request& q) {
 }
 
 void Bridge::reply_error(int fd, uint64_t unique, int error) {
-  fuse_out_header h{sizeof(fuse_out_header), -error, unique};
+  // An errno /dev/fuse would refuse leaves the request unanswered for good: say EIO instead.
+  const int sent = fuse::kernel_errno(error);
+  fuse_out_header h{sizeof(fuse_out_header), -sent, unique};
   iovec iov{&h, sizeof(h)};
   write_reply(fd, &iov, 1, unique);
-  if (options_.debug)
+  if (options_.debug && sent != error)
+    std::fprintf(stderr, "   unique %llu: error %d is beyond what the kernel takes (1..%d): EIO\n",
+                 static_cast<unsigned long long>(unique), error, fuse::kKernelMaxErrno);
+  else if (options_.debug)
     std::fprintf(stderr, "   unique %llu: error %d (%s)\n", static_cast<unsigned long long>(unique),
                  error, std::strerror(error));
 }

@@ -313,7 +313,12 @@ void KernelRing::handle(Entry& e) {
 }
 
 void KernelRing::answer(Entry& e, int error) {
-  const fuse_out_header out{sizeof(fuse_out_header), -error, e.unique};
+  // The commit refuses an errno /dev/fuse would (EINVAL to the caller): say EIO instead.
+  const int sent = fuse::kernel_errno(error);
+  if (debug_ && sent != error)
+    std::fprintf(stderr, "   unique %llu: error %d is beyond what the kernel takes (1..%d): EIO (io_uring)\n",
+                 static_cast<unsigned long long>(e.unique), error, fuse::kKernelMaxErrno);
+  const fuse_out_header out{sizeof(fuse_out_header), -sent, e.unique};
   std::memcpy(e.header().in_out, &out, sizeof(out));
   e.header().entry.payload_sz = 0;
   send(e, uring_abi::kCommitAndFetch);

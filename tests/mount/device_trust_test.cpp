@@ -1,0 +1,146 @@
+// virtiofs-mount against a test backend that misbehaves in ways the ring cannot catch: errors
+// FUSE allows but the kernel refuses, reply bytes it reports but never wrote, headers it
+// scribbles over after handing them back. Each test runs through /dev/fuse reads and through
+// FUSE over io_uring (skipped where the kernel has none).
+#include <sched.h>
+#include <sys/mount.h>
+#include <signal.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <functional>
+#include <optional>
+#include <poll.h>
+#include <type_traits>
+
+#include "mount/fixture.hpp"
+#include "support/test_backend_process.hpp"
+#include "support/uring_parameter.hpp"
+
+namespace virtiofs::test {
+namespace {
+
+[[maybe_unused]] void pin_to_cpu0() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(0, &set);
+  sched_setaffinity(0, sizeof(set), &set);
+}
+
+struct Statfs {
+  int error = 0;  // errno of statvfs, 0 on success
+  unsigned long bsize = 0, blocks = 0, files = 0, namemax = 0;
+};
+Statfs statfs_of(const std::string& path) {
+  struct statvfs st {};
+  if (statvfs(path.c_str(), &st) != 0) return {errno};
+  return {0, st.f_bsize, st.f_blocks, st.f_files, st.f_namemax};
+}
+
+// The parameter: requests through FUSE over io_uring (one entry per CPU, so that a process
+// pinned to one CPU always gets the same entry) instead of /dev/fuse reads.
+class UntrustedDevice : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (GetParam()) {
+      if (!UringParameter::exists()) GTEST_SKIP() << "this kernel has no FUSE over io_uring";
+      uring_.emplace(true);
+    }
+  }
+  void TearDown() override {
+    if (mount_) {
+      EXPECT_EQ(mount_->stop(), 0) << "virtiofs-mount did not stop cleanly:\n" << log();
+    }
+    mount_.reset();
+  }
+  // One reader thread, so that consecutive requests go through the same buffers.
+  void start(const std::vector<std::string>& faults) {
+    std::vector<std::string> args;
+    for (const auto& f : faults) args.insert(args.end(), {"--fault", f});
+    backend_.emplace(args);
+    const std::string ring = GetParam() ? ",io_uring,io_uring_depth=1" : "";
+    mount_.emplace(mnt.path(),
+                   std::vector<std::string>{"-d", "-o", "socket=" + backend_->socket_path() + ",max_threads=1" + ring,
+                                            "testfs"},
+                   logdir / "log");
+  }
+  std::string log() const { return read_file(logdir / "log"); }
+
+  // Runs `call` in a child process and returns what it returned, or nothing if it did not
+  // return within 5 s. A request the kernel never sees answered blocks its caller even through
+  // SIGKILL (the kernel waits out what userspace holds), so then the mount is abandoned: the
+  // tool is killed, which ends the connection and frees the child, and unmounted lazily.
+  template <class T>
+  std::optional<T> in_child(const std::function<T()>& call) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    int out[2];
+    if (pipe(out) != 0) return std::nullopt;
+    const pid_t child = fork();
+    if (child == 0) {
+      close(out[0]);
+      const T value = call();
+      [[maybe_unused]] ssize_t n = write(out[1], &value, sizeof(value));
+      _exit(0);
+    }
+    close(out[1]);
+    std::optional<T> result;
+    pollfd p{out[0], POLLIN, 0};
+    T value{};
+    if (poll(&p, 1, 5000) == 1 && read(out[0], &value, sizeof(value)) == sizeof(value)) result = value;
+    if (!result) {
+      kill(child, SIGKILL);
+      kill(mount_->pid(), SIGKILL);
+      mount_->wait(5000);
+      mount_.reset();
+      umount2(mnt.path().c_str(), MNT_DETACH);
+    }
+    waitpid(child, nullptr, 0);
+    close(out[0]);
+    return result;
+  }
+  // With io_uring, `opcode`'s requests must have come through the ring, or the test tested reads.
+  void expect_path_taken(const char* opcode) {
+    std::istringstream lines(log());
+    bool ring = false, reads = false;
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("unique ", 0) != 0 || line.find(std::string(" ") + opcode + " ") == std::string::npos) continue;
+      (line.find("(io_uring queue") != std::string::npos ? ring : reads) = true;
+    }
+    EXPECT_TRUE(GetParam() ? ring && !reads : reads && !ring) << opcode << " came the wrong way:\n" << log();
+  }
+
+  TempDir mnt, logdir;
+  std::optional<UringParameter> uring_;
+  std::optional<TestBackend> backend_;
+  std::optional<ForegroundMount> mount_;
+};
+
+std::string path_name(const ::testing::TestParamInfo<bool>& info) { return info.param ? "IoUring" : "Reads"; }
+
+// FUSE allows errors down to -4095; the kernel refuses a reply with one at or below -512 (it
+// would never answer the request through /dev/fuse, and fails it with EINVAL through io_uring).
+class KernelRefusedError : public UntrustedDevice {};
+
+TEST_P(KernelRefusedError, ReachesTheCallerAsEIO) {
+  const int errors[] = {-600, -2000, -4095};
+  std::vector<std::string> faults;
+  for (int e : errors) faults.push_back("error=" + std::to_string(e) + "@statfs");  // STATFS 1, 2, 3
+  start(faults);
+  for (int e : errors) {
+    const auto got = in_child<Statfs>([&] { return statfs_of(mnt.path()); });
+    ASSERT_TRUE(got) << "statvfs never returned: the device's error " << e << " left it unanswered";
+    EXPECT_EQ(got->error, EIO) << e << ": " << std::strerror(got->error);
+  }
+  const auto after = in_child<Statfs>([&] { return statfs_of(mnt.path()); });
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->error, 0) << "the mount goes on after such errors";
+  EXPECT_EQ(after->bsize, 4096u);
+  expect_path_taken("STATFS");
+  EXPECT_NE(log().find("error 600 is beyond what the kernel takes"), std::string::npos) << log();
+}
+
+INSTANTIATE_TEST_SUITE_P(Path, KernelRefusedError, ::testing::Bool(), path_name);
+
+}  // namespace
+}  // namespace virtiofs::test
