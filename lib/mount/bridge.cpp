@@ -15,6 +15,7 @@
 #include <system_error>
 
 #include "mount/bridge_request.hpp"
+#include "mount/reply_room.hpp"
 
 namespace virtiofs::mount {
 
@@ -67,7 +68,8 @@ Bridge::Bridge(fs::Session& session, int fuse_fd, const BridgeOptions& options)
     : session_(session),
       options_(normalized(options)),
       free_requests_(records_in(session.staging(), options_)),
-      free_chunks_(chunk_count(options_)) {
+      free_chunks_(chunk_count(options_)),
+      chunk_dirty_(chunk_count(options_), 0) {
   const unsigned records = records_in(session.staging(), options_);
   ring_memory_ = session.staging().last(ring_bytes(options_));
   std::byte* p = session.staging().data();
@@ -148,6 +150,9 @@ void Bridge::read_loop(Reader& r) {
       }
       break;
     }
+    // What the kernel wrote into the landing chunks must not show in a later reply room.
+    for (uint32_t i = 0; i < r.chunk_count && static_cast<size_t>(n) > kHeadBytes + size_t{i} * kChunkBytes; ++i)
+      mark_written(chunk_dirty_[r.chunks[i]], std::min<size_t>(n - kHeadBytes - size_t{i} * kChunkBytes, kChunkBytes));
     dispatch(r, static_cast<size_t>(n));
   }
   if (r.landing) free_requests_.give(std::span(&r.landing->index, 1));
@@ -267,10 +272,12 @@ void Bridge::forward(Reader& r, const fuse_in_header& header, uint32_t reply_byt
   r.chunk_count -= used;
   q.chunk_count = used;
   in_flight_.add();
-  // Room for the reply: the reply head, then chunks (READ, READDIR, xattrs).
+  // Room for the reply: the reply head, then chunks (READ, READDIR, xattrs), each cleared of
+  // what an earlier message may have left in it (mount/reply_room.hpp).
   uint32_t n_out = 0;
   if (reply_bytes) {
     q.out[n_out++] = {q.out_head, std::min(reply_bytes, kHeadBytes)};
+    clear_reply_room(q.out_head, q.out_dirty, q.out[0].len);
     const uint32_t more = chunks_for(reply_bytes, kHeadBytes);
     if (more && !free_chunks_.take(std::span(q.chunks).subspan(q.chunk_count, more))) {
       q.ec = std::make_error_code(std::errc::not_connected);
@@ -280,7 +287,9 @@ void Bridge::forward(Reader& r, const fuse_in_header& header, uint32_t reply_byt
     size_t left = reply_bytes - kHeadBytes * (more ? 1 : 0);
     for (uint32_t i = 0; i < more; ++i) {
       const auto len = static_cast<uint32_t>(std::min<size_t>(left, kChunkBytes));
-      q.out[n_out++] = {chunks_ + size_t{q.chunks[q.chunk_count + i]} * kChunkBytes, len};
+      const uint32_t c = q.chunks[q.chunk_count + i];
+      q.out[n_out++] = {chunks_ + size_t{c} * kChunkBytes, len};
+      clear_reply_room(q.out[n_out - 1].data, chunk_dirty_[c], len);
       left -= len;
     }
     q.chunk_count += more;

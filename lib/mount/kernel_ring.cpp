@@ -21,6 +21,7 @@
 
 #include "fuse/forwarding.hpp"
 #include "mount/fuse_uring_abi.hpp"
+#include "mount/reply_room.hpp"
 
 namespace virtiofs::mount {
 
@@ -45,6 +46,8 @@ struct KernelRing::Entry : fs::Call {
   Queue* queue = nullptr;
   std::byte* head = nullptr;  // kHeadBytes: uring_abi::RequestHeader first
   std::byte* payload = nullptr;
+  uint32_t reply_dirty = 0;    // prefixes that may hold an earlier message (mount/reply_room.hpp)
+  uint32_t payload_dirty = 0;
   std::array<iovec, 2> registered{};  // what REGISTER hands the kernel: header, payload
   uint32_t last_command = 0;          // resent as is if the kernel asks to retry
   uint64_t commit_id = 0;
@@ -252,6 +255,7 @@ void KernelRing::handle(Entry& e) {
   std::memcpy(&io, &e.header().entry, sizeof(io));
   e.commit_id = io.commit_id;
   e.unique = header.unique;
+  mark_written(e.payload_dirty, std::min(io.payload_sz, payload_bytes_));  // the kernel's request payload
   // The message the device gets is the classic one: in header, the opcode's header, payload.
   // The kernel's own lengths are checked all the same: a mistake here would send garbage on.
   const size_t fixed = sizeof(header) + size_t{io.payload_sz};
@@ -280,6 +284,7 @@ void KernelRing::handle(Entry& e) {
   e.in[n_in++] = {e.head, static_cast<uint32_t>(sizeof(header))};
   if (op_len) e.in[n_in++] = {e.head + offsetof(uring_abi::RequestHeader, op_in), op_len};
   // Reply and request payload must not share memory: the device reads one and writes the other.
+  // Reply rooms are cleared of what an earlier message may have left (mount/reply_room.hpp).
   const uint32_t reply_payload = fwd.reply_bytes - static_cast<uint32_t>(sizeof(fuse_out_header));
   std::byte* reply_head = e.head + kReplyOffset;
   if (io.payload_sz == 0 || (fwd.reply_bytes > kReplyBytes && io.payload_sz <= kSpareBytes)) {
@@ -304,6 +309,8 @@ void KernelRing::handle(Entry& e) {
                  io.payload_sz, fwd.reply_bytes);
     return answer(e, EIO);
   }
+  clear_reply_room(reply_head, e.reply_dirty, e.out[0].len);
+  if (n_out > 1) clear_reply_room(e.payload, e.payload_dirty, e.out[1].len);
   e.message = fs::RawMessage{std::span(e.in.data(), n_in), std::span(e.out.data(), n_out),
                              header.unique, false};
   e.raw = &e.message;
@@ -332,8 +339,10 @@ void KernelRing::on_reply(fs::Call& call) {
   } else {
     // The validated header, from private memory; the payload is where the kernel reads it.
     const uint32_t payload = e.reply.data_len;
-    if (e.reply_in_head && payload)
+    if (e.reply_in_head && payload) {
       std::memcpy(e.payload, e.head + kReplyOffset + sizeof(fuse_out_header), payload);
+      mark_written(e.payload_dirty, payload);
+    }
     std::memcpy(e.header().in_out, &e.reply.header, sizeof(fuse_out_header));
     e.header().entry.payload_sz = payload;
     if (ring.debug_)

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <optional>
 #include <poll.h>
@@ -21,7 +22,7 @@
 namespace virtiofs::test {
 namespace {
 
-[[maybe_unused]] void pin_to_cpu0() {
+void pin_to_cpu0() {
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(0, &set);
@@ -141,6 +142,75 @@ TEST_P(KernelRefusedError, ReachesTheCallerAsEIO) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Path, KernelRefusedError, ::testing::Bool(), path_name);
+
+// A device that reports a reply it never wrote (its out header and used length say the whole
+// reply) hands the kernel whatever its reply room held. The bridge clears reply rooms before
+// the device gets them, so that is zeros, never an earlier request's bytes. One reader thread or
+// one io_uring entry (the process pinned to one CPU), so the rooms are the same ones.
+class StaleDeviceMemory : public UntrustedDevice {};
+
+constexpr size_t kFileBytes = 128 * 1024;
+
+struct ReadBack {
+  int error = 0;            // errno of the first call that failed, 0 if none did
+  bool first_intact = false;  // the non-zero file read back as written
+  ssize_t got = 0;          // bytes read from the zero file
+  size_t nonzero = 0;       // ... that were not zero
+};
+
+TEST_P(StaleDeviceMemory, AZeroFileReadAfterAnotherFileGivesZeros) {
+  start({"unwritten-payload@read#2"});
+  const std::string data = random_bytes(kFileBytes, 10);
+  const auto r = in_child<ReadBack>([&] {
+    pin_to_cpu0();
+    ReadBack out;
+    auto* buf = static_cast<char*>(std::aligned_alloc(4096, kFileBytes));
+    // O_DIRECT: exactly one WRITE and one READ of 128 KiB each, no readahead.
+    const int a = open((mnt / "a").c_str(), O_CREAT | O_RDWR | O_DIRECT, 0644);
+    const int z = open((mnt / "zeros").c_str(), O_CREAT | O_RDWR | O_DIRECT, 0644);
+    std::memcpy(buf, data.data(), kFileBytes);
+    if (a < 0 || z < 0 || pwrite(a, buf, kFileBytes, 0) != static_cast<ssize_t>(kFileBytes) ||
+        ftruncate(z, kFileBytes) != 0)
+      return ReadBack{errno};
+    std::memset(buf, 0, kFileBytes);
+    if (pread(a, buf, kFileBytes, 0) != static_cast<ssize_t>(kFileBytes)) return ReadBack{errno};  // READ 1
+    out.first_intact = std::memcmp(buf, data.data(), kFileBytes) == 0;
+    std::memset(buf, 0, kFileBytes);
+    out.got = pread(z, buf, kFileBytes, 0);  // READ 2: its payload never written
+    if (out.got < 0) out.error = errno;
+    for (ssize_t i = 0; i < out.got; ++i) out.nonzero += buf[i] != 0;
+    return out;
+  });
+  ASSERT_TRUE(r) << "the reads never returned";
+  ASSERT_EQ(r->error, 0) << std::strerror(r->error);
+  EXPECT_TRUE(r->first_intact);
+  EXPECT_EQ(r->got, static_cast<ssize_t>(kFileBytes));
+  EXPECT_EQ(r->nonzero, 0u) << "bytes of an earlier reply or request reached the reader";
+  expect_path_taken("READ");
+}
+
+// The same for a fixed-size reply: STATFS after a file was written, read and stat'ed.
+TEST_P(StaleDeviceMemory, AStatfsReplyNeverWrittenIsZeros) {
+  start({"unwritten-payload@statfs"});
+  const std::string data = random_bytes(kFileBytes, 11);
+  const auto r = in_child<Statfs>([&] {
+    pin_to_cpu0();
+    write_file(mnt / "a", data);
+    struct stat st;
+    for (int i = 0; i < 4; ++i) stat((mnt / "a").c_str(), &st);
+    if (read_file(mnt / "a") != data) return Statfs{EILSEQ};
+    return statfs_of(mnt.path());
+  });
+  ASSERT_TRUE(r) << "statvfs never returned";
+  ASSERT_EQ(r->error, 0) << std::strerror(r->error);
+  EXPECT_EQ(r->bsize, 0u) << "an earlier reply's bytes reached the caller";
+  EXPECT_EQ(r->blocks, 0u);
+  EXPECT_EQ(r->files, 0u);
+  EXPECT_EQ(r->namemax, 0u);
+  expect_path_taken("STATFS");
+}
+
+INSTANTIATE_TEST_SUITE_P(Path, StaleDeviceMemory, ::testing::Bool(), path_name);
 
 }  // namespace
 }  // namespace virtiofs::test
