@@ -27,13 +27,14 @@ namespace virtiofs::mount {
 
 namespace {
 
-// Inside each entry's head block: the kernel's header first, then a spare for a request payload
-// that has to move out of the way of a large reply, then the reply room.
+// Inside each entry's head block (device memory): the device's copy of the in header and the
+// opcode's header, then a spare for a request payload that has to move out of the way of a
+// large reply, then the reply room. The kernel's own header block is private memory.
 constexpr uint32_t kSpareOffset = 1024;
 constexpr uint32_t kSpareBytes = 4096 - kSpareOffset;
 constexpr uint32_t kReplyOffset = 4096;
 constexpr uint32_t kReplyBytes = KernelRing::kHeadBytes - kReplyOffset;
-static_assert(sizeof(uring_abi::RequestHeader) <= kSpareOffset);
+static_assert(sizeof(fuse_in_header) + uring_abi::kOpInOutBytes <= kSpareOffset);
 
 // Tags the wake-up poll's completion apart from the entries'.
 constexpr uint64_t kWakeTag = 0;
@@ -44,7 +45,11 @@ constexpr uint64_t kWakeTag = 0;
 struct KernelRing::Entry : fs::Call {
   KernelRing* owner = nullptr;
   Queue* queue = nullptr;
-  std::byte* head = nullptr;  // kHeadBytes: uring_abi::RequestHeader first
+  // Where the kernel writes the request header and reads the reply header: private memory, so
+  // that nothing the device writes reaches the kernel as a header or changes what the bridge
+  // read and validated.
+  std::unique_ptr<uring_abi::RequestHeader> kernel_header = std::make_unique<uring_abi::RequestHeader>();
+  std::byte* head = nullptr;  // kHeadBytes of device memory: request copy, spare, reply room
   std::byte* payload = nullptr;
   uint32_t reply_dirty = 0;    // prefixes that may hold an earlier message (mount/reply_room.hpp)
   uint32_t payload_dirty = 0;
@@ -57,7 +62,7 @@ struct KernelRing::Entry : fs::Call {
   std::array<fs::DeviceBuffer, 2> out{};
   fs::RawMessage message;
 
-  uring_abi::RequestHeader& header() { return *reinterpret_cast<uring_abi::RequestHeader*>(head); }
+  uring_abi::RequestHeader& header() { return *kernel_header; }
 };
 
 struct KernelRing::Queue {
@@ -137,7 +142,7 @@ KernelRing::KernelRing(fs::Session& session, int fuse_fd, std::span<std::byte> m
       e->head = p;
       e->payload = p + kHeadBytes;
       p += kHeadBytes + size_t{payload_bytes};
-      e->registered = {iovec{e->head, sizeof(uring_abi::RequestHeader)},
+      e->registered = {iovec{e->kernel_header.get(), sizeof(uring_abi::RequestHeader)},
                        iovec{e->payload, payload_bytes}};
       e->on_done = &KernelRing::on_reply;
       queue.entries.push_back(std::move(e));
@@ -247,8 +252,6 @@ void KernelRing::serve(Queue& q) {
 
 void KernelRing::handle(Entry& e) {
   requests_.fetch_add(1, std::memory_order_relaxed);
-  // Private copies of what decisions rest on: the device may read (and a broken one write) the
-  // entry while the request is out.
   fuse_in_header header{};
   std::memcpy(&header, e.header().in_out, sizeof(header));
   uring_abi::EntryInOut io{};
@@ -280,9 +283,12 @@ void KernelRing::handle(Entry& e) {
     return answer(e, EIO);
   }
 
+  // The device gets its own copy of the in header and the opcode's header (a few hundred bytes
+  // at most), next to each other: one descriptor.
   uint32_t n_in = 0, n_out = 0;
-  e.in[n_in++] = {e.head, static_cast<uint32_t>(sizeof(header))};
-  if (op_len) e.in[n_in++] = {e.head + offsetof(uring_abi::RequestHeader, op_in), op_len};
+  std::memcpy(e.head, &header, sizeof(header));
+  std::memcpy(e.head + sizeof(header), op.data(), op_len);
+  e.in[n_in++] = {e.head, static_cast<uint32_t>(sizeof(header)) + op_len};
   // Reply and request payload must not share memory: the device reads one and writes the other.
   // Reply rooms are cleared of what an earlier message may have left (mount/reply_room.hpp).
   const uint32_t reply_payload = fwd.reply_bytes - static_cast<uint32_t>(sizeof(fuse_out_header));
@@ -337,7 +343,7 @@ void KernelRing::on_reply(fs::Call& call) {
   if (e.ec) {
     ring.answer(e, e.ec.value());
   } else {
-    // The validated header, from private memory; the payload is where the kernel reads it.
+    // The validated header, into private memory; the payload is where the kernel reads it.
     const uint32_t payload = e.reply.data_len;
     if (e.reply_in_head && payload) {
       std::memcpy(e.payload, e.head + kReplyOffset + sizeof(fuse_out_header), payload);

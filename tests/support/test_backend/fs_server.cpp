@@ -1,5 +1,7 @@
 #include "support/test_backend/fs_server.hpp"
 
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -237,7 +239,7 @@ void FsServer::answer(Request& r, std::optional<Fault> fault, Used& used, int32_
     case Fault::kScribbleHeader: {
       // The in header's unique (offset 8) is where an out header keeps its unique too: spoil it
       // now, and again if the driver writes this request's reply header there after completion
-      // (until a new request lands there, or for 200 ms).
+      // (until a new request lands there, or for 50 ms).
       std::byte* at = nullptr;
       for (const auto& b : r.chain.buffers)
         if (!b.writable && b.len >= sizeof(fuse_in_header)) {
@@ -254,7 +256,12 @@ void FsServer::answer(Request& r, std::optional<Fault> fault, Used& used, int32_
       used.emplace_back(id, written);
       device_->complete_all(r.queue, used);
       used.clear();
-      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+      // Real-time while it watches, so that it is on a CPU when the driver writes there.
+      sched_param rt{1}, was{};
+      int policy = SCHED_OTHER;
+      pthread_getschedparam(pthread_self(), &policy, &was);
+      const bool raised = pthread_setschedparam(pthread_self(), SCHED_FIFO, &rt) == 0;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
       while (unique && std::chrono::steady_clock::now() < until) {
         const uint64_t seen = __atomic_load_n(unique, __ATOMIC_RELAXED);
         if (seen == r.header.unique) {
@@ -263,6 +270,7 @@ void FsServer::answer(Request& r, std::optional<Fault> fault, Used& used, int32_
         }
         if (seen != garbage) break;  // the next request landed there
       }
+      if (raised) pthread_setschedparam(pthread_self(), policy, &was);
       return;
     }
     default:
