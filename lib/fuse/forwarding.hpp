@@ -5,6 +5,7 @@
 
 #include <linux/fuse.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <span>
 #include <system_error>
@@ -36,6 +37,15 @@ inline constexpr uint32_t kSmallReply = 8192;
 // sent one). `max_payload` is the most data one reply may carry (READ, READDIR, GETXATTR).
 Forwarding classify(const fuse_in_header& header, std::span<const std::byte> args,
                     uint32_t max_payload);
+
+// The errno the kernel is told for a reply with error `error` (0: success). FUSE headers allow
+// -4095..-1, but the kernel takes -511..-1 only (fs/fuse/dev.c fuse_dev_do_write refuses a lower
+// one with EINVAL before it looks the request up, which then is never answered; the io_uring
+// commit fails the request with EINVAL). Anything it would not take becomes EIO.
+inline constexpr int kKernelMaxErrno = 511;
+constexpr int kernel_errno(int error) {
+  return error >= 0 && error <= kKernelMaxErrno ? error : EIO;
+}
 
 // Flags the bridge passes between kernel and device untouched: they change what is in the
 // messages or how each side behaves, never how messages travel. Transport flags (splice, DAX,

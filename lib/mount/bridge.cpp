@@ -14,7 +14,8 @@
 #include <cstring>
 #include <system_error>
 
-#include "mount/fuse_uring_abi.hpp"
+#include "mount/bridge_request.hpp"
+#include "mount/reply_room.hpp"
 
 namespace virtiofs::mount {
 
@@ -29,34 +30,6 @@ uint32_t chunks_for(size_t bytes, size_t head) {
                       : 0;
 }
 
-}  // namespace
-
-// One request on its way through the bridge. Its heads live in device memory for good; payload
-// chunks are borrowed from the pool while it is in flight.
-struct Bridge::Request : fs::Call {
-  Bridge* bridge = nullptr;
-  uint32_t index = 0;
-  std::byte* in_head = nullptr;
-  std::byte* out_head = nullptr;
-  int fd = -1;  // the clone the request came from: its reply must go back there
-  uint64_t unique = 0;
-  uint32_t opcode = 0;
-  std::array<uint32_t, kLandingChunks + 1> chunks{};  // request payload, then reply room
-  uint32_t chunk_count = 0;
-  std::array<fs::DeviceBuffer, 1 + kLandingChunks> in{};
-  std::array<fs::DeviceBuffer, 2 + kLandingChunks> out{};
-  fs::RawMessage message;
-};
-
-struct Bridge::Reader {
-  int fd = -1;
-  std::thread thread;
-  Request* landing = nullptr;  // the record the next read lands in
-  std::array<uint32_t, kLandingChunks> chunks{};
-  uint32_t chunk_count = 0;
-};
-
-namespace {
 unsigned request_count(const fs::SessionOptions& s, const BridgeOptions& o) {
   // Enough records for every slot of every queue, plus one landing per reader.
   return std::min<unsigned>(s.max_in_flight, s.queue_size) * (s.num_request_queues + 1) + o.readers;
@@ -95,7 +68,8 @@ Bridge::Bridge(fs::Session& session, int fuse_fd, const BridgeOptions& options)
     : session_(session),
       options_(normalized(options)),
       free_requests_(records_in(session.staging(), options_)),
-      free_chunks_(chunk_count(options_)) {
+      free_chunks_(chunk_count(options_)),
+      chunk_dirty_(chunk_count(options_), 0) {
   const unsigned records = records_in(session.staging(), options_);
   ring_memory_ = session.staging().last(ring_bytes(options_));
   std::byte* p = session.staging().data();
@@ -176,6 +150,9 @@ void Bridge::read_loop(Reader& r) {
       }
       break;
     }
+    // What the kernel wrote into the landing chunks must not show in a later reply room.
+    for (uint32_t i = 0; i < r.chunk_count && static_cast<size_t>(n) > kHeadBytes + size_t{i} * kChunkBytes; ++i)
+      mark_written(chunk_dirty_[r.chunks[i]], std::min<size_t>(n - kHeadBytes - size_t{i} * kChunkBytes, kChunkBytes));
     dispatch(r, static_cast<size_t>(n));
   }
   if (r.landing) free_requests_.give(std::span(&r.landing->index, 1));
@@ -228,70 +205,6 @@ void Bridge::dispatch(Reader& r, size_t n) {
       forward(r, header, fwd.reply_bytes, fwd.route == fuse::Route::kHiprio, n);
       return;
   }
-}
-
-void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<const std::byte> args) {
-  auto done = [&](std::string error) {
-    std::lock_guard lock(init_mu_);
-    init_done_ = true;
-    init_error_ = std::move(error);
-    init_cv_.notify_all();
-  };
-  fuse::KernelInit kernel;
-  if (fuse::parse_kernel_init(args, kernel)) {
-    reply_error(r.fd, header.unique, EPROTO);
-    done("the kernel speaks FUSE " + std::to_string(kernel.major) + "." +
-         std::to_string(kernel.minor) + ", too old for virtio-fs");
-    return;
-  }
-  try {
-    session_.init(fuse::device_offer(kernel), kernel.max_readahead, fuse::device_minor(kernel));
-  } catch (const std::system_error& e) {
-    reply_error(r.fd, header.unique, e.code().value());
-    done(e.what());
-    return;
-  }
-  fuse_init_out out{};
-  const uint32_t len = fuse::make_kernel_init_reply(
-      kernel, session_.negotiated(), std::min(kMaxPayload, session_.max_transfer()), out);
-  const uint32_t pages = (out.flags & FUSE_MAX_PAGES) ? out.max_pages : 32;
-  max_payload_.store(std::min(kMaxPayload, pages * 4096), std::memory_order_relaxed);
-  if (prepare_ring(kernel)) {
-    // Between kernel and bridge only: the device never hears of it.
-    out.flags |= FUSE_INIT_EXT;
-    out.flags2 |= static_cast<uint32_t>(uring_abi::kFuseOverIoUring >> 32);
-  }
-  fuse_out_header h{static_cast<uint32_t>(sizeof(fuse_out_header) + len), 0, header.unique};
-  iovec iov[2] = {{&h, sizeof(h)}, {&out, len}};
-  write_reply(r.fd, iov, 2, header.unique);
-  // The kernel holds new requests until every CPU's queue has an entry: register at once.
-  if (ring_) ring_->start(max_payload_.load(std::memory_order_relaxed));
-  if (options_.debug)
-    std::fprintf(stderr, "INIT: kernel 7.%u, device 7.%u -> 7.%u, max_write %u, max_pages %u, flags %#llx\n",
-                 kernel.minor, session_.negotiated().minor, out.minor, out.max_write, out.max_pages,
-                 static_cast<unsigned long long>(out.flags | uint64_t{out.flags2} << 32));
-  done({});
-}
-
-bool Bridge::prepare_ring(const fuse::KernelInit& kernel) {
-  if (!options_.io_uring) return false;
-  if (!(kernel.flags & uring_abi::kFuseOverIoUring)) {
-    std::fprintf(stderr, "virtiofs-mount: the kernel does not offer FUSE over io_uring (Linux 6.14+, "
-                 "fuse module parameter enable_uring); serving through /dev/fuse reads\n");
-    return false;
-  }
-  try {
-    ring_ = std::make_unique<KernelRing>(session_, fuse_fd_, ring_memory_, options_.io_uring_depth,
-                                         kMaxPayload, in_flight_, options_.debug);
-  } catch (const std::system_error& e) {
-    std::fprintf(stderr, "virtiofs-mount: FUSE over io_uring unavailable (%s); serving through "
-                 "/dev/fuse reads\n", e.what());
-    return false;
-  }
-  if (options_.debug)
-    std::fprintf(stderr, "FUSE over io_uring: %u queues of %u entries\n", KernelRing::kernel_queue_count(),
-                 options_.io_uring_depth);
-  return true;
 }
 
 void Bridge::handle_forget(Reader& r, const fuse_in_header& header, size_t n) {
@@ -359,10 +272,12 @@ void Bridge::forward(Reader& r, const fuse_in_header& header, uint32_t reply_byt
   r.chunk_count -= used;
   q.chunk_count = used;
   in_flight_.add();
-  // Room for the reply: the reply head, then chunks (READ, READDIR, xattrs).
+  // Room for the reply: the reply head, then chunks (READ, READDIR, xattrs), each cleared of
+  // what an earlier message may have left in it (mount/reply_room.hpp).
   uint32_t n_out = 0;
   if (reply_bytes) {
     q.out[n_out++] = {q.out_head, std::min(reply_bytes, kHeadBytes)};
+    clear_reply_room(q.out_head, q.out_dirty, q.out[0].len);
     const uint32_t more = chunks_for(reply_bytes, kHeadBytes);
     if (more && !free_chunks_.take(std::span(q.chunks).subspan(q.chunk_count, more))) {
       q.ec = std::make_error_code(std::errc::not_connected);
@@ -372,7 +287,9 @@ void Bridge::forward(Reader& r, const fuse_in_header& header, uint32_t reply_byt
     size_t left = reply_bytes - kHeadBytes * (more ? 1 : 0);
     for (uint32_t i = 0; i < more; ++i) {
       const auto len = static_cast<uint32_t>(std::min<size_t>(left, kChunkBytes));
-      q.out[n_out++] = {chunks_ + size_t{q.chunks[q.chunk_count + i]} * kChunkBytes, len};
+      const uint32_t c = q.chunks[q.chunk_count + i];
+      q.out[n_out++] = {chunks_ + size_t{c} * kChunkBytes, len};
+      clear_reply_room(q.out[n_out - 1].data, chunk_dirty_[c], len);
       left -= len;
     }
     q.chunk_count += more;
@@ -386,82 +303,6 @@ void Bridge::forward(Reader& r, const fuse_in_header& header, uint32_t reply_byt
   } else {
     session_.submit(q);
   }
-}
-
-void Bridge::on_reply(fs::Call& call) {
-  auto& q = static_cast<Request&>(call);
-  Bridge& b = *q.bridge;
-  if (q.ec) {
-    b.reply_error(q.fd, q.unique, q.ec.value());
-  } else if (q.reply.header.len != 0) {  // zero: an INTERRUPT the device handed back unanswered
-    // The validated header from private memory, the payload from device memory as it is.
-    std::array<iovec, 3 + kLandingChunks> iov;
-    int count = 0;
-    iov[count++] = {&q.reply.header, sizeof(fuse_out_header)};
-    size_t skip = sizeof(fuse_out_header), left = q.reply.data_len;
-    for (const fs::DeviceBuffer& buf : q.message.out) {
-      if (left == 0) break;
-      if (skip >= buf.len) {
-        skip -= buf.len;
-        continue;
-      }
-      const size_t len = std::min<size_t>(buf.len - skip, left);
-      iov[count++] = {buf.data + skip, len};
-      left -= len;
-      skip = 0;
-    }
-    b.write_reply(q.fd, iov.data(), count, q.unique);
-    if (b.options_.debug)
-      std::fprintf(stderr, "   unique %llu %s: %u bytes\n", static_cast<unsigned long long>(q.unique),
-                   fuse::opcode_name(q.opcode), q.reply.header.len);
-  }
-  b.finish(q);
-}
-
-void Bridge::finish(Request& q) {
-  free_chunks_.give(std::span(q.chunks.data(), q.chunk_count));
-  q.chunk_count = 0;
-  q.raw = nullptr;
-  free_requests_.give(std::span(&q.index, 1));
-  in_flight_.done();
-}
-
-void Bridge::reply_error(int fd, uint64_t unique, int error) {
-  fuse_out_header h{sizeof(fuse_out_header), -error, unique};
-  iovec iov{&h, sizeof(h)};
-  write_reply(fd, &iov, 1, unique);
-  if (options_.debug)
-    std::fprintf(stderr, "   unique %llu: error %d (%s)\n", static_cast<unsigned long long>(unique),
-                 error, std::strerror(error));
-}
-
-void Bridge::write_reply(int fd, const iovec* iov, int count, uint64_t unique) {
-  if (writev(fd, iov, count) >= 0) return;
-  // ENOENT: the kernel gave up on the request (interrupted); ENODEV: the connection ended.
-  if (errno != ENOENT && errno != ENODEV)
-    std::fprintf(stderr, "virtiofs-mount: the kernel refused the reply to request %llu: %s\n",
-                 static_cast<unsigned long long>(unique), std::strerror(errno));
-}
-
-void Bridge::mark_ended() {
-  uint64_t one = 1;
-  [[maybe_unused]] ssize_t w = write(ended_fd_, &one, sizeof(one));
-  std::lock_guard lock(init_mu_);
-  if (!init_done_) {
-    init_done_ = true;
-    init_error_ = "the kernel ended the FUSE connection before INIT";
-    init_cv_.notify_all();
-  }
-}
-
-bool Bridge::wait_init(std::chrono::milliseconds timeout, std::string& error) {
-  std::unique_lock lock(init_mu_);
-  if (!init_cv_.wait_for(lock, timeout, [this] { return init_done_; })) {
-    error = "the kernel sent no FUSE_INIT";
-    return false;
-  }
-  error = init_error_;
-  return error.empty();
 }
 
 void Bridge::stop() {

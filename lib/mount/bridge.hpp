@@ -90,6 +90,9 @@ class Bridge {
   IndexPool free_requests_;
   IndexPool free_chunks_;
   std::byte* chunks_ = nullptr;
+  // Per chunk, the prefix that may hold an earlier request or reply (mount/reply_room.hpp);
+  // touched only by the thread that holds the chunk.
+  std::vector<uint32_t> chunk_dirty_;
   std::vector<std::unique_ptr<Reader>> readers_;
   int fuse_fd_ = -1;
   std::span<std::byte> ring_memory_;

@@ -21,18 +21,20 @@
 
 #include "fuse/forwarding.hpp"
 #include "mount/fuse_uring_abi.hpp"
+#include "mount/reply_room.hpp"
 
 namespace virtiofs::mount {
 
 namespace {
 
-// Inside each entry's head block: the kernel's header first, then a spare for a request payload
-// that has to move out of the way of a large reply, then the reply room.
+// Inside each entry's head block (device memory): the device's copy of the in header and the
+// opcode's header, then a spare for a request payload that has to move out of the way of a
+// large reply, then the reply room. The kernel's own header block is private memory.
 constexpr uint32_t kSpareOffset = 1024;
 constexpr uint32_t kSpareBytes = 4096 - kSpareOffset;
 constexpr uint32_t kReplyOffset = 4096;
 constexpr uint32_t kReplyBytes = KernelRing::kHeadBytes - kReplyOffset;
-static_assert(sizeof(uring_abi::RequestHeader) <= kSpareOffset);
+static_assert(sizeof(fuse_in_header) + uring_abi::kOpInOutBytes <= kSpareOffset);
 
 // Tags the wake-up poll's completion apart from the entries'.
 constexpr uint64_t kWakeTag = 0;
@@ -43,8 +45,14 @@ constexpr uint64_t kWakeTag = 0;
 struct KernelRing::Entry : fs::Call {
   KernelRing* owner = nullptr;
   Queue* queue = nullptr;
-  std::byte* head = nullptr;  // kHeadBytes: uring_abi::RequestHeader first
+  // Where the kernel writes the request header and reads the reply header: private memory, so
+  // that nothing the device writes reaches the kernel as a header or changes what the bridge
+  // read and validated.
+  std::unique_ptr<uring_abi::RequestHeader> kernel_header = std::make_unique<uring_abi::RequestHeader>();
+  std::byte* head = nullptr;  // kHeadBytes of device memory: request copy, spare, reply room
   std::byte* payload = nullptr;
+  uint32_t reply_dirty = 0;    // prefixes that may hold an earlier message (mount/reply_room.hpp)
+  uint32_t payload_dirty = 0;
   std::array<iovec, 2> registered{};  // what REGISTER hands the kernel: header, payload
   uint32_t last_command = 0;          // resent as is if the kernel asks to retry
   uint64_t commit_id = 0;
@@ -54,7 +62,7 @@ struct KernelRing::Entry : fs::Call {
   std::array<fs::DeviceBuffer, 2> out{};
   fs::RawMessage message;
 
-  uring_abi::RequestHeader& header() { return *reinterpret_cast<uring_abi::RequestHeader*>(head); }
+  uring_abi::RequestHeader& header() { return *kernel_header; }
 };
 
 struct KernelRing::Queue {
@@ -134,7 +142,7 @@ KernelRing::KernelRing(fs::Session& session, int fuse_fd, std::span<std::byte> m
       e->head = p;
       e->payload = p + kHeadBytes;
       p += kHeadBytes + size_t{payload_bytes};
-      e->registered = {iovec{e->head, sizeof(uring_abi::RequestHeader)},
+      e->registered = {iovec{e->kernel_header.get(), sizeof(uring_abi::RequestHeader)},
                        iovec{e->payload, payload_bytes}};
       e->on_done = &KernelRing::on_reply;
       queue.entries.push_back(std::move(e));
@@ -244,14 +252,13 @@ void KernelRing::serve(Queue& q) {
 
 void KernelRing::handle(Entry& e) {
   requests_.fetch_add(1, std::memory_order_relaxed);
-  // Private copies of what decisions rest on: the device may read (and a broken one write) the
-  // entry while the request is out.
   fuse_in_header header{};
   std::memcpy(&header, e.header().in_out, sizeof(header));
   uring_abi::EntryInOut io{};
   std::memcpy(&io, &e.header().entry, sizeof(io));
   e.commit_id = io.commit_id;
   e.unique = header.unique;
+  mark_written(e.payload_dirty, std::min(io.payload_sz, payload_bytes_));  // the kernel's request payload
   // The message the device gets is the classic one: in header, the opcode's header, payload.
   // The kernel's own lengths are checked all the same: a mistake here would send garbage on.
   const size_t fixed = sizeof(header) + size_t{io.payload_sz};
@@ -276,10 +283,14 @@ void KernelRing::handle(Entry& e) {
     return answer(e, EIO);
   }
 
+  // The device gets its own copy of the in header and the opcode's header (a few hundred bytes
+  // at most), next to each other: one descriptor.
   uint32_t n_in = 0, n_out = 0;
-  e.in[n_in++] = {e.head, static_cast<uint32_t>(sizeof(header))};
-  if (op_len) e.in[n_in++] = {e.head + offsetof(uring_abi::RequestHeader, op_in), op_len};
+  std::memcpy(e.head, &header, sizeof(header));
+  std::memcpy(e.head + sizeof(header), op.data(), op_len);
+  e.in[n_in++] = {e.head, static_cast<uint32_t>(sizeof(header)) + op_len};
   // Reply and request payload must not share memory: the device reads one and writes the other.
+  // Reply rooms are cleared of what an earlier message may have left (mount/reply_room.hpp).
   const uint32_t reply_payload = fwd.reply_bytes - static_cast<uint32_t>(sizeof(fuse_out_header));
   std::byte* reply_head = e.head + kReplyOffset;
   if (io.payload_sz == 0 || (fwd.reply_bytes > kReplyBytes && io.payload_sz <= kSpareBytes)) {
@@ -304,6 +315,8 @@ void KernelRing::handle(Entry& e) {
                  io.payload_sz, fwd.reply_bytes);
     return answer(e, EIO);
   }
+  clear_reply_room(reply_head, e.reply_dirty, e.out[0].len);
+  if (n_out > 1) clear_reply_room(e.payload, e.payload_dirty, e.out[1].len);
   e.message = fs::RawMessage{std::span(e.in.data(), n_in), std::span(e.out.data(), n_out),
                              header.unique, false};
   e.raw = &e.message;
@@ -313,7 +326,12 @@ void KernelRing::handle(Entry& e) {
 }
 
 void KernelRing::answer(Entry& e, int error) {
-  const fuse_out_header out{sizeof(fuse_out_header), -error, e.unique};
+  // The commit refuses an errno /dev/fuse would (EINVAL to the caller): say EIO instead.
+  const int sent = fuse::kernel_errno(error);
+  if (debug_ && sent != error)
+    std::fprintf(stderr, "   unique %llu: error %d is beyond what the kernel takes (1..%d): EIO (io_uring)\n",
+                 static_cast<unsigned long long>(e.unique), error, fuse::kKernelMaxErrno);
+  const fuse_out_header out{sizeof(fuse_out_header), -sent, e.unique};
   std::memcpy(e.header().in_out, &out, sizeof(out));
   e.header().entry.payload_sz = 0;
   send(e, uring_abi::kCommitAndFetch);
@@ -325,10 +343,12 @@ void KernelRing::on_reply(fs::Call& call) {
   if (e.ec) {
     ring.answer(e, e.ec.value());
   } else {
-    // The validated header, from private memory; the payload is where the kernel reads it.
+    // The validated header, into private memory; the payload is where the kernel reads it.
     const uint32_t payload = e.reply.data_len;
-    if (e.reply_in_head && payload)
+    if (e.reply_in_head && payload) {
       std::memcpy(e.payload, e.head + kReplyOffset + sizeof(fuse_out_header), payload);
+      mark_written(e.payload_dirty, payload);
+    }
     std::memcpy(e.header().in_out, &e.reply.header, sizeof(fuse_out_header));
     e.header().entry.payload_sz = payload;
     if (ring.debug_)

@@ -59,6 +59,17 @@ TEST(Forwarding, SizedRepliesGetRoomForTheirPayload) {
             sizeof(fuse_out_header) + 65536);
 }
 
+// What /dev/fuse takes (fuse_dev_do_write: error <= -512 is EINVAL), not what FUSE allows.
+TEST(Forwarding, ErrorsTheKernelRefusesBecomeEIO) {
+  EXPECT_EQ(kernel_errno(0), 0);
+  EXPECT_EQ(kernel_errno(ENOENT), ENOENT);
+  EXPECT_EQ(kernel_errno(511), 511);
+  EXPECT_EQ(kernel_errno(512), EIO);
+  EXPECT_EQ(kernel_errno(600), EIO);
+  EXPECT_EQ(kernel_errno(4095), EIO);
+  EXPECT_EQ(kernel_errno(-5), EIO);
+}
+
 TEST(Forwarding, OversizedOrTruncatedRequestsAreRefused) {
   fuse_read_in read{};
   read.size = (1 << 20) + 1;

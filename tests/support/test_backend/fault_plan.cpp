@@ -22,6 +22,9 @@ const std::pair<const char*, Fault> kFaults[] = {
     {"dirent-bad-name", Fault::kDirentBadName},
     {"absurd-init", Fault::kAbsurdInit},
     {"eio", Fault::kEioFromNowOn},
+    {"error", Fault::kError},
+    {"unwritten-payload", Fault::kUnwrittenPayload},
+    {"scribble-header", Fault::kScribbleHeader},
     {"die", Fault::kDie},
 };
 
@@ -36,7 +39,11 @@ const std::pair<const char*, uint32_t> kOpcodes[] = {
     {"destroy", FUSE_DESTROY}, {"batch_forget", FUSE_BATCH_FORGET},
 };
 
+thread_local int64_t struck_value = 0;
+
 }  // namespace
+
+int64_t FaultPlan::value() { return struck_value; }
 
 std::optional<uint32_t> opcode_by_name(const std::string& name) {
   for (auto& [n, op] : kOpcodes)
@@ -60,7 +67,7 @@ const std::vector<std::string>& FaultPlan::kind_names() {
 }
 
 void FaultPlan::add(const std::string& spec) {
-  std::string kind = spec, op, nth;
+  std::string kind = spec, op, nth, value;
   if (auto hash = kind.find('#'); hash != std::string::npos) {
     nth = kind.substr(hash + 1);
     kind.resize(hash);
@@ -68,6 +75,10 @@ void FaultPlan::add(const std::string& spec) {
   if (auto at = kind.find('@'); at != std::string::npos) {
     op = kind.substr(at + 1);
     kind.resize(at);
+  }
+  if (auto eq = kind.find('='); eq != std::string::npos) {
+    value = kind.substr(eq + 1);
+    kind.resize(eq);
   }
   Rule rule{Fault::kDie, std::nullopt, 1};
   bool known = false;
@@ -78,6 +89,13 @@ void FaultPlan::add(const std::string& spec) {
     rule.opcode = opcode_by_name(op);
     if (!rule.opcode) throw std::invalid_argument("unknown opcode '" + op + "'");
   }
+  if (!value.empty()) {
+    size_t used = 0;
+    rule.value = std::stoll(value, &used);
+    if (used != value.size()) throw std::invalid_argument("bad value '" + value + "'");
+  }
+  if (rule.fault == Fault::kError && (rule.value >= 0 || value.empty()))
+    throw std::invalid_argument("error=VALUE needs a negative errno");
   if (!nth.empty()) {
     rule.nth = std::stoull(nth);
     if (rule.nth == 0) throw std::invalid_argument("#N counts from 1");
@@ -96,6 +114,7 @@ std::optional<Fault> FaultPlan::strike(uint32_t opcode) {
       continue;  // "any request" means one that has a reply, after INIT
     if (++r.seen != r.nth) continue;
     if (r.fault == Fault::kEioFromNowOn) eio_ = true;
+    struck_value = r.value;
     return r.fault;
   }
   return std::nullopt;

@@ -1,5 +1,6 @@
 // Test fixture: what the test backend does wrong, and when. A fault is written
-// KIND[@OPCODE][#N]: it strikes the N-th request (default 1st) with that opcode (default any).
+// KIND[=VALUE][@OPCODE][#N]: it strikes the N-th request (default 1st) with that opcode (default
+// any); VALUE is the fault's own parameter (the errno of `error`).
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,10 @@ enum class Fault {
   kDirentBadName,      // READDIR name with a '/' in it
   kAbsurdInit,         // INIT reply with max_write 1 and max_pages 65535
   kEioFromNowOn,       // every reply from here on is -EIO (well formed)
+  kError,              // the reply is error VALUE (say -600: FUSE allows it, /dev/fuse does not)
+  kUnwrittenPayload,   // header and used length report the whole reply; only the header is written
+  kScribbleHeader,     // after completing, overwrites the out header the driver puts where the
+                       // request's in header was (a device writing memory it no longer owns)
   kDie,                // the backend is killed at once (device lost)
 };
 
@@ -32,6 +37,9 @@ class FaultPlan {
   void add(const std::string& spec);
   // Called once per request, in arrival order: the fault that strikes it, if any.
   std::optional<Fault> strike(uint32_t opcode);
+  // The VALUE of the rule that last struck on this thread (a queue's thread strikes a request
+  // and answers it before taking the next).
+  static int64_t value();
   static const std::vector<std::string>& kind_names();
 
  private:
@@ -39,6 +47,7 @@ class FaultPlan {
     Fault fault;
     std::optional<uint32_t> opcode;
     uint64_t nth;
+    int64_t value = 0;
     uint64_t seen = 0;
   };
   std::mutex mu_;

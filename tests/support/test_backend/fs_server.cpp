@@ -1,5 +1,8 @@
 #include "support/test_backend/fs_server.hpp"
 
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -159,6 +162,8 @@ void FsServer::answer(Request& r, std::optional<Fault> fault, Used& used, int32_
   if (fault == Fault::kDirentOverrun || fault == Fault::kDirentBadName)
     corrupt_first_dirent(reply.payload, *fault);
 
+  if (fault == Fault::kError) reply.error = static_cast<int32_t>(FaultPlan::value());
+
   fuse_out_header out{};
   out.unique = r.header.unique;
   out.error = reply.error;
@@ -183,8 +188,11 @@ void FsServer::answer(Request& r, std::optional<Fault> fault, Used& used, int32_
     bytes.resize(sizeof(out));
     std::memcpy(bytes.data(), &out, sizeof(out));
   }
-  uint32_t written = scatter(r.chain, bytes);
+  uint32_t written = scatter(r.chain, fault == Fault::kUnwrittenPayload
+                                          ? std::span<const std::byte>(bytes).first(sizeof(out))
+                                          : std::span<const std::byte>(bytes));
   if (fault == Fault::kHeaderLenMismatch) written = true_len;
+  if (fault == Fault::kUnwrittenPayload) written = static_cast<uint32_t>(bytes.size());
 
   uint32_t id = r.chain.head;
   switch (fault.value_or(Fault::kDie)) {
@@ -206,6 +214,43 @@ void FsServer::answer(Request& r, std::optional<Fault> fault, Used& used, int32_
       used.clear();
       device_->jump_used_idx(r.queue, static_cast<uint16_t>(device_->queue_size(r.queue) + 1));
       return;
+    case Fault::kScribbleHeader: {
+      // The in header's unique (offset 8) is where an out header keeps its unique too: spoil it
+      // now, and again if the driver writes this request's reply header there after completion
+      // (until a new request lands there, or for 50 ms).
+      std::byte* at = nullptr;
+      for (const auto& b : r.chain.buffers)
+        if (!b.writable && b.len >= sizeof(fuse_in_header)) {
+          at = b.ptr;
+          break;
+        }
+      auto* unique = at ? reinterpret_cast<uint64_t*>(at + offsetof(fuse_in_header, unique)) : nullptr;
+      const uint64_t garbage = ~r.header.unique;
+      if (unique) __atomic_store_n(unique, garbage, __ATOMIC_RELAXED);
+      {
+        std::lock_guard lock(mu_);
+        in_flight_[r.queue].erase(r.chain.head);
+      }
+      used.emplace_back(id, written);
+      device_->complete_all(r.queue, used);
+      used.clear();
+      // Real-time while it watches, so that it is on a CPU when the driver writes there.
+      sched_param rt{1}, was{};
+      int policy = SCHED_OTHER;
+      pthread_getschedparam(pthread_self(), &policy, &was);
+      const bool raised = pthread_setschedparam(pthread_self(), SCHED_FIFO, &rt) == 0;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+      while (unique && std::chrono::steady_clock::now() < until) {
+        const uint64_t seen = __atomic_load_n(unique, __ATOMIC_RELAXED);
+        if (seen == r.header.unique) {
+          __atomic_store_n(unique, garbage, __ATOMIC_RELAXED);
+          break;
+        }
+        if (seen != garbage) break;  // the next request landed there
+      }
+      if (raised) pthread_setschedparam(pthread_self(), policy, &was);
+      return;
+    }
     default:
       break;
   }

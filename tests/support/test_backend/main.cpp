@@ -4,7 +4,7 @@
 // this one covers what it cannot do (several request queues, INTERRUPT, misbehaviour).
 //
 //   virtiofs-test-backend --socket PATH [--queues N] [--tag T] [--no-config] [--delay-us US]
-//       [--reorder] [--hold OPCODE [--hold-ms MS]] [--fault KIND[@OPCODE][#N]]... [--stats FILE]
+//       [--reorder] [--hold OPCODE [--hold-ms MS]] [--fault KIND[=VALUE][@OPCODE][#N]]... [--stats FILE]
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -30,7 +30,7 @@ namespace {
   std::cerr << "virtiofs-test-backend: " << why
             << "\nusage: virtiofs-test-backend --socket PATH [--queues N] [--tag T] [--no-config]"
                " [--delay-us US] [--reorder] [--hold OPCODE [--hold-ms MS]]"
-               " [--fault KIND[@OPCODE][#N]]... [--stats FILE]\nfaults:";
+               " [--fault KIND[=VALUE][@OPCODE][#N]]... [--stats FILE]\nfaults:";
   for (const auto& k : FaultPlan::kind_names()) std::cerr << " " << k;
   std::cerr << "\n";
   exit(2);

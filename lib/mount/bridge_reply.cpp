@@ -1,0 +1,75 @@
+// Replies to the kernel: the device's (validated header from private memory, payload from where
+// the device wrote it) and the bridge's own error replies, written to the clone the request
+// came from.
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "mount/bridge_request.hpp"
+
+namespace virtiofs::mount {
+
+void Bridge::on_reply(fs::Call& call) {
+  auto& q = static_cast<Request&>(call);
+  Bridge& b = *q.bridge;
+  if (q.ec) {
+    b.reply_error(q.fd, q.unique, q.ec.value());
+  } else if (q.reply.header.len != 0) {  // zero: an INTERRUPT the device handed back unanswered
+    // The validated header from private memory, the payload from device memory as it is.
+    std::array<iovec, 3 + kLandingChunks> iov;
+    int count = 0;
+    iov[count++] = {&q.reply.header, sizeof(fuse_out_header)};
+    size_t skip = sizeof(fuse_out_header), left = q.reply.data_len;
+    for (const fs::DeviceBuffer& buf : q.message.out) {
+      if (left == 0) break;
+      if (skip >= buf.len) {
+        skip -= buf.len;
+        continue;
+      }
+      const size_t len = std::min<size_t>(buf.len - skip, left);
+      iov[count++] = {buf.data + skip, len};
+      left -= len;
+      skip = 0;
+    }
+    b.write_reply(q.fd, iov.data(), count, q.unique);
+    if (b.options_.debug)
+      std::fprintf(stderr, "   unique %llu %s: %u bytes\n", static_cast<unsigned long long>(q.unique),
+                   fuse::opcode_name(q.opcode), q.reply.header.len);
+  }
+  b.finish(q);
+}
+
+void Bridge::finish(Request& q) {
+  free_chunks_.give(std::span(q.chunks.data(), q.chunk_count));
+  q.chunk_count = 0;
+  q.raw = nullptr;
+  free_requests_.give(std::span(&q.index, 1));
+  in_flight_.done();
+}
+
+void Bridge::reply_error(int fd, uint64_t unique, int error) {
+  // An errno /dev/fuse would refuse leaves the request unanswered for good: say EIO instead.
+  const int sent = fuse::kernel_errno(error);
+  fuse_out_header h{sizeof(fuse_out_header), -sent, unique};
+  iovec iov{&h, sizeof(h)};
+  write_reply(fd, &iov, 1, unique);
+  if (options_.debug && sent != error)
+    std::fprintf(stderr, "   unique %llu: error %d is beyond what the kernel takes (1..%d): EIO\n",
+                 static_cast<unsigned long long>(unique), error, fuse::kKernelMaxErrno);
+  else if (options_.debug)
+    std::fprintf(stderr, "   unique %llu: error %d (%s)\n", static_cast<unsigned long long>(unique),
+                 error, std::strerror(error));
+}
+
+void Bridge::write_reply(int fd, const iovec* iov, int count, uint64_t unique) {
+  if (writev(fd, iov, count) >= 0) return;
+  // ENOENT: the kernel gave up on the request (interrupted); ENODEV: the connection ended.
+  if (errno != ENOENT && errno != ENODEV)
+    std::fprintf(stderr, "virtiofs-mount: the kernel refused the reply to request %llu: %s\n",
+                 static_cast<unsigned long long>(unique), std::strerror(errno));
+}
+
+}  // namespace virtiofs::mount
