@@ -38,6 +38,9 @@ struct Call {
   fuse::Reply reply;
   std::error_code ec;  // empty, the device's errno, or the session's (EIO broken, ENOTCONN lost)
   void (*on_done)(Call&) = nullptr;
+  // on_done only wakes a thread (or recycles the call) and never blocks: it may run inside
+  // another callback that waits (call_ending.hpp).
+  bool never_blocks = false;
 
   // Session-private: the waiting-list link while the ring or buffers are full, and where the
   // call went (for interrupt()).
@@ -58,6 +61,7 @@ struct SyncCall : Call {
   int waker_fd = -1;              // under mu
   std::thread::id waiter;         // under mu: the thread behind waker_fd
   SyncCall() {
+    never_blocks = true;
     on_done = [](Call& c) {
       auto& s = static_cast<SyncCall&>(c);
       std::lock_guard lock(s.mu);

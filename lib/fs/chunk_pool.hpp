@@ -11,12 +11,14 @@ namespace virtiofs::fs {
 class ChunkPool {
  public:
   ChunkPool() = default;
-  ChunkPool(std::byte* base, size_t chunk_bytes, uint32_t count) : base_(base), chunk_bytes_(chunk_bytes) {
+  ChunkPool(std::byte* base, size_t chunk_bytes, uint32_t count)
+      : base_(base), chunk_bytes_(chunk_bytes), count_(count) {
     free_.reserve(count);
     for (uint32_t i = count; i > 0; --i) free_.push_back(i - 1);
   }
   size_t chunk_bytes() const { return chunk_bytes_; }
   size_t available() const { return free_.size(); }
+  size_t capacity() const { return count_; }
   uint32_t take() {
     uint32_t i = free_.back();
     free_.pop_back();
@@ -33,6 +35,7 @@ class ChunkPool {
  private:
   std::byte* base_ = nullptr;
   size_t chunk_bytes_ = 0;
+  size_t count_ = 0;
   std::vector<uint32_t> free_;  // reserved up front: never allocates after setup
 };
 

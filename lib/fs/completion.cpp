@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "fs/call_ending.hpp"
+
 namespace virtiofs::fs {
 
 thread_local const Completion* Completion::current_owner_ = nullptr;
@@ -77,7 +79,8 @@ Completion::Completion(virtio::Transport& transport, std::vector<RequestQueue*> 
       // The poll does not clear the eventfd: read it, or the next poll fires at once; unless a
       // caller sleeps on it, which must see it set. The multishot poll fires on every write
       // whatever the counter holds.
-      on_interrupt(*source, !source->leader.load(std::memory_order_acquire), owner.done);
+      on_interrupt(*source, !source->leader.load(std::memory_order_acquire), owner.done,
+                   /*may_poll=*/true);
     });
   }
 }
@@ -105,24 +108,28 @@ void Completion::start() {
   }
 }
 
+bool Completion::on_own_thread() const { return current_owner_ == this; }
+
 void Completion::stop() {
   if (!started_ || stopped_) return;
   stopped_ = true;
   for (auto& c : completers_) c.reactor->stop();
-  for (auto& c : completers_) c.thread.join();
+  // A thread that failed to start is not joinable (start() threw part way).
+  for (auto& c : completers_)
+    if (c.thread.joinable()) c.thread.join();
 }
 
-void Completion::on_interrupt(Source& source, bool read_counter, std::vector<Call*>& done) {
+void Completion::on_interrupt(Source& source, bool read_counter, std::vector<Call*>& done,
+                              bool may_poll) {
   if (read_counter) drain_eventfd(source.fd);
   SessionCounters::add(counters_.interrupts);
   transport_.rearm_interrupt(source.queues.front()->index());
-  for (RequestQueue* q : source.queues) drain(*q, done);
+  for (RequestQueue* q : source.queues) drain(*q, done, may_poll);
 }
 
 void Completion::complete(std::vector<Call*>& done) {
   if (done.empty()) return;
-  for (Call* c : done) c->on_done(*c);
-  done.clear();
+  end_calls(done);
   progress_();
 }
 
@@ -138,14 +145,14 @@ bool Completion::reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bo
   return r.more;
 }
 
-void Completion::drain(RequestQueue& q, std::vector<Call*>& done) {
+void Completion::drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll) {
   bool polled = false;
   for (;;) {
     if (reap_and_complete(q, done, false, polled)) {
       polled = false;
       continue;
     }
-    if (poll_us_ == 0 || q.failure()) return;
+    if (!may_poll || poll_us_ == 0 || q.failure()) return;
     // A reply due soon costs no interrupt: poll a while with them off before sleeping.
     q.enter_polling();
     polled = poll_used(q);
@@ -201,23 +208,29 @@ void Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
     }
     const RequestQueue::Reaped r = q.reap(done, true);
     SessionCounters::add(counters_.polled, r.n);
-    if (!done.empty()) {
-      // Callbacks run with no polling role held and interrupts on (see the header).
-      const bool more = q.leave_polling();
-      polling = false;
-      complete(done);
-      if (more) drain(q, done);
-      if (r.broken) fail_(std::make_error_code(std::errc::io_error));
-      if (r.broken || call.done.load(std::memory_order_acquire)) return;
-      q.enter_polling();
-      polling = true;
-    } else if (r.broken) {
-      break;
+    const bool may_block =
+        std::any_of(done.begin(), done.end(), [](Call* c) { return !c->never_blocks; });
+    if (!may_block && !r.broken) {
+      complete(done);  // they only wake threads: interrupts may stay off
+      continue;
     }
+    // Callbacks run with no polling role held and interrupts on (see the header).
+    const bool more = q.leave_polling();
+    polling = false;
+    complete(done);
+    if (r.broken) {
+      fail_(std::make_error_code(std::errc::io_error));
+      return;
+    }
+    if (more) drain(q, done, /*may_poll=*/false);
+    if (call.done.load(std::memory_order_acquire)) return;
+    q.enter_polling();
+    polling = true;
   }
   // The last poller out turns interrupts back on; what arrived while they were off would not
-  // be signalled, so it is reaped here, as the completion thread would have.
-  if (polling && q.leave_polling()) drain(q, done);
+  // be signalled, so it is reaped here, as the completion thread would have (without polling
+  // on: this caller's reply is in, or its polling time is up).
+  if (polling && q.leave_polling()) drain(q, done, /*may_poll=*/false);
 }
 
 void Completion::wait_as_leader(Source& source, SyncCall& call, std::vector<Call*>& done) {
@@ -232,7 +245,7 @@ void Completion::wait_as_leader(Source& source, SyncCall& call, std::vector<Call
       if (poll(fds, 2, -1) < 0 && errno != EINTR) break;  // the condition variable still works
       if (fds[1].revents & POLLIN) drain_eventfd(waker.fd);
       if (fds[0].revents & POLLIN) {
-        on_interrupt(source, true, done);
+        on_interrupt(source, true, done, /*may_poll=*/false);
         if (call.done.load(std::memory_order_acquire))
           SessionCounters::add(counters_.callers_woken);
       }
@@ -253,13 +266,17 @@ void Completion::wait_on_completer(Completer& self, Source& source, SyncCall& ca
   for (Source* s : sources) fds.push_back({s->fd, POLLIN, 0});
   for (const Watch& w : self.watches) fds.push_back({w.fd, w.events, 0});
   fds.push_back({waker.fd, POLLIN, 0});
-  if (waker.fd < 0 || !call.set_waker(waker.fd)) return;
+  // Without a waker (no eventfd to be had) a completion by another thread is seen at the next
+  // turn: poll with a short timeout instead of for ever.
+  const bool woken = waker.fd >= 0;
+  if (woken && !call.set_waker(waker.fd)) return;
   while (!call.done.load(std::memory_order_acquire)) {
     // Reap first: interrupts are then on and re-checked, so nothing is missed by the sleep.
     for (Source* s : sources)
-      for (RequestQueue* q : s->queues) drain(*q, done);
+      for (RequestQueue* q : s->queues) drain(*q, done, /*may_poll=*/false);
     if (call.done.load(std::memory_order_acquire)) break;
-    if (poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
+    if (poll(fds.data(), fds.size() - (woken ? 0 : 1), woken ? -1 : 1) < 0 && errno != EINTR)
+      continue;
     size_t i = 0;
     for (Source* s : sources) {
       if (fds[i++].revents & POLLIN) {
@@ -269,9 +286,9 @@ void Completion::wait_on_completer(Completer& self, Source& source, SyncCall& ca
     }
     for (const Watch& w : self.watches)
       if (fds[i++].revents) w.handler();
-    if (fds[i].revents & POLLIN) drain_eventfd(waker.fd);
+    if (woken && (fds[i].revents & POLLIN)) drain_eventfd(waker.fd);
   }
-  call.clear_waker();
+  if (woken) call.clear_waker();
 }
 
 }  // namespace virtiofs::fs

@@ -7,7 +7,8 @@
 // itself (one "leader" per source, where the fd is the queue's alone), or, on a completion
 // thread (a callback that blocks), by watching that thread's fds itself, since its reactor does
 // not run meanwhile. Callbacks run only after the queue's interrupts are back on and with no
-// polling role held, so a callback may make blocking calls on any queue.
+// polling role held, so a callback may make blocking calls on any queue; callbacks never nest
+// (call_ending.hpp).
 #pragma once
 
 #include <atomic>
@@ -41,6 +42,8 @@ class Completion {
   void stop();
   // Waits until `call` (submitted to a queue of this session) is done.
   void wait(SyncCall& call);
+  // This thread is one of this completion's threads (a callback runs on it).
+  bool on_own_thread() const;
 
  private:
   struct Source {
@@ -62,9 +65,10 @@ class Completion {
     std::vector<Watch> watches;
   };
 
-  void on_interrupt(Source& source, bool read_counter, std::vector<Call*>& done);
-  // Reaps q until nothing is pending and its interrupts are on (after polling poll_us).
-  void drain(RequestQueue& q, std::vector<Call*>& done);
+  void on_interrupt(Source& source, bool read_counter, std::vector<Call*>& done, bool may_poll);
+  // Reaps q until nothing is pending and its interrupts are on (with may_poll, after polling
+  // poll_us for more: the completion thread's way, not a waiting caller's).
+  void drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll);
   bool reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool keep_off, bool polled);
   void complete(std::vector<Call*>& done);
   bool poll_used(RequestQueue& q);

@@ -20,8 +20,9 @@ struct QueueLimits {
   uint32_t max_transfer = 0;  // payload bytes per READ/WRITE that fit those segments and chunks
 };
 
-// With INDIRECT_DESC a request is one ring descriptor whatever its segment count (tables may be
-// longer than the ring, as virtio allows and Linux does); without it, a chain must fit the ring.
+// With INDIRECT_DESC a request is one ring descriptor whatever its segment count (a table may be
+// longer than the ring: not what virtio 1.x says, but what Linux does and devices take; see
+// SplitRing::add); without it, a chain must fit the ring.
 QueueLimits derive_limits(const SessionOptions& options, bool indirect);
 
 struct SessionMemory {

@@ -24,6 +24,7 @@ HiprioQueue::HiprioQueue(QueueMemory memory, uint16_t size, bool event_idx, bool
     calls_[i].owner = this;
     calls_[i].index = i;
     calls_[i].on_done = on_call_done;
+    calls_[i].never_blocks = true;
     free_calls_.push_back(i);
   }
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -139,11 +140,14 @@ void HiprioQueue::flush_now() {
 void HiprioQueue::on_call_done(Call& call) {
   auto& c = static_cast<HiprioCall&>(call);
   HiprioQueue& q = *c.owner;
+  // Asked before taking this queue's lock: the check takes the request's queue lock.
+  const bool again = c.frame.opcode == FUSE_INTERRUPT &&
+                     c.ec == std::errc::resource_unavailable_try_again &&
+                     c.resends < kMaxInterruptResends && q.outstanding_ && q.outstanding_(c.target);
   bool kick_now = false;
   {
     std::lock_guard lock(q.mu_);
-    if (!q.failed_ && c.frame.opcode == FUSE_INTERRUPT && c.ec == std::errc::resource_unavailable_try_again &&
-        c.resends < kMaxInterruptResends) {
+    if (!q.failed_ && again) {
       q.retries_.push_back({c.target, c.resends + 1});
       q.arm_timer_locked();
     }

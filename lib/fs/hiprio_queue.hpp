@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <unordered_map>
 #include <vector>
 
@@ -36,6 +37,10 @@ class HiprioQueue final : public RequestQueue {
   // No FORGET pending and nothing with the device.
   bool settled();
   void mark_destroyed();
+  // Tells whether the device still holds the request an INTERRUPT is about (set before use).
+  void set_outstanding_check(std::function<bool(uint64_t unique)> check) {
+    outstanding_ = std::move(check);
+  }
 
  private:
   struct HiprioCall : Call {
@@ -66,6 +71,7 @@ class HiprioQueue final : public RequestQueue {
   std::deque<PendingInterrupt> interrupts_;  // to send now
   std::deque<PendingInterrupt> retries_;     // answered EAGAIN: sent again when the timer fires
   int timer_fd_ = -1;
+  std::function<bool(uint64_t)> outstanding_;
 };
 
 }  // namespace virtiofs::fs

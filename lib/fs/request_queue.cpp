@@ -1,6 +1,9 @@
 #include "fs/request_queue.hpp"
 
+#include <algorithm>
 #include <array>
+
+#include "fs/call_ending.hpp"
 
 namespace virtiofs::fs {
 
@@ -79,7 +82,7 @@ void RequestQueue::submit(Call& call) {
     }
   }
   if (kick_now) kick();
-  if (end_here) call.on_done(call);
+  if (end_here) end_call(call);
 }
 
 bool RequestQueue::cancel_parked(Call& call) {
@@ -88,7 +91,7 @@ bool RequestQueue::cancel_parked(Call& call) {
     if (failed_ || !parked_.remove(call)) return false;
     call.ec = std::make_error_code(std::errc::interrupted);
   }
-  call.on_done(call);
+  end_call(call);
   return true;
 }
 
@@ -97,6 +100,13 @@ uint64_t RequestQueue::unique_with_device(const Call& call) {
   if (failed_ || call.slot_index >= slots_.size()) return 0;
   const Slot& slot = slots_[call.slot_index];
   return slot.owner == SlotOwner::kDevice && slot.call == &call ? slot.unique : 0;
+}
+
+bool RequestQueue::holds(uint64_t unique) {
+  std::lock_guard lock(mu_);
+  const uint32_t slot_index = unique & 0xffff;
+  return !failed_ && slot_index < slots_.size() && slots_[slot_index].owner == SlotOwner::kDevice &&
+         slots_[slot_index].unique == unique;
 }
 
 void RequestQueue::release_locked(uint32_t slot_index, std::vector<Call*>& done) {
@@ -149,7 +159,9 @@ RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done, bool keep_inte
       // Callbacks run after this returns: the queue must then wake a thread that sleeps on it,
       // so interrupts go back on (and the ring is re-checked) unless a poller holds them off
       // and will reap what comes.
-      const bool keep_off = keep_interrupts_off && done.size() == finished_before;
+      const bool keep_off =
+          keep_interrupts_off && std::all_of(done.begin() + static_cast<ptrdiff_t>(finished_before),
+                                             done.end(), [](Call* c) { return c->never_blocks; });
       if (pollers_ == 0 && !keep_off) {
         r.more |= ring_.enable_interrupts();
       } else {

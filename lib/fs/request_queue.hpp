@@ -53,6 +53,8 @@ class RequestQueue {
   // of the request the device holds for it, or 0 when it is not (or no longer) there.
   bool cancel_parked(Call& call);
   uint64_t unique_with_device(const Call& call);
+  // The device holds a request with this unique (one the session numbered).
+  bool holds(uint64_t unique);
 
   struct Reaped {
     size_t n = 0;          // used elements taken
@@ -62,9 +64,9 @@ class RequestQueue {
   // One batch: takes used elements (their slots become this thread's), copies and validates
   // their replies unlocked, releases the slots, starts parked calls, kicks. The finished calls
   // go to `done` for the caller to complete after this returns. Before it returns, interrupts
-  // are back on (and re-checked) whenever `done` is not empty, so callbacks always run with a
-  // queue that wakes a sleeper; only a batch that finished nothing may leave them off
-  // (keep_interrupts_off, for pollers).
+  // are back on (and re-checked) whenever a finished call's callback may block, so callbacks
+  // always run with a queue that wakes a sleeper; a batch that finished only calls that merely
+  // wake a thread (Call::never_blocks) may leave them off (keep_interrupts_off, for pollers).
   Reaped reap(std::vector<Call*>& done, bool keep_interrupts_off);
   bool has_used();
 

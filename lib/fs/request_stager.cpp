@@ -117,7 +117,10 @@ std::error_code RequestStager::plan(const Call& call, const ChunkPool& pool, Sta
   out.chunks = in_chunks + out_chunks;
   out.segments = 1 + in_chunks + out.direct_in +
                  (out.out_bytes ? 1 + out_chunks + out.direct_out : 0);
-  if (out.segments > max_segments_) return std::make_error_code(std::errc::invalid_argument);
+  // More than the ring or the whole pool could ever give: it would wait for ever, and every
+  // call behind it too.
+  if (out.segments > max_segments_ || out.chunks > pool.capacity())
+    return std::make_error_code(std::errc::invalid_argument);
   return {};
 }
 

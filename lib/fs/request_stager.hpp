@@ -61,8 +61,8 @@ class RequestStager {
   RequestStager(const virtio::DmaRegion& memory, unsigned max_segments)
       : memory_(memory), max_segments_(max_segments) {}
 
-  // Plans `call`; an error when it can never be staged (EINVAL: too many segments; EFAULT: a
-  // caller-staged buffer outside device memory).
+  // Plans `call`; an error when it can never be staged (EINVAL: more segments or chunks than
+  // there can ever be; EFAULT: a caller-staged buffer outside device memory).
   std::error_code plan(const Call& call, const ChunkPool& pool, StagePlan& out) const;
   // Writes the request into `slot` (and chunks taken from `pool`) as planned and fills `segs`;
   // returns the segment count (at most plan.segments). Payload bytes that went as they are are

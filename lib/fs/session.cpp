@@ -7,6 +7,7 @@
 #include <string>
 #include <system_error>
 
+#include "fs/call_ending.hpp"
 #include "fuse/init.hpp"
 #include "fuse/ops.hpp"
 #include "virtio/features.hpp"
@@ -58,6 +59,12 @@ void Session::start_device(uint64_t device_features) {
   auto hiprio = std::make_unique<HiprioQueue>(std::move(memory_.queues[0]), size, event_idx,
                                               indirect, *stager_, *transport_, counters_);
   hiprio_ = hiprio.get();
+  // An INTERRUPT answered EAGAIN goes again only while its request is with the device (the
+  // unique names the queue and slot: see RequestQueue::try_start_locked).
+  hiprio_->set_outstanding_check([this](uint64_t unique) {
+    const unsigned queue = static_cast<unsigned>((unique >> 16) & 0xffff);
+    return queue > 0 && queue < queues_.size() && queues_[queue]->holds(unique);
+  });
   queues_.push_back(std::move(hiprio));
   for (unsigned qi = 1; qi < nqueues; ++qi)
     queues_.push_back(std::make_unique<RequestQueue>(qi, std::move(memory_.queues[qi]), size,
@@ -132,12 +139,12 @@ void Session::submit(Call& call) {
   if (!call.raw && (f.in_bytes() + f.out_data.size() > max_transfer_ + kInInline ||
                     f.in_count > fuse::kMaxInPayloads)) {
     call.ec = std::make_error_code(std::errc::invalid_argument);
-    call.on_done(call);
+    end_call(call);
     return;
   }
   if (shut_down_.load(std::memory_order_acquire)) {
     call.ec = std::make_error_code(std::errc::not_connected);
-    call.on_done(call);
+    end_call(call);
     return;
   }
   pick_queue().submit(call);
@@ -148,7 +155,7 @@ void Session::submit_hiprio(Call& call) {
   call.reply = {};
   if (shut_down_.load(std::memory_order_acquire)) {
     call.ec = std::make_error_code(std::errc::not_connected);
-    call.on_done(call);
+    end_call(call);
     return;
   }
   hiprio_->submit(call);
@@ -194,8 +201,7 @@ void Session::fail_all(std::error_code ec) {
   std::vector<Call*> failed;
   for (auto& q : queues_) {
     q->fail(ec, failed);
-    for (Call* c : failed) c->on_done(*c);
-    failed.clear();
+    end_calls(failed);
   }
   notify_drained();
 }
@@ -212,8 +218,12 @@ std::error_code Session::failure() const {
 }
 
 void Session::shutdown() {
-  if (!completion_ || shut_down_.load(std::memory_order_acquire)) return;
-  quiescing_.store(true, std::memory_order_release);
+  if (!completion_) return;
+  if (completion_->on_own_thread())
+    throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
+                            "Session::shutdown from a completion callback (it would wait for "
+                            "its own thread): close the session from another thread");
+  if (quiescing_.exchange(true, std::memory_order_acq_rel)) return;  // done, or being done
   const auto deadline = std::chrono::steady_clock::now() + options_.device_timeout;
   auto wait_drained = [&](auto done) {
     std::unique_lock lock(drain_mu_);
@@ -237,13 +247,16 @@ void Session::shutdown() {
     return std::all_of(queues_.begin(), queues_.end(),
                        [](auto& q) { return q->failure() || q->idle(); });
   });
-  completion_->stop();
-  fail_all(std::make_error_code(std::errc::not_connected));
+  // The device stops before the calls still with it end: their buffers go back to their owners
+  // only once nothing writes into them. Ending them also ends a callback blocked in a wait on
+  // a completion thread, which must happen before the threads are joined.
   try {
     transport_->stop();
   } catch (const std::exception&) {
     // The backend is already gone: nothing left to stop.
   }
+  fail_all(std::make_error_code(std::errc::not_connected));
+  completion_->stop();
 }
 
 }  // namespace virtiofs::fs

@@ -51,8 +51,9 @@ class Session {
 
   // Queues the call on a request queue. on_done runs on a completion thread or on a thread in
   // wait() that reaped the reply, or on this thread at once when the session has already
-  // failed. on_done may make any call, blocking ones included: it runs with its queue's
-  // interrupts on and no reaping role held (completion.hpp).
+  // failed. on_done may make any call but shutdown, blocking ones included: it runs with its
+  // queue's interrupts on and no reaping role held (completion.hpp). A callback that blocks
+  // delays the callbacks its thread reaps meanwhile until it returns (call_ending.hpp).
   void submit(Call& call);
   // The same on the high-priority queue (INTERRUPT).
   void submit_hiprio(Call& call);
@@ -73,8 +74,10 @@ class Session {
   // The owner found a reply malformed past what the session checks (e.g. directory entries):
   // the device can no longer be trusted, so everything fails with EIO from now on.
   void device_misbehaved();
-  // Sends pending FORGETs, then DESTROY, waits for in-flight requests, stops the queues and the
-  // device: all within SessionOptions::device_timeout, after which the device counts as failed. Idempotent.
+  // Sends pending FORGETs, then DESTROY, waits for in-flight requests, stops the device, ends
+  // what is left with ENOTCONN and stops the completion threads: all within
+  // SessionOptions::device_timeout, after which the device counts as failed. Idempotent; not
+  // from a callback (EDEADLK: it would wait for its own thread).
   void shutdown();
 
   // Runs once, on whichever thread notices, when the device is lost or breaks (not on shutdown).

@@ -21,8 +21,9 @@ std::error_code SplitRing::add(std::span<const Segment> segments, uint32_t token
   if (broken_) return std::make_error_code(std::errc::io_error);
   const size_t n = segments.size();
   const bool use_indirect = indirect_ && table && n > 1;
-  // An indirect table may be longer than the ring (virtio allows it, Linux does it); a chain
-  // of ring descriptors may not.
+  // A chain of ring descriptors must fit the ring. An indirect table may be longer: virtio
+  // 1.x says no chain may exceed the queue size, but Linux's driver sends such tables and the
+  // device sides we meet (QEMU, libvhost-user/virtiofsd, rust-vmm) take them, so we do as Linux.
   if (n == 0 || (!use_indirect && n > size_)) return std::make_error_code(std::errc::invalid_argument);
   uint32_t writable = 0;
   for (size_t i = 0; i < n; ++i) {

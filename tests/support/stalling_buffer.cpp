@@ -22,7 +22,10 @@ StallingBuffer::StallingBuffer(size_t bytes) {
     return;
   }
   base_ = static_cast<std::byte*>(p);
-  uffd_ = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  // User-mode faults only (the stalled copy is a memcpy): allowed without privilege where the
+  // kernel has the flag (5.11+), else the plain form (root).
+  uffd_ = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
+  if (uffd_ < 0) uffd_ = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
   if (uffd_ < 0) {
     reason_ = std::string("userfaultfd: ") + strerror(errno);
     return;

@@ -106,6 +106,27 @@ TEST_F(Hiprio, AnInterruptHandedBackEmptyAfterAnEagainIsNotResent) {
   ASSERT_TRUE(eventually([&] { return is_done(held); }));
 }
 
+// The request was answered before its INTERRUPT came back EAGAIN: nothing to interrupt any more,
+// so it is not sent again.
+TEST_F(Hiprio, AnInterruptWhoseRequestEndedIsNotResent) {
+  start();
+  auto& dev = loop->device();
+  dev.set_stepped(0, true);
+  dev.set_stepped(1, true);
+  TestCall& call = new_call(fuse::make_statfs(kRootInode));
+  session->submit(call);
+  ASSERT_TRUE(dev.wait_available(1, 1, kBound));
+  session->interrupt(call);
+  ASSERT_TRUE(dev.wait_available(0, 1, kBound));
+  EXPECT_EQ(dev.serve(1), 1u);
+  ASSERT_TRUE(eventually([&] { return is_done(call); }));
+  EXPECT_FALSE(call.ec) << "answered before the INTERRUPT was read: its real result";
+  ASSERT_TRUE(answer_next_interrupt_eagain());
+  EXPECT_FALSE(dev.wait_available(0, 1, std::chrono::milliseconds(200)))
+      << "an INTERRUPT was resent for a request that had ended";
+  EXPECT_EQ(session->stats().interrupts_sent, 1u);
+}
+
 TEST_F(Hiprio, ForgetsPilingUpWhileHiprioIsStalledAreSummedPerInode) {
   constexpr unsigned kInodes = 3;
   constexpr unsigned kForgetsEach = 20000;

@@ -58,4 +58,24 @@ INSTANTIATE_TEST_SUITE_P(Session, SmallRing,
                                   (param_info.param.indirect ? "Indirect" : "Chained");
                          });
 
+// A call that needs more buffer chunks than the queue has at all would wait for ever, and every
+// call parked behind it too: it is refused with EINVAL, and the queue goes on.
+TEST_F(SessionLoopback, ACallNeedingMoreChunksThanTheQueueHasIsRefused) {
+  fs::SessionOptions so = small_session();
+  so.chunks_per_queue = 2;  // 128 KiB of chunks; max_transfer follows
+  start({}, so);
+  ASSERT_EQ(session->max_transfer(), 128u * 1024);
+  // Within the session's size check (payload + reply data <= max_transfer + inline), but 2
+  // chunks one way and 1 the other.
+  const std::string in(100 * 1024, 'i');
+  std::vector<std::byte> out(30 * 1024);
+  fuse::Frame f = fuse::make_getxattr(kRootInode, "user.x", out);
+  f.add_in(bytes_of(in));
+  TestCall& big = new_call(f);
+  session->submit(big);
+  ASSERT_TRUE(eventually([&] { return is_done(big); })) << "parked for ever";
+  EXPECT_EQ(big.ec, std::errc::invalid_argument);
+  EXPECT_FALSE(run(fuse::make_getattr(kRootInode, nullptr)).ec) << "the queue goes on";
+}
+
 }  // namespace

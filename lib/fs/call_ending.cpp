@@ -1,0 +1,44 @@
+#include "fs/call_ending.hpp"
+
+namespace virtiofs::fs {
+
+namespace {
+thread_local unsigned callbacks_running = 0;
+thread_local std::vector<Call*> deferred;  // ended inside a callback, run after it returns
+
+void run(Call& call) {
+  if (callbacks_running > 0 && !call.never_blocks) {
+    deferred.push_back(&call);
+    return;
+  }
+  ++callbacks_running;
+  call.on_done(call);
+  --callbacks_running;
+}
+
+// The outermost callback on this thread returned: what its waits ended runs now (and what those
+// callbacks' waits end, in turn).
+void run_deferred() {
+  if (callbacks_running > 0) return;
+  ++callbacks_running;
+  for (size_t i = 0; i < deferred.size(); ++i) {
+    Call* c = deferred[i];
+    c->on_done(*c);
+  }
+  deferred.clear();
+  --callbacks_running;
+}
+}  // namespace
+
+void end_calls(std::vector<Call*>& calls) {
+  for (Call* c : calls) run(*c);
+  calls.clear();
+  run_deferred();
+}
+
+void end_call(Call& call) {
+  run(call);
+  run_deferred();
+}
+
+}  // namespace virtiofs::fs
