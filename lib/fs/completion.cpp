@@ -270,8 +270,10 @@ void Completion::wait_on_completer(Completer& self, Source& source, SyncCall& ca
   // turn: poll with a short timeout instead of for ever.
   const bool woken = waker.fd >= 0;
   if (woken && !call.set_waker(waker.fd)) return;
-  while (!call.done.load(std::memory_order_acquire)) {
-    // Reap first: interrupts are then on and re-checked, so nothing is missed by the sleep.
+  for (;;) {
+    // Reap first, also after reading a counter below even when the call has ended meanwhile:
+    // a signal whose counter was read here wakes no one else (their poll finds it zero). And
+    // interrupts are then on and re-checked, so nothing is missed by the sleep.
     for (Source* s : sources)
       for (RequestQueue* q : s->queues) drain(*q, done, /*may_poll=*/false);
     if (call.done.load(std::memory_order_acquire)) break;
