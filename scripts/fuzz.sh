@@ -11,7 +11,7 @@ CC=clang CXX=clang++ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Debug -DVIRTI
   -DVIRTIOFS_BUILD_TESTS=OFF -DVIRTIOFS_WERROR=OFF >/dev/null
 cmake --build "$build_dir" -j "$(nproc)" | { grep -vE "^\[ *[0-9]+%\]" || true; }
 status=0
-for target in fuzz_used_ring fuzz_fuse_reply fuzz_dirents fuzz_init fuzz_vhost_user_reply; do
+for target in fuzz_used_ring fuzz_fuse_reply fuzz_dirents fuzz_init fuzz_vhost_user_reply fuzz_session; do
   corpus=tests/fuzz/corpus/$target
   mkdir -p "$corpus"
   work=$(mktemp -d)

@@ -39,7 +39,8 @@ struct Call {
   std::error_code ec;  // empty, the device's errno, or the session's (EIO broken, ENOTCONN lost)
   void (*on_done)(Call&) = nullptr;
   // on_done only wakes a thread (or recycles the call) and never blocks: it may run inside
-  // another callback that waits (call_ending.hpp).
+  // another callback that waits (call_ending.hpp). Whoever sets on_done sets this with it (a
+  // SyncCall whose on_done is replaced must clear it).
   bool never_blocks = false;
 
   // Session-private: the waiting-list link while the ring or buffers are full, and where the
