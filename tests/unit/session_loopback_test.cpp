@@ -5,133 +5,20 @@
 #include <sys/stat.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "fs/session.hpp"
-#include "fuse/init.hpp"
 #include "fuse/ops.hpp"
 #include "support/chain_bytes.hpp"
-#include "support/loopback_fs.hpp"
+#include "unit/session_fixture.hpp"
 
 using namespace virtiofs;
-using namespace std::chrono_literals;
-using test::LoopbackFs;
-using test::LoopbackFsOptions;
+using namespace virtiofs::test;
 
 namespace {
-
-constexpr auto kBound = 2s;  // no step of these tests comes near it unless the session hangs
-
-// Completion order of the calls a test made, recorded by on_done on whichever thread ran it.
-struct Recorder {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<size_t> order;
-
-  bool wait_count(size_t n, std::chrono::milliseconds timeout = kBound) {
-    std::unique_lock lock(mu);
-    return cv.wait_for(lock, timeout, [&] { return order.size() >= n; });
-  }
-  size_t count() {
-    std::lock_guard lock(mu);
-    return order.size();
-  }
-};
-
-struct TestCall : fs::Call {
-  Recorder* recorder = nullptr;
-  size_t index = 0;
-  bool done = false;  // under recorder->mu
-  TestCall() {
-    on_done = [](fs::Call& c) {
-      auto& t = static_cast<TestCall&>(c);
-      std::lock_guard lock(t.recorder->mu);
-      t.done = true;
-      t.recorder->order.push_back(t.index);
-      t.recorder->cv.notify_all();
-    };
-  }
-};
-
-// Waits until pred() holds (a condition another thread makes true), at most `timeout`.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = kBound) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
-fs::SessionOptions small_session(uint16_t queue_size = 8, unsigned request_queues = 1) {
-  fs::SessionOptions o;
-  o.queue_size = queue_size;
-  o.num_request_queues = request_queues;
-  o.chunks_per_queue = 4;
-  return o;
-}
-
-class SessionLoopback : public ::testing::Test {
- protected:
-  // Builds the device and the session and settles INIT with the device threaded.
-  void start(const LoopbackFsOptions& device = {}, const fs::SessionOptions& options = small_session()) {
-    loop = std::make_unique<LoopbackFs>(device);
-    session = std::make_unique<fs::Session>(loop->transport(), options);
-    session->init(fuse::kLibraryInitFlags, 0);
-  }
-
-  void TearDown() override {
-    if (!session) return;
-    // A failed test may have left calls with a stepped or silent device: losing it ends them
-    // at once, so shutdown cannot wait; otherwise shutdown runs as usual (DESTROY answered).
-    if (HasFailure()) loop->device().lose();
-    for (unsigned q = 0; q < loop->device().num_queues(); ++q) loop->device().set_silent(q, false);
-    loop->device().set_all_stepped(false);
-    session.reset();
-  }
-
-  TestCall& new_call(fuse::Frame frame) {
-    TestCall& c = calls.emplace_back();
-    c.recorder = &recorder;
-    c.index = calls.size() - 1;
-    c.frame = frame;
-    return c;
-  }
-
-  // Submits and waits (bounded). On timeout the device is lost so that the call ends before
-  // its buffers go away, and the test fails.
-  TestCall& run(fuse::Frame frame) {
-    TestCall& c = new_call(frame);
-    const size_t before = recorder.count();
-    session->submit(c);
-    if (!recorder.wait_count(before + 1) || !is_done(c)) {
-      ADD_FAILURE() << "opcode " << frame.opcode << " not answered within the bound";
-      loop->device().lose();
-      eventually([&] { return is_done(c); });
-    }
-    return c;
-  }
-
-  bool is_done(TestCall& c) {
-    std::lock_guard lock(recorder.mu);
-    return c.done;
-  }
-
-  Recorder recorder;
-  std::deque<TestCall> calls;  // stable addresses; outlive the session (declared before it)
-  std::unique_ptr<LoopbackFs> loop;
-  std::unique_ptr<fs::Session> session;
-};
-
-std::span<const std::byte> bytes_of(const std::string& s) { return std::as_bytes(std::span(s)); }
 
 TEST_F(SessionLoopback, InitNegotiatesWhatTheDeviceAnswered) {
   start();
