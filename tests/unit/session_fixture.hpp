@@ -49,9 +49,13 @@ struct TestCall : fs::Call {
   size_t index = 0;
   bool done = false;         // under recorder->mu
   std::thread::id ran_on;    // under recorder->mu: the thread that ran on_done
+  // Runs first in on_done, on the completing thread (e.g. to hold it there). It lives as long
+  // as the call, which outlives the session, so it may still run while a failed test unwinds.
+  std::function<void()> before_done;
   TestCall() {
     on_done = [](fs::Call& c) {
       auto& t = static_cast<TestCall&>(c);
+      if (t.before_done) t.before_done();
       std::lock_guard lock(t.recorder->mu);
       t.done = true;
       t.ran_on = std::this_thread::get_id();
