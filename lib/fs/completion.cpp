@@ -137,12 +137,12 @@ bool Completion::reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bo
                                    bool polled) {
   const RequestQueue::Reaped r = q.reap(done, keep_off);
   if (polled && r.n) SessionCounters::add(counters_.polled, r.n);
+  // A broken batch fails the session before its callbacks run: the call that carried the bad
+  // reply must find it failed, and nothing its callback submits may reach the device. The
+  // batch's calls are already out of their slots, so failing does not end them twice.
+  if (r.broken) fail_(std::make_error_code(std::errc::io_error));
   complete(done);
-  if (r.broken) {
-    fail_(std::make_error_code(std::errc::io_error));
-    return false;
-  }
-  return r.more;
+  return !r.broken && r.more;
 }
 
 void Completion::drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll) {
@@ -214,14 +214,13 @@ void Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
       complete(done);  // they only wake threads: interrupts may stay off
       continue;
     }
-    // Callbacks run with no polling role held and interrupts on (see the header).
+    // Callbacks run with no polling role held and interrupts on (see the header), and after
+    // a broken batch failed the session (as in reap_and_complete).
     const bool more = q.leave_polling();
     polling = false;
+    if (r.broken) fail_(std::make_error_code(std::errc::io_error));
     complete(done);
-    if (r.broken) {
-      fail_(std::make_error_code(std::errc::io_error));
-      return;
-    }
+    if (r.broken) return;
     if (more) drain(q, done, /*may_poll=*/false);
     if (call.done.load(std::memory_order_acquire)) return;
     q.enter_polling();

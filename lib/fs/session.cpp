@@ -181,7 +181,12 @@ void Session::interrupt(Call& call) {
 
 void Session::forget(Inode inode, uint64_t nlookup) { hiprio_->forget(inode, nlookup); }
 
-void Session::device_misbehaved() { fail_all(std::make_error_code(std::errc::io_error)); }
+void Session::device_misbehaved() {
+  // The rings still work: references handed out before the bad reply (READDIRPLUS entries the
+  // owner forgot) go back before the device is dropped.
+  hiprio_->flush_now();
+  fail_all(std::make_error_code(std::errc::io_error));
+}
 
 void Session::set_failure_handler(std::function<void(std::error_code)> handler) {
   std::lock_guard lock(failure_mu_);

@@ -95,6 +95,14 @@ bool DeviceModel::should_interrupt() {
   return !(mem_.avail->flags.load() & kAvailFlagNoInterrupt);
 }
 
+bool DeviceModel::wants_interrupt() const {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (event_idx_)
+    return need_event(used_event(mem_.avail, size_).load(), static_cast<uint16_t>(used_idx_ + 1),
+                      used_idx_);
+  return !(mem_.avail->flags.load() & kAvailFlagNoInterrupt);
+}
+
 void DeviceModel::set_notify_suppressed(bool suppressed) {
   mem_.used->flags.store(suppressed ? kUsedFlagNoNotify : 0);
 }

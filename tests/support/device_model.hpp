@@ -52,6 +52,9 @@ class DeviceModel {
   void push(uint32_t id, uint32_t len);
   // Would the device interrupt the driver for what it published since the last call?
   bool should_interrupt();
+  // Would the driver be interrupted for one more used element now? (Reads used_event or the
+  // NO_INTERRUPT flag; changes nothing.)
+  bool wants_interrupt() const;
   // Tells the driver with EVENT_IDX when to notify (avail_event), or with flags.
   void set_notify_suppressed(bool suppressed);
   void set_avail_event(uint16_t idx);

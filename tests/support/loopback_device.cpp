@@ -257,6 +257,16 @@ uint64_t LoopbackDevice::chains_taken(unsigned index) const {
   return read_locked(index, &Queue::taken);
 }
 
+bool LoopbackDevice::wants_interrupt(unsigned index) const {
+  Queue& q = queue(index);
+  std::lock_guard lock(q.mu);
+  return q.model && q.model->wants_interrupt();
+}
+
+uint64_t LoopbackDevice::interrupts_signalled(unsigned index) const {
+  return read_locked(index, &Queue::signalled);
+}
+
 std::string LoopbackDevice::error(unsigned index) const { return read_locked(index, &Queue::error); }
 
 uint16_t LoopbackDevice::queue_size(unsigned index) const { return read_locked(index, &Queue::size); }
@@ -273,6 +283,7 @@ void LoopbackDevice::complete_all(unsigned index, const Used& used) {
     if (!q.model || lost_.load()) return;  // stopped or dead: nothing reaches the driver
     for (auto [id, len] : used) q.model->push(id, len);
     interrupt = q.model->should_interrupt();
+    q.signalled += interrupt;
   }
   signal(q, interrupt);
 }
@@ -283,6 +294,7 @@ void LoopbackDevice::jump_used_idx(unsigned index, uint16_t by) {
     std::lock_guard lock(q.mu);
     if (!q.model || lost_.load()) return;
     q.model->force_used_idx(static_cast<uint16_t>(q.model->used_idx() + by));
+    ++q.signalled;
   }
   signal(q, true);
 }

@@ -89,6 +89,10 @@ class LoopbackDevice final : public DeviceQueues {
   bool stopped() const { return stopping_.load(); }
   uint64_t kicks(unsigned queue) const;
   uint64_t chains_taken(unsigned queue) const;
+  // Whether the driver now asks to be interrupted for the queue's next used element, and how
+  // many interrupts the device has signalled on the queue (what the driver asked for).
+  bool wants_interrupt(unsigned queue) const;
+  uint64_t interrupts_signalled(unsigned queue) const;
   // Why the queue stopped serving (the driver published something a device must refuse).
   std::string error(unsigned queue) const;
 
@@ -115,6 +119,7 @@ class LoopbackDevice final : public DeviceQueues {
     uint64_t kicks = 0;
     uint64_t kicks_seen = 0;
     uint64_t taken = 0;
+    uint64_t signalled = 0;
     std::vector<DeviceChain> swallowed;  // silent: taken, never answered
     std::string error;
     int call_fd = -1;

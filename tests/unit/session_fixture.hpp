@@ -1,14 +1,18 @@
-// Shared by the session's in-process tests: calls that record their completion, bounded waits,
-// and a fixture with a Session over the loopback device (MemFs behind FsServer).
+// Test fixture for the session over the in-process loopback device (MemFs behind FsServer):
+// calls that record where and in which order they ended, bounded waits, and a fixture that
+// starts a session and, when a test fails, loses the device so that nothing is left waiting.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -24,7 +28,7 @@ namespace virtiofs::test {
 
 using namespace std::chrono_literals;
 
-constexpr auto kBound = 2s;  // no step of these tests comes near it unless the session hangs
+inline constexpr auto kBound = 2s;  // no step of these tests comes near it unless the session hangs
 
 // Completion order of the calls a test made, recorded by on_done on whichever thread ran it.
 struct Recorder {
@@ -45,12 +49,18 @@ struct Recorder {
 struct TestCall : fs::Call {
   Recorder* recorder = nullptr;
   size_t index = 0;
-  bool done = false;  // under recorder->mu
+  bool done = false;         // under recorder->mu
+  std::thread::id ran_on;    // under recorder->mu: the thread that ran on_done
+  // Runs first in on_done, on the completing thread (e.g. to hold it there). It lives as long
+  // as the call, which outlives the session, so it may still run while a failed test unwinds.
+  std::function<void()> before_done;
   TestCall() {
     on_done = [](fs::Call& c) {
       auto& t = static_cast<TestCall&>(c);
+      if (t.before_done) t.before_done();
       std::lock_guard lock(t.recorder->mu);
       t.done = true;
+      t.ran_on = std::this_thread::get_id();
       t.recorder->order.push_back(t.index);
       t.recorder->cv.notify_all();
     };
@@ -59,7 +69,7 @@ struct TestCall : fs::Call {
 
 // Waits until pred() holds (a condition another thread makes true), at most `timeout`.
 template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = kBound) {
+inline bool eventually(Pred pred, std::chrono::milliseconds timeout = kBound) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!pred()) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -128,7 +138,40 @@ class SessionLoopback : public ::testing::Test {
   std::unique_ptr<fs::Session> session;
 };
 
+// The next chain the driver publishes on a stepped queue, taken; nullopt when none comes.
+inline std::optional<DeviceChain> take_one(LoopbackDevice& dev, unsigned queue) {
+  if (!dev.wait_available(queue, 1, kBound)) return std::nullopt;
+  std::vector<DeviceChain> chains = dev.take(queue, 1);
+  if (chains.size() != 1) return std::nullopt;
+  return std::move(chains.front());
+}
+
 inline std::span<const std::byte> bytes_of(const std::string& s) { return std::as_bytes(std::span(s)); }
 
+// A thread that a failing test still joins: when the body has not finished, `unblock` (losing
+// the device, say) ends whatever it waits for, so nothing outlives the buffers it points at.
+class JoinedThread {
+ public:
+  JoinedThread(std::function<void()> unblock, std::function<void()> body)
+      : unblock_(std::move(unblock)), thread_([this, body = std::move(body)] {
+          body();
+          finished_ = true;
+        }) {}
+  ~JoinedThread() {
+    if (!finished_) unblock_();
+    thread_.join();
+  }
+  JoinedThread(const JoinedThread&) = delete;
+  JoinedThread& operator=(const JoinedThread&) = delete;
+  bool finished_within(std::chrono::milliseconds timeout = kBound) {
+    return eventually([this] { return finished_.load(); }, timeout);
+  }
+  std::thread::id id() const { return thread_.get_id(); }
+
+ private:
+  std::function<void()> unblock_;
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
 
 }  // namespace virtiofs::test

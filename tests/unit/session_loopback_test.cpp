@@ -5,27 +5,17 @@
 #include <sys/stat.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "fs/session.hpp"
-#include "fuse/init.hpp"
 #include "fuse/ops.hpp"
 #include "support/chain_bytes.hpp"
-#include "support/loopback_fs.hpp"
 #include "unit/session_fixture.hpp"
 
 using namespace virtiofs;
-using namespace std::chrono_literals;
-using test::LoopbackFs;
-using test::LoopbackFsOptions;
-
 using namespace virtiofs::test;
 
 namespace {

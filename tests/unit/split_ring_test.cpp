@@ -228,6 +228,29 @@ TEST(SplitRing, EventIdxSuppressesInterruptsWhileDisabled) {
   EXPECT_TRUE(f.device.should_interrupt());
 }
 
+// A driver that turns interrupts off before the device publishes (a caller starting to poll)
+// must not be interrupted for what it polls: used_event has to move out of the device's reach,
+// not merely stay where enable_interrupts() put it.
+TEST(SplitRing, EventIdxDisabledBeforeTheDevicePublishesGetsNoInterrupt) {
+  Fixture f(8, true, false);
+  std::vector<std::byte> buf(256);
+  auto segs = segments(buf, 1, 0);
+  for (uint32_t i = 0; i < 2; ++i) ASSERT_FALSE(f.ring.add(segs, i, nullptr));
+  f.ring.kick_prepare();
+  EXPECT_FALSE(f.ring.enable_interrupts());  // used_event = 0: the next entry would interrupt
+  EXPECT_TRUE(f.device.wants_interrupt());
+  f.ring.disable_interrupts();
+  EXPECT_FALSE(f.device.wants_interrupt());
+  for (int i = 0; i < 2; ++i) {
+    auto c = f.device.pop();
+    ASSERT_TRUE(c);
+    f.device.push(c->head, 0);
+    EXPECT_FALSE(f.device.should_interrupt()) << "entry " << i;
+  }
+  std::vector<UsedElement> used;
+  EXPECT_EQ(collect(f.ring, used), 2u) << "polling finds both";
+}
+
 TEST(SplitRing, UsedIdOutOfRangeBreaksTheRing) {
   Fixture f(8, false, false);
   std::vector<std::byte> buf(64);
