@@ -12,8 +12,10 @@
 
 namespace virtiofs::fs {
 
-// Ends every call of `calls` and clears it.
-void end_calls(std::vector<Call*>& calls);
-void end_call(Call& call);
+// Ends every call of `calls` and clears it. A callback must not throw (the process ends), and
+// a callback's blocking call must not depend on another callback having run: that one may be
+// deferred until it returns.
+void end_calls(std::vector<Call*>& calls) noexcept;
+void end_call(Call& call) noexcept;
 
 }  // namespace virtiofs::fs

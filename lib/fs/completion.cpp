@@ -77,10 +77,13 @@ Completion::Completion(virtio::Transport& transport, std::vector<RequestQueue*> 
     owner.sources.push_back(source);
     owner.reactor->watch(source->fd, POLLIN, [this, source, &owner](int) {
       // The poll does not clear the eventfd: read it, or the next poll fires at once; unless a
-      // caller sleeps on it, which must see it set. The multishot poll fires on every write
-      // whatever the counter holds.
-      on_interrupt(*source, !source->leader.load(std::memory_order_acquire), owner.done,
-                   /*may_poll=*/true);
+      // caller sleeps on it (the leader), which must see it set. Every reader reaps after it
+      // reads: a poll whose counter another thread read may wake no one (the kernel re-checks
+      // the fd before it reports). A one-shot poll (no multishot in this kernel) re-fires on a
+      // set counter, so then it is always read; the leader's waker still tells it of its call.
+      const bool read_counter =
+          !source->leader.load(std::memory_order_acquire) || !owner.reactor->multishot();
+      on_interrupt(*source, read_counter, owner.done, /*may_poll=*/true);
     });
   }
 }
@@ -89,7 +92,7 @@ Completion::~Completion() { stop(); }
 
 void Completion::watch(int fd, short events, std::function<void()> handler, bool once) {
   Completer& first = completers_.front();
-  first.watches.push_back(Watch{fd, events, handler});
+  first.watches.push_back(Watch{fd, events, handler, once});
   first.reactor->watch(fd, static_cast<unsigned>(events), [handler](int) { handler(); }, once);
 }
 
@@ -285,8 +288,12 @@ void Completion::wait_on_completer(Completer& self, Source& source, SyncCall& ca
         transport_.rearm_interrupt(s->queues.front()->index());
       }
     }
-    for (const Watch& w : self.watches)
-      if (fds[i++].revents) w.handler();
+    for (size_t w = 0; w < self.watches.size(); ++w, ++i) {
+      if (!fds[i].revents) continue;
+      self.watches[w].handler();
+      // A once-watch (liveness: a hang-up stays signalled) has said all it will say.
+      if (self.watches[w].once) fds[i].fd = -1;
+    }
     if (woken && (fds[i].revents & POLLIN)) drain_eventfd(waker.fd);
   }
   if (woken) call.clear_waker();

@@ -56,6 +56,7 @@ class Completion {
     int fd;
     short events;
     std::function<void()> handler;
+    bool once;
   };
   struct Completer {
     std::unique_ptr<loop::Reactor> reactor;

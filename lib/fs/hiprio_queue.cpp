@@ -140,7 +140,9 @@ void HiprioQueue::flush_now() {
 void HiprioQueue::on_call_done(Call& call) {
   auto& c = static_cast<HiprioCall&>(call);
   HiprioQueue& q = *c.owner;
-  // Asked before taking this queue's lock: the check takes the request's queue lock.
+  // Asked before taking this queue's lock: the check takes the request's queue lock. Only
+  // uniques the session numbered can be checked; a raw call's (the kernel's) is never resent.
+  // A retry is not checked again when the timer sends it: at most one INTERRUPT too many.
   const bool again = c.frame.opcode == FUSE_INTERRUPT &&
                      c.ec == std::errc::resource_unavailable_try_again &&
                      c.resends < kMaxInterruptResends && q.outstanding_ && q.outstanding_(c.target);

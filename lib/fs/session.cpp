@@ -228,7 +228,10 @@ void Session::shutdown() {
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
                             "Session::shutdown from a completion callback (it would wait for "
                             "its own thread): close the session from another thread");
-  if (quiescing_.exchange(true, std::memory_order_acq_rel)) return;  // done, or being done
+  // A second caller waits until the first is done: after shutdown returns, nothing touches
+  // the caller's buffers any more.
+  std::lock_guard once(shutdown_mu_);
+  if (quiescing_.exchange(true, std::memory_order_acq_rel)) return;
   const auto deadline = std::chrono::steady_clock::now() + options_.device_timeout;
   auto wait_drained = [&](auto done) {
     std::unique_lock lock(drain_mu_);

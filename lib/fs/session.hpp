@@ -53,7 +53,8 @@ class Session {
   // wait() that reaped the reply, or on this thread at once when the session has already
   // failed. on_done may make any call but shutdown, blocking ones included: it runs with its
   // queue's interrupts on and no reaping role held (completion.hpp). A callback that blocks
-  // delays the callbacks its thread reaps meanwhile until it returns (call_ending.hpp).
+  // delays the callbacks its thread reaps meanwhile until it returns, so its blocking call must
+  // not depend on another callback; on_done must not throw (call_ending.hpp).
   void submit(Call& call);
   // The same on the high-priority queue (INTERRUPT).
   void submit_hiprio(Call& call);
@@ -124,6 +125,7 @@ class Session {
   std::function<void(std::error_code)> failure_handler_;  // under failure_mu_
   bool failure_reported_ = false;                         // under failure_mu_
   std::atomic<bool> shut_down_{false};
+  std::mutex shutdown_mu_;              // held through shutdown(): a second caller waits
   std::atomic<bool> quiescing_{false};  // shutdown() began: completions wake its waits
   std::mutex drain_mu_;
   std::condition_variable drained_;

@@ -29,6 +29,9 @@ class Reactor {
   void run();
   // Thread-safe; run() returns after finishing the current batch.
   void stop();
+  // Polls stay armed across events (false once the kernel refused multishot poll: each event
+  // re-arms, and an fd left readable fires again at once). For handlers, on the reactor's thread.
+  bool multishot() const { return multishot_; }
 
  private:
   struct Watch {

@@ -86,6 +86,39 @@ TEST(SessionBounds, ASilentDeviceAtShutdownIsStoppedWithinTheBound) {
   EXPECT_TRUE(dev.stopped()) << "shutdown left the device running";
 }
 
+// Two threads shut down at once: the second returns only when the first is done, so that after
+// either returns the device is stopped and every call has ended (their buffers are free).
+TEST(SessionBounds, ASecondShutdownWaitsForTheFirstToFinish) {
+  LoopbackFsOptions o;
+  o.server.hold = FUSE_STATFS;  // held for ever: only the shutdown's bound ends it
+  LoopbackFs loop(o);
+  auto session = std::make_unique<fs::Session>(loop.transport(), bounded_session());
+  session->init(fuse::kLibraryInitFlags, 0);
+  Recorder recorder;
+  TestCall held;
+  held.recorder = &recorder;
+  held.frame = fuse::make_statfs(kRootInode);
+  session->submit(held);
+  ASSERT_TRUE(eventually([&] { return loop.stat("opcode statfs") == 1; }));
+  std::atomic<bool> first_done{false};
+  std::thread first([&] {
+    session->shutdown();
+    first_done = true;
+  });
+  // The first is in its drain (the held STATFS keeps it there until the bound).
+  ASSERT_TRUE(eventually([&] { return loop.stat("opcode destroy") == 1; }));
+  bool ended_when_second_returned = false, stopped_when_second_returned = false;
+  expect_bounded(loop, "the second shutdown", [&] {
+    session->shutdown();
+    ended_when_second_returned = recorder.count() == 1;
+    stopped_when_second_returned = loop.device().stopped();
+  });
+  first.join();
+  EXPECT_TRUE(first_done.load());
+  EXPECT_TRUE(ended_when_second_returned) << "the second shutdown returned with a call in flight";
+  EXPECT_TRUE(stopped_when_second_returned) << "the second shutdown returned before the device stopped";
+}
+
 // What a transport saw of the session, kept by the test past the transport's end.
 struct StopRecord {
   bool started = false;
