@@ -149,19 +149,44 @@ bool Completion::reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bo
 }
 
 void Completion::drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll) {
-  bool polled = false;
-  for (;;) {
-    if (reap_and_complete(q, done, false, polled)) {
-      polled = false;
-      continue;
-    }
-    if (!may_poll || poll_us_ == 0 || q.failure()) return;
-    // A reply due soon costs no interrupt: poll a while with them off before sleeping.
+  if (may_poll && poll_us_ > 0) {
+    // A reply due soon costs no interrupt: this thread reaps and then polls a while with the
+    // device's interrupts off (the poller role keeps them off), as a polling caller does.
     q.enter_polling();
-    polled = poll_used(q);
-    const bool more = q.leave_polling();  // back on, re-checked
-    if (!polled && !more) return;
+    bool polled = false;
+    for (;;) {
+      const RequestQueue::Reaped r = q.reap(done, /*keep_interrupts_off=*/true);
+      if (polled && r.n) SessionCounters::add(counters_.polled, r.n);
+      if (r.broken) {
+        q.leave_polling();
+        fail_(std::make_error_code(std::errc::io_error));
+        complete(done);
+        return;
+      }
+      complete_while_polling(q, done);
+      if (r.more) continue;
+      polled = poll_used(q);
+      if (!polled) break;
+    }
+    // Interrupts back on; what came meanwhile is reaped below.
+    if (!q.leave_polling()) return;
   }
+  while (reap_and_complete(q, done, false, false)) {
+  }
+}
+
+void Completion::complete_while_polling(RequestQueue& q, std::vector<Call*>& done) {
+  const bool may_block =
+      std::any_of(done.begin(), done.end(), [](Call* c) { return !c->never_blocks; });
+  if (!may_block) {
+    complete(done);  // they only wake threads: interrupts may stay off
+    return;
+  }
+  // Callbacks that may block run with this thread's polling role left, so the queue's
+  // interrupts are on for a sleeper (see the header); what comes meanwhile is reaped after.
+  q.leave_polling();
+  complete(done);
+  q.enter_polling();
 }
 
 bool Completion::poll_used(RequestQueue& q) {
@@ -188,8 +213,14 @@ void Completion::wait(SyncCall& call) {
     if (current_owner_ == this && current_) {
       wait_on_completer(*current_, source, call, done);
     } else {
-      if (poll_us_) reap_own(q, call, done);
-      if (source.alone) wait_as_leader(source, call, done);
+      // Polling, the caller reaps its own reply while it comes soon; past poll_us it sleeps on
+      // its call and the completion thread (awake and polling by then) takes the reply: a
+      // leader too would only wake beside it. Without polling, the leader takes it.
+      if (poll_us_) {
+        reap_own(q, call, done);
+      } else if (source.alone) {
+        wait_as_leader(source, call, done);
+      }
     }
     if (outer) caller_batch.in_use = false;
   }
@@ -198,7 +229,6 @@ void Completion::wait(SyncCall& call) {
 
 void Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done) {
   q.enter_polling();
-  bool polling = true;
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::microseconds(poll_us_);
   for (unsigned spin = 1; !call.done.load(std::memory_order_acquire); ++spin) {
@@ -209,30 +239,21 @@ void Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
       sched_yield();
       continue;
     }
-    const RequestQueue::Reaped r = q.reap(done, true);
+    const RequestQueue::Reaped r = q.reap(done, /*keep_interrupts_off=*/true);
     SessionCounters::add(counters_.polled, r.n);
-    const bool may_block =
-        std::any_of(done.begin(), done.end(), [](Call* c) { return !c->never_blocks; });
-    if (!may_block && !r.broken) {
-      complete(done);  // they only wake threads: interrupts may stay off
-      continue;
+    if (r.broken) {
+      // Failed before the batch's callbacks run (as in reap_and_complete).
+      q.leave_polling();
+      fail_(std::make_error_code(std::errc::io_error));
+      complete(done);
+      return;
     }
-    // Callbacks run with no polling role held and interrupts on (see the header), and after
-    // a broken batch failed the session (as in reap_and_complete).
-    const bool more = q.leave_polling();
-    polling = false;
-    if (r.broken) fail_(std::make_error_code(std::errc::io_error));
-    complete(done);
-    if (r.broken) return;
-    if (more) drain(q, done, /*may_poll=*/false);
-    if (call.done.load(std::memory_order_acquire)) return;
-    q.enter_polling();
-    polling = true;
+    complete_while_polling(q, done);
   }
   // The last poller out turns interrupts back on; what arrived while they were off would not
   // be signalled, so it is reaped here, as the completion thread would have (without polling
   // on: this caller's reply is in, or its polling time is up).
-  if (polling && q.leave_polling()) drain(q, done, /*may_poll=*/false);
+  if (q.leave_polling()) drain(q, done, /*may_poll=*/false);
 }
 
 void Completion::wait_as_leader(Source& source, SyncCall& call, std::vector<Call*>& done) {

@@ -71,6 +71,8 @@ class Completion {
   // poll_us for more: the completion thread's way, not a waiting caller's).
   void drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll);
   bool reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool keep_off, bool polled);
+  // Completes `done` while this thread holds q's polling role (see the .cpp).
+  void complete_while_polling(RequestQueue& q, std::vector<Call*>& done);
   void complete(std::vector<Call*>& done);
   bool poll_used(RequestQueue& q);
   void reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done);
