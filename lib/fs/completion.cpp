@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "fs/call_ending.hpp"
 
@@ -14,6 +15,38 @@ namespace virtiofs::fs {
 
 thread_local const Completion* Completion::current_owner_ = nullptr;
 thread_local Completion::Completer* Completion::current_ = nullptr;
+
+namespace {
+
+// The queue whose polling role this thread holds (at most one: a wait inside a callback hands
+// it back first, see Completion::wait).
+thread_local RequestQueue* held_polling = nullptr;
+
+}  // namespace
+
+// Holds q's polling role for a scope: the device's interrupts stay off while this thread reaps
+// q itself. A callback that waits meanwhile lends the role back (Completion::wait).
+class Completion::PollingRole {
+ public:
+  explicit PollingRole(RequestQueue& q) : q_(q), outer_(std::exchange(held_polling, &q)) {
+    q_.enter_polling();
+  }
+  ~PollingRole() { leave(); }
+  PollingRole(const PollingRole&) = delete;
+  PollingRole& operator=(const PollingRole&) = delete;
+  // True when used elements came while interrupts were off (the caller reaps them).
+  bool leave() {
+    if (!held_) return false;
+    held_ = false;
+    held_polling = outer_;
+    return q_.leave_polling();
+  }
+
+ private:
+  RequestQueue& q_;
+  RequestQueue* outer_;
+  bool held_ = true;
+};
 
 namespace {
 
@@ -136,9 +169,8 @@ void Completion::complete(std::vector<Call*>& done) {
   progress_();
 }
 
-bool Completion::reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool keep_off,
-                                   bool polled) {
-  const RequestQueue::Reaped r = q.reap(done, keep_off);
+bool Completion::reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool polled) {
+  const RequestQueue::Reaped r = q.reap(done);
   if (polled && r.n) SessionCounters::add(counters_.polled, r.n);
   // A broken batch fails the session before its callbacks run: the call that carried the bad
   // reply must find it failed, and nothing its callback submits may reach the device. The
@@ -152,41 +184,20 @@ void Completion::drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll)
   if (may_poll && poll_us_ > 0) {
     // A reply due soon costs no interrupt: this thread reaps and then polls a while with the
     // device's interrupts off (the poller role keeps them off), as a polling caller does.
-    q.enter_polling();
+    PollingRole role(q);
     bool polled = false;
     for (;;) {
-      const RequestQueue::Reaped r = q.reap(done, /*keep_interrupts_off=*/true);
-      if (polled && r.n) SessionCounters::add(counters_.polled, r.n);
-      if (r.broken) {
-        q.leave_polling();
-        fail_(std::make_error_code(std::errc::io_error));
-        complete(done);
-        return;
+      if (!reap_and_complete(q, done, polled)) {
+        if (q.failure()) return;
+        polled = poll_used(q);
+        if (!polled) break;
       }
-      complete_while_polling(q, done);
-      if (r.more) continue;
-      polled = poll_used(q);
-      if (!polled) break;
     }
     // Interrupts back on; what came meanwhile is reaped below.
-    if (!q.leave_polling()) return;
+    if (!role.leave()) return;
   }
-  while (reap_and_complete(q, done, false, false)) {
+  while (reap_and_complete(q, done, false)) {
   }
-}
-
-void Completion::complete_while_polling(RequestQueue& q, std::vector<Call*>& done) {
-  const bool may_block =
-      std::any_of(done.begin(), done.end(), [](Call* c) { return !c->never_blocks; });
-  if (!may_block) {
-    complete(done);  // they only wake threads: interrupts may stay off
-    return;
-  }
-  // Callbacks that may block run with this thread's polling role left, so the queue's
-  // interrupts are on for a sleeper (see the header); what comes meanwhile is reaped after.
-  q.leave_polling();
-  complete(done);
-  q.enter_polling();
 }
 
 bool Completion::poll_used(RequestQueue& q) {
@@ -210,6 +221,14 @@ void Completion::wait(SyncCall& call) {
     std::vector<Call*>& done = caller_batch.in_use ? nested : caller_batch.calls;
     const bool outer = !caller_batch.in_use;
     caller_batch.in_use = true;
+    // A callback run while its thread polls a queue (interrupts off) hands the role back for
+    // the wait: the queue must wake a sleeper, and what came meanwhile is reaped here. It costs
+    // nothing unless a callback really blocks. Only a role on this session's queue is lent: a
+    // callback waiting on another session leaves it (that session's completion threads reap).
+    RequestQueue* lent = nullptr;
+    if (held_polling && std::find(queues_.begin(), queues_.end(), held_polling) != queues_.end())
+      lent = std::exchange(held_polling, nullptr);
+    if (lent && lent->leave_polling()) drain(*lent, done, /*may_poll=*/false);
     if (current_owner_ == this && current_) {
       wait_on_completer(*current_, source, call, done);
     } else {
@@ -222,13 +241,21 @@ void Completion::wait(SyncCall& call) {
         wait_as_leader(source, call, done);
       }
     }
+    if (lent) {
+      // Its call done (or past polling), the nested wait gives the role back to the frame that
+      // lent it before that frame goes on reaping.
+      call.wait();
+      lent->enter_polling();
+      held_polling = lent;
+    }
     if (outer) caller_batch.in_use = false;
   }
+  // Always through the call's mutex: the completer may still hold it (SyncCall).
   call.wait();
 }
 
 void Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done) {
-  q.enter_polling();
+  PollingRole role(q);
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::microseconds(poll_us_);
   for (unsigned spin = 1; !call.done.load(std::memory_order_acquire); ++spin) {
@@ -239,21 +266,12 @@ void Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
       sched_yield();
       continue;
     }
-    const RequestQueue::Reaped r = q.reap(done, /*keep_interrupts_off=*/true);
-    SessionCounters::add(counters_.polled, r.n);
-    if (r.broken) {
-      // Failed before the batch's callbacks run (as in reap_and_complete).
-      q.leave_polling();
-      fail_(std::make_error_code(std::errc::io_error));
-      complete(done);
-      return;
-    }
-    complete_while_polling(q, done);
+    if (!reap_and_complete(q, done, /*polled=*/true) && q.failure()) return;
   }
   // The last poller out turns interrupts back on; what arrived while they were off would not
   // be signalled, so it is reaped here, as the completion thread would have (without polling
   // on: this caller's reply is in, or its polling time is up).
-  if (q.leave_polling()) drain(q, done, /*may_poll=*/false);
+  if (role.leave()) drain(q, done, /*may_poll=*/false);
 }
 
 void Completion::wait_as_leader(Source& source, SyncCall& call, std::vector<Call*>& done) {

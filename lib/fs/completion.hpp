@@ -6,9 +6,9 @@
 // may reap for itself: by polling its queue (poll_us), by sleeping on the queue's call eventfd
 // itself (one "leader" per source, where the fd is the queue's alone), or, on a completion
 // thread (a callback that blocks), by watching that thread's fds itself, since its reactor does
-// not run meanwhile. Callbacks run only after the queue's interrupts are back on and with no
-// polling role held, so a callback may make blocking calls on any queue; callbacks never nest
-// (call_ending.hpp).
+// not run meanwhile. A callback that makes a blocking call first hands back any polling role its
+// thread holds (interrupts back on, what came meanwhile reaped), so a callback may make
+// blocking calls on any queue; callbacks never nest (call_ending.hpp).
 #pragma once
 
 #include <atomic>
@@ -70,9 +70,10 @@ class Completion {
   // Reaps q until nothing is pending and its interrupts are on (with may_poll, after polling
   // poll_us for more: the completion thread's way, not a waiting caller's).
   void drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll);
-  bool reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool keep_off, bool polled);
-  // Completes `done` while this thread holds q's polling role (see the .cpp).
-  void complete_while_polling(RequestQueue& q, std::vector<Call*>& done);
+  // One batch reaped and completed; true when more may be waiting. A broken batch fails the
+  // session before its callbacks run.
+  bool reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool polled);
+  class PollingRole;
   void complete(std::vector<Call*>& done);
   bool poll_used(RequestQueue& q);
   void reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done);

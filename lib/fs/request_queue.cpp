@@ -1,6 +1,5 @@
 #include "fs/request_queue.hpp"
 
-#include <algorithm>
 #include <array>
 
 #include "fs/call_ending.hpp"
@@ -130,7 +129,7 @@ void RequestQueue::admit_parked_locked(std::vector<Call*>& done) {
   on_room_locked(done);
 }
 
-RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done, bool keep_interrupts_off) {
+RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done) {
   std::array<virtio::UsedElement, kReapBatch> used;
   std::error_code ring_ec;
   size_t n = 0;
@@ -147,7 +146,6 @@ RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done, bool keep_inte
     Slot& slot = slots_[used[i].token];
     malformed |= RequestStager::copy_reply(slot, *slot.call, used[i].len);
   }
-  const size_t finished_before = done.size();
   Reaped r{n, ring_ec || malformed, n == used.size()};
   bool kick_now = false;
   {
@@ -156,13 +154,9 @@ RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done, bool keep_inte
     if (!r.broken && !failed_) {
       admit_parked_locked(done);
       kick_now = publish_locked();
-      // Callbacks run after this returns: the queue must then wake a thread that sleeps on it,
-      // so interrupts go back on (and the ring is re-checked) unless a poller holds them off
-      // and will reap what comes.
-      const bool keep_off =
-          keep_interrupts_off && std::all_of(done.begin() + static_cast<ptrdiff_t>(finished_before),
-                                             done.end(), [](Call* c) { return c->never_blocks; });
-      if (pollers_ == 0 && !keep_off) {
+      // Interrupts go back on (and the ring is re-checked) unless a poller holds them off: it
+      // reaps what comes, and the last one out turns them on.
+      if (pollers_ == 0) {
         r.more |= ring_.enable_interrupts();
       } else {
         r.more |= ring_.has_used();

@@ -64,10 +64,8 @@ class RequestQueue {
   // One batch: takes used elements (their slots become this thread's), copies and validates
   // their replies unlocked, releases the slots, starts parked calls, kicks. The finished calls
   // go to `done` for the caller to complete after this returns. Before it returns, interrupts
-  // are back on (and re-checked) whenever a finished call's callback may block, so callbacks
-  // always run with a queue that wakes a sleeper; a batch that finished only calls that merely
-  // wake a thread (Call::never_blocks) may leave them off (keep_interrupts_off, for pollers).
-  Reaped reap(std::vector<Call*>& done, bool keep_interrupts_off);
+  // are back on (and re-checked) unless a poller holds them off.
+  Reaped reap(std::vector<Call*>& done);
   bool has_used();
 
   // A thread polling this queue for its reply keeps the device's interrupts off while it does;
