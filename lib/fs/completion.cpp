@@ -170,14 +170,21 @@ void Completion::complete(std::vector<Call*>& done) {
 }
 
 bool Completion::reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool polled) {
-  const RequestQueue::Reaped r = q.reap(done);
-  if (polled && r.n) SessionCounters::add(counters_.polled, r.n);
+  // Reap until the ring is empty as interrupts come back on (a poller's count keeps them off:
+  // then until it is empty). Callbacks run only after that: elements the device published while
+  // interrupts were off signal no one, so a callback that blocks before they are reaped would
+  // leave them to no one; anything published later is signalled (or polled).
+  RequestQueue::Reaped r;
+  do {
+    r = q.reap(done);
+    if (polled && r.n) SessionCounters::add(counters_.polled, r.n);
+  } while (r.more && !r.broken);
   // A broken batch fails the session before its callbacks run: the call that carried the bad
   // reply must find it failed, and nothing its callback submits may reach the device. The
   // batch's calls are already out of their slots, so failing does not end them twice.
   if (r.broken) fail_(std::make_error_code(std::errc::io_error));
   complete(done);
-  return !r.broken && r.more;
+  return !r.broken;
 }
 
 void Completion::drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll) {
@@ -186,18 +193,14 @@ void Completion::drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll)
     // device's interrupts off (the poller role keeps them off), as a polling caller does.
     PollingRole role(q);
     bool polled = false;
-    for (;;) {
-      if (!reap_and_complete(q, done, polled)) {
-        if (q.failure()) return;
-        polled = poll_used(q);
-        if (!polled) break;
-      }
-    }
+    do {
+      if (!reap_and_complete(q, done, polled) || q.failure()) return;
+      polled = poll_used(q);
+    } while (polled);
     // Interrupts back on; what came meanwhile is reaped below.
     if (!role.leave()) return;
   }
-  while (reap_and_complete(q, done, false)) {
-  }
+  reap_and_complete(q, done, false);
 }
 
 bool Completion::poll_used(RequestQueue& q) {
@@ -266,7 +269,7 @@ void Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
       sched_yield();
       continue;
     }
-    if (!reap_and_complete(q, done, /*polled=*/true) && q.failure()) return;
+    if (!reap_and_complete(q, done, /*polled=*/true)) return;
   }
   // The last poller out turns interrupts back on; what arrived while they were off would not
   // be signalled, so it is reaped here, as the completion thread would have (without polling

@@ -70,8 +70,8 @@ class Completion {
   // Reaps q until nothing is pending and its interrupts are on (with may_poll, after polling
   // poll_us for more: the completion thread's way, not a waiting caller's).
   void drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll);
-  // One batch reaped and completed; true when more may be waiting. A broken batch fails the
-  // session before its callbacks run.
+  // Reaps q until it is empty, then completes what it took (false: the device broke the
+  // protocol, and the session failed before the callbacks ran).
   bool reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool polled);
   class PollingRole;
   void complete(std::vector<Call*>& done);
