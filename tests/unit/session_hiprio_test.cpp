@@ -13,6 +13,22 @@ namespace {
 
 class Hiprio : public SessionLoopback {
  protected:
+  // Both queues stepped, a STATFS (held until interrupted, as a SETLKW would be) published but
+  // not yet taken by the device, and an INTERRUPT for it asked for: the INTERRUPT overtakes.
+  TestCall* interrupt_before_its_request(bool hold = true) {
+    LoopbackFsOptions o;
+    if (hold) o.server.hold = FUSE_STATFS;
+    start(o);
+    auto& dev = loop->device();
+    dev.set_stepped(0, true);
+    dev.set_stepped(1, true);
+    TestCall& call = new_call(fuse::make_statfs(kRootInode));
+    session->submit(call);
+    if (!dev.wait_available(1, 1, kBound)) return nullptr;
+    session->interrupt(call);
+    return &call;
+  }
+
   // Takes the next INTERRUPT from hiprio and answers it EAGAIN by hand, as a device that has not
   // seen the request yet must (FUSE: "the request was not found, try again"). False when none
   // came within `timeout`.
@@ -34,18 +50,10 @@ class Hiprio : public SessionLoopback {
 };
 
 TEST_F(Hiprio, AnInterruptAnsweredEagainIsSentAgainAndEndsTheHeldRequest) {
-  LoopbackFsOptions o;
-  o.server.hold = FUSE_STATFS;  // stands for a SETLKW: held until interrupted
-  start(o);
+  TestCall* call = interrupt_before_its_request();
+  ASSERT_TRUE(call);
+  TestCall& held = *call;
   auto& dev = loop->device();
-  dev.set_stepped(0, true);
-  dev.set_stepped(1, true);
-  TestCall& held = new_call(fuse::make_statfs(kRootInode));
-  session->submit(held);
-  ASSERT_TRUE(dev.wait_available(1, 1, kBound));
-
-  // The INTERRUPT overtakes its request: the device has not taken the STATFS yet.
-  session->interrupt(held);
   ASSERT_TRUE(answer_next_interrupt_eagain()) << "no INTERRUPT was sent";
   if (HasFailure()) return;
   EXPECT_EQ(dev.serve(1), 1u);  // now the request arrives, and is held
@@ -59,16 +67,9 @@ TEST_F(Hiprio, AnInterruptAnsweredEagainIsSentAgainAndEndsTheHeldRequest) {
 }
 
 TEST_F(Hiprio, AnInterruptIsSentAgainABoundedNumberOfTimes) {
-  LoopbackFsOptions o;
-  o.server.hold = FUSE_STATFS;
-  start(o);
-  auto& dev = loop->device();
-  dev.set_stepped(0, true);
-  dev.set_stepped(1, true);
-  TestCall& held = new_call(fuse::make_statfs(kRootInode));
-  session->submit(held);
-  ASSERT_TRUE(dev.wait_available(1, 1, kBound));
-  session->interrupt(held);
+  TestCall* call = interrupt_before_its_request();
+  ASSERT_TRUE(call);
+  TestCall& held = *call;
   unsigned answered = 0;
   // Resends come at the gathering timer's pace (1 ms): 200 ms of silence means they stopped.
   while (answer_next_interrupt_eagain(std::chrono::milliseconds(200)) && !HasFailure()) {
@@ -84,16 +85,10 @@ TEST_F(Hiprio, AnInterruptIsSentAgainABoundedNumberOfTimes) {
 // A resent INTERRUPT that the device hands back with nothing written (as virtiofsd does) is
 // settled: the EAGAIN of the one before must not send it again.
 TEST_F(Hiprio, AnInterruptHandedBackEmptyAfterAnEagainIsNotResent) {
-  LoopbackFsOptions o;
-  o.server.hold = FUSE_STATFS;
-  start(o);
+  TestCall* call = interrupt_before_its_request();
+  ASSERT_TRUE(call);
+  TestCall& held = *call;
   auto& dev = loop->device();
-  dev.set_stepped(0, true);
-  dev.set_stepped(1, true);
-  TestCall& held = new_call(fuse::make_statfs(kRootInode));
-  session->submit(held);
-  ASSERT_TRUE(dev.wait_available(1, 1, kBound));
-  session->interrupt(held);
   ASSERT_TRUE(answer_next_interrupt_eagain());
   ASSERT_TRUE(dev.wait_available(0, 1, kBound)) << "not resent after EAGAIN";
   std::vector<DeviceChain> resent = dev.take(0, 1);
@@ -109,14 +104,10 @@ TEST_F(Hiprio, AnInterruptHandedBackEmptyAfterAnEagainIsNotResent) {
 // The request was answered before its INTERRUPT came back EAGAIN: nothing to interrupt any more,
 // so it is not sent again.
 TEST_F(Hiprio, AnInterruptWhoseRequestEndedIsNotResent) {
-  start();
+  TestCall* interrupted = interrupt_before_its_request(/*hold=*/false);
+  ASSERT_TRUE(interrupted);
+  TestCall& call = *interrupted;
   auto& dev = loop->device();
-  dev.set_stepped(0, true);
-  dev.set_stepped(1, true);
-  TestCall& call = new_call(fuse::make_statfs(kRootInode));
-  session->submit(call);
-  ASSERT_TRUE(dev.wait_available(1, 1, kBound));
-  session->interrupt(call);
   ASSERT_TRUE(dev.wait_available(0, 1, kBound));
   EXPECT_EQ(dev.serve(1), 1u);
   ASSERT_TRUE(eventually([&] { return is_done(call); }));
