@@ -329,7 +329,10 @@ TEST_F(PollModeTest, ABlockingCallIsWokenByTheDeviceItself) {
     ASSERT_EQ(a.size, 4321u);
   }
   const uint64_t woken = client->stats().callers_woken - before;
-  EXPECT_GT(woken, kCalls / 4) << "the completion thread handed most replies on";
+  // The device's interrupt wakes the caller and the completion thread alike, and either may
+  // take the reply; how often the caller wins is up to the scheduler (under TSan it seldom
+  // does). Without the caller sleeping on the interrupt itself it never counts.
+  EXPECT_GT(woken, 0u) << "no blocking call was ever woken by the device itself";
   EXPECT_LE(woken, kCalls);
   client->forget(e.inode, 1);
 }
