@@ -162,7 +162,7 @@ void HiprioQueue::on_call_done(Call& call) {
   if (kick_now) q.kick();
 }
 
-void HiprioQueue::on_room_locked(std::vector<Call*>& /*done*/) { flush_locked(); }
+void HiprioQueue::on_room_locked() { flush_locked(); }
 
 void HiprioQueue::on_fail_locked() {
   forgets_.clear();

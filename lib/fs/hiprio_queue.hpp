@@ -54,7 +54,7 @@ class HiprioQueue final : public RequestQueue {
     unsigned resends;
   };
   static void on_call_done(Call& call);
-  void on_room_locked(std::vector<Call*>& done) override;
+  void on_room_locked() override;
   void on_fail_locked() override;
   // Hands pending INTERRUPTs, then due FORGET batches, to the ring while there is room; what
   // does not fit stays pending, never dropped.

@@ -126,7 +126,7 @@ void RequestQueue::admit_parked_locked(std::vector<Call*>& done) {
     parked_.pop_front();
     if (r == Start::kFailed) done.push_back(c);
   }
-  on_room_locked(done);
+  on_room_locked();
 }
 
 RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done) {

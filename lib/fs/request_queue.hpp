@@ -82,7 +82,7 @@ class RequestQueue {
 
  protected:
   // Under mu_: the hiprio queue's own pending work, run whenever room may have appeared.
-  virtual void on_room_locked(std::vector<Call*>& /*done*/) {}
+  virtual void on_room_locked() {}
   virtual void on_fail_locked() {}
   enum class Start { kStarted, kWait, kFailed };
   Start try_start_locked(Call& call);
