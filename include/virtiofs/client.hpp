@@ -59,6 +59,11 @@ struct Options {
   // Device memory set aside for Client::allocate_buffer: reads into and writes from such
   // buffers go to the device with no copy (0: none).
   size_t registered_memory_bytes = 0;
+  // What a stop_token stopping a call the device holds does (see the inode operations): send
+  // FUSE_INTERRUPT (true), or drop the call at once and its reply when it comes (false, as
+  // virtiofs-mount's default: virtiofsd 7.2 crashes on an INTERRUPT for a request it has
+  // already answered).
+  bool interrupts = false;
 };
 
 // A buffer in device memory (Client::allocate_buffer). read/write calls whose buffer lies in
@@ -106,15 +111,7 @@ class VIRTIOFS_API Client {
   void close();
   // Why the client stopped working (empty while healthy).
   std::error_code failure() const;
-  // Requests submitted, notifications sent, FORGET entries delivered, requests that waited.
-  // Completion wake-ups by interrupt, completions found by polling, INTERRUPTs sent.
-  struct Stats {
-    uint64_t requests, notifications, forgets, waits, interrupts, polled, interrupts_sent;
-    uint64_t zero_copy_bytes;  // payload bytes moved straight from or into IoBuffers
-    // Blocking calls whose thread the device's interrupt woke itself (no completion-thread
-    // hand-off; interrupt-driven mode).
-    uint64_t callers_woken;
-  };
+  using Stats = virtiofs::Stats;
   // Request queues in use.
   unsigned num_request_queues() const;
   // A buffer of `bytes` in the registered memory (Options::registered_memory_bytes); throws
@@ -122,86 +119,135 @@ class VIRTIOFS_API Client {
   IoBuffer allocate_buffer(size_t bytes);
   Stats stats() const;
 
-  // ---- inode operations (synchronous) ----
+  // ---- inode operations ----
+  // Every FUSE operation comes in two forms with the same parameters: synchronous (returns the
+  // error, fills the result) and asynchronous (the result goes to `done`, see Callback; names
+  // are copied, data buffers must stay valid until `done` runs). Both take a stop_token:
+  //  - already stopped: the call fails with EINTR before anything is sent;
+  //  - stopped while the device holds the request: with Options::interrupts, FUSE_INTERRUPT
+  //    goes to the device and the call ends with EINTR or its real result, whichever the device
+  //    gives; without (the default), the call ends with EINTR at once and the device's reply is
+  //    dropped when it comes — except a call whose payload lies in an IoBuffer, which the
+  //    device reads or writes in place: that one ends with its real result.
   // FUSE semantics: a name passed to unlink, rmdir, rename or link must belong to a node the
   // caller holds a lookup reference to (the kernel always has one); devices such as virtiofsd
   // answer EIO otherwise. The path conveniences below take care of this.
-  std::error_code lookup(Inode parent, std::string_view name, Entry& out);
-  // Gives back nlookup references (batched on the high-priority queue, never lost).
+  using Stop = std::stop_token;
+
+  std::error_code lookup(Inode parent, std::string_view name, Entry& out, Stop stop = {});
+  void lookup(Inode parent, std::string_view name, Callback<Entry> done, Stop stop = {});
+  // Gives back nlookup references (batched on the high-priority queue, never lost). FORGET has
+  // no reply, so there is nothing to wait for and no asynchronous form.
   void forget(Inode inode, uint64_t nlookup);
-  std::error_code getattr(Inode inode, Attr& out);
-  std::error_code setattr(Inode inode, const SetAttr& attr, Attr& out);
-  std::error_code readlink(Inode inode, std::string& target);
-  std::error_code symlink(Inode parent, std::string_view name, std::string_view target, Entry& out);
-  std::error_code mknod(Inode parent, std::string_view name, uint32_t mode, uint32_t rdev, Entry& out);
-  std::error_code mkdir(Inode parent, std::string_view name, uint32_t mode, Entry& out);
-  std::error_code unlink(Inode parent, std::string_view name);
-  std::error_code rmdir(Inode parent, std::string_view name);
+  std::error_code getattr(Inode inode, Attr& out, Stop stop = {});
+  void getattr(Inode inode, Callback<Attr> done, Stop stop = {});
+  std::error_code setattr(Inode inode, const SetAttr& attr, Attr& out, Stop stop = {});
+  void setattr(Inode inode, const SetAttr& attr, Callback<Attr> done, Stop stop = {});
+  std::error_code readlink(Inode inode, std::string& target, Stop stop = {});
+  void readlink(Inode inode, Callback<std::string> done, Stop stop = {});
+  std::error_code symlink(Inode parent, std::string_view name, std::string_view target, Entry& out,
+                          Stop stop = {});
+  void symlink(Inode parent, std::string_view name, std::string_view target, Callback<Entry> done,
+               Stop stop = {});
+  std::error_code mknod(Inode parent, std::string_view name, uint32_t mode, uint32_t rdev,
+                        Entry& out, Stop stop = {});
+  void mknod(Inode parent, std::string_view name, uint32_t mode, uint32_t rdev,
+             Callback<Entry> done, Stop stop = {});
+  std::error_code mkdir(Inode parent, std::string_view name, uint32_t mode, Entry& out,
+                        Stop stop = {});
+  void mkdir(Inode parent, std::string_view name, uint32_t mode, Callback<Entry> done,
+             Stop stop = {});
+  std::error_code unlink(Inode parent, std::string_view name, Stop stop = {});
+  void unlink(Inode parent, std::string_view name, DoneCallback done, Stop stop = {});
+  std::error_code rmdir(Inode parent, std::string_view name, Stop stop = {});
+  void rmdir(Inode parent, std::string_view name, DoneCallback done, Stop stop = {});
   // flags: 0 or RENAME_NOREPLACE / RENAME_EXCHANGE (sent as RENAME2).
   std::error_code rename(Inode olddir, std::string_view oldname, Inode newdir,
-                         std::string_view newname, uint32_t flags = 0);
-  std::error_code link(Inode inode, Inode newparent, std::string_view newname, Entry& out);
-  std::error_code open(Inode inode, uint32_t flags, OpenFile& out);
+                         std::string_view newname, uint32_t flags = 0, Stop stop = {});
+  void rename(Inode olddir, std::string_view oldname, Inode newdir, std::string_view newname,
+              uint32_t flags, DoneCallback done, Stop stop = {});
+  std::error_code link(Inode inode, Inode newparent, std::string_view newname, Entry& out,
+                       Stop stop = {});
+  void link(Inode inode, Inode newparent, std::string_view newname, Callback<Entry> done,
+            Stop stop = {});
+  std::error_code open(Inode inode, uint32_t flags, OpenFile& out, Stop stop = {});
+  void open(Inode inode, uint32_t flags, Callback<OpenFile> done, Stop stop = {});
   std::error_code create(Inode parent, std::string_view name, uint32_t flags, uint32_t mode,
-                         Created& out);
-  // At most negotiated().max_read / max_write bytes move per call; the count is returned.
-  // A `stop` requested while the request is with the device sends FUSE_INTERRUPT on the
-  // high-priority queue: the call ends with EINTR, or with its real result if the device
-  // answered first (as with setlk below).
+                         Created& out, Stop stop = {});
+  void create(Inode parent, std::string_view name, uint32_t flags, uint32_t mode,
+              Callback<Created> done, Stop stop = {});
+  // At most negotiated().max_read / max_write bytes move per call; the count is the result.
   std::error_code read(Inode inode, uint64_t fh, uint64_t offset, std::span<std::byte> buf,
-                       size_t& done, std::stop_token stop = {});
+                       size_t& done, Stop stop = {});
+  void read(Inode inode, uint64_t fh, uint64_t offset, std::span<std::byte> buf,
+            Callback<size_t> done, Stop stop = {});
   std::error_code write(Inode inode, uint64_t fh, uint64_t offset, std::span<const std::byte> data,
-                        size_t& done, std::stop_token stop = {});
-  std::error_code statfs(Inode inode, StatFs& out);
-  std::error_code release(Inode inode, uint64_t fh, uint32_t flags = 0);
-  std::error_code fsync(Inode inode, uint64_t fh, bool datasync = false);
-  std::error_code flush(Inode inode, uint64_t fh, uint64_t lock_owner = 0);
+                        size_t& done, Stop stop = {});
+  void write(Inode inode, uint64_t fh, uint64_t offset, std::span<const std::byte> data,
+             Callback<size_t> done, Stop stop = {});
+  std::error_code statfs(Inode inode, StatFs& out, Stop stop = {});
+  void statfs(Inode inode, Callback<StatFs> done, Stop stop = {});
+  std::error_code release(Inode inode, uint64_t fh, uint32_t flags = 0, Stop stop = {});
+  void release(Inode inode, uint64_t fh, uint32_t flags, DoneCallback done, Stop stop = {});
+  std::error_code fsync(Inode inode, uint64_t fh, bool datasync = false, Stop stop = {});
+  void fsync(Inode inode, uint64_t fh, bool datasync, DoneCallback done, Stop stop = {});
+  std::error_code flush(Inode inode, uint64_t fh, uint64_t lock_owner = 0, Stop stop = {});
+  void flush(Inode inode, uint64_t fh, uint64_t lock_owner, DoneCallback done, Stop stop = {});
   std::error_code setxattr(Inode inode, std::string_view name, std::span<const std::byte> value,
-                           uint32_t flags = 0);
-  // With an empty buffer, `size` is the value's size; otherwise the bytes copied.
+                           uint32_t flags = 0, Stop stop = {});
+  void setxattr(Inode inode, std::string_view name, std::span<const std::byte> value,
+                uint32_t flags, DoneCallback done, Stop stop = {});
+  // With an empty buffer, the result is the value's size; otherwise the bytes copied.
   std::error_code getxattr(Inode inode, std::string_view name, std::span<std::byte> value,
-                           size_t& size);
-  std::error_code listxattr(Inode inode, std::span<std::byte> list, size_t& size);
-  std::error_code removexattr(Inode inode, std::string_view name);
-  std::error_code opendir(Inode inode, OpenFile& out);
+                           size_t& size, Stop stop = {});
+  void getxattr(Inode inode, std::string_view name, std::span<std::byte> value,
+                Callback<size_t> done, Stop stop = {});
+  std::error_code listxattr(Inode inode, std::span<std::byte> list, size_t& size, Stop stop = {});
+  void listxattr(Inode inode, std::span<std::byte> list, Callback<size_t> done, Stop stop = {});
+  std::error_code removexattr(Inode inode, std::string_view name, Stop stop = {});
+  void removexattr(Inode inode, std::string_view name, DoneCallback done, Stop stop = {});
+  std::error_code opendir(Inode inode, OpenFile& out, Stop stop = {});
+  void opendir(Inode inode, Callback<OpenFile> done, Stop stop = {});
   // Reads one buffer of entries starting at `offset` (0, then the last entry's offset).
-  // An empty vector means the end of the directory.
-  std::error_code readdir(Inode inode, uint64_t fh, uint64_t offset, std::vector<DirEntry>& out);
+  // An empty result means the end of the directory.
+  std::error_code readdir(Inode inode, uint64_t fh, uint64_t offset, std::vector<DirEntry>& out,
+                          Stop stop = {});
+  void readdir(Inode inode, uint64_t fh, uint64_t offset, Callback<std::vector<DirEntry>> done,
+               Stop stop = {});
   // Like readdir; every entry with a non-zero entry.inode holds a lookup reference to forget.
   std::error_code readdirplus(Inode inode, uint64_t fh, uint64_t offset,
-                              std::vector<std::pair<DirEntry, Entry>>& out);
-  std::error_code releasedir(Inode inode, uint64_t fh);
-  std::error_code fsyncdir(Inode inode, uint64_t fh, bool datasync = false);
-  std::error_code access(Inode inode, uint32_t mask);
+                              std::vector<std::pair<DirEntry, Entry>>& out, Stop stop = {});
+  void readdirplus(Inode inode, uint64_t fh, uint64_t offset,
+                   Callback<std::vector<std::pair<DirEntry, Entry>>> done, Stop stop = {});
+  std::error_code releasedir(Inode inode, uint64_t fh, Stop stop = {});
+  void releasedir(Inode inode, uint64_t fh, DoneCallback done, Stop stop = {});
+  std::error_code fsyncdir(Inode inode, uint64_t fh, bool datasync = false, Stop stop = {});
+  void fsyncdir(Inode inode, uint64_t fh, bool datasync, DoneCallback done, Stop stop = {});
+  std::error_code access(Inode inode, uint32_t mask, Stop stop = {});
+  void access(Inode inode, uint32_t mask, DoneCallback done, Stop stop = {});
   std::error_code fallocate(Inode inode, uint64_t fh, uint64_t offset, uint64_t length,
-                            uint32_t mode = 0);
+                            uint32_t mode = 0, Stop stop = {});
+  void fallocate(Inode inode, uint64_t fh, uint64_t offset, uint64_t length, uint32_t mode,
+                 DoneCallback done, Stop stop = {});
   std::error_code lseek(Inode inode, uint64_t fh, uint64_t offset, uint32_t whence,
-                        uint64_t& result);
+                        uint64_t& result, Stop stop = {});
+  void lseek(Inode inode, uint64_t fh, uint64_t offset, uint32_t whence, Callback<uint64_t> done,
+             Stop stop = {});
   std::error_code copy_file_range(Inode in_inode, uint64_t in_fh, uint64_t in_off,
                                   Inode out_inode, uint64_t out_fh, uint64_t out_off,
-                                  uint64_t len, uint64_t& copied);
-  std::error_code getlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, Lock& out);
+                                  uint64_t len, uint64_t& copied, Stop stop = {});
+  void copy_file_range(Inode in_inode, uint64_t in_fh, uint64_t in_off, Inode out_inode,
+                       uint64_t out_fh, uint64_t out_off, uint64_t len, Callback<uint64_t> done,
+                       Stop stop = {});
+  std::error_code getlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, Lock& out,
+                        Stop stop = {});
+  void getlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, Callback<Lock> done,
+             Stop stop = {});
+  // With wait, the device may hold the request until the lock is free: a stop ends the wait.
   std::error_code setlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, bool wait,
-                        std::stop_token stop = {});
-
-  // ---- inode operations (asynchronous) ----
-  // Names are copied; data buffers must stay valid until the callback runs.
-  void lookup(Inode parent, std::string_view name, Callback<Entry> done);
-  void getattr(Inode inode, Callback<Attr> done);
-  void open(Inode inode, uint32_t flags, Callback<OpenFile> done);
-  void create(Inode parent, std::string_view name, uint32_t flags, uint32_t mode,
-              Callback<Created> done);
-  void read(Inode inode, uint64_t fh, uint64_t offset, std::span<std::byte> buf,
-            Callback<size_t> done);
-  void write(Inode inode, uint64_t fh, uint64_t offset, std::span<const std::byte> data,
-             Callback<size_t> done);
-  void release(Inode inode, uint64_t fh, DoneCallback done);
-  void mkdir(Inode parent, std::string_view name, uint32_t mode, Callback<Entry> done);
-  void unlink(Inode parent, std::string_view name, DoneCallback done);
-  void rename(Inode olddir, std::string_view oldname, Inode newdir, std::string_view newname,
-              DoneCallback done);
-  void statfs(Inode inode, Callback<StatFs> done);
-  void fsync(Inode inode, uint64_t fh, bool datasync, DoneCallback done);
+                        Stop stop = {});
+  void setlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, bool wait,
+             DoneCallback done, Stop stop = {});
 
   // ---- paths ("/a/b" or "a/b", relative to the root of the share) ----
   // Resolves a path to an entry holding one lookup reference (forget it when done).

@@ -102,4 +102,18 @@ struct Negotiated {
   uint16_t congestion_threshold = 0;
 };
 
+// What a client's session counted since it started (Client::stats); every field only grows.
+struct Stats {
+  uint64_t requests = 0;         // requests submitted to the request queues
+  uint64_t notifications = 0;    // kicks actually sent to the device
+  uint64_t forgets = 0;          // FORGET entries handed to the device
+  uint64_t waits = 0;            // requests that waited for ring or buffer space
+  uint64_t interrupts = 0;       // completion eventfd wake-ups handled
+  uint64_t polled = 0;           // completions found by busy-polling, with no interrupt
+  uint64_t interrupts_sent = 0;  // FUSE_INTERRUPTs handed to the device
+  uint64_t zero_copy_bytes = 0;  // payload bytes moved straight from or into IoBuffers
+  uint64_t callers_woken = 0;    // blocking calls whose thread the device's interrupt woke itself
+  uint64_t abandoned = 0;        // calls given up on by cancellation, their replies dropped
+};
+
 }  // namespace virtiofs

@@ -1,113 +1,213 @@
-// What the Client's sync and async halves share: the reply parsers they pair with op builders,
-// the pooled calls of async operations, and Client::Impl (the session, buffers, one verdict for
-// every reply).
+// Client::Impl: the session and buffers behind a Client, and the two ways any operation
+// (operations.hpp) runs — waited for on a stack SyncCall, or started on a pooled AsyncCall —
+// with one verdict for both and one cancellation rule.
 #pragma once
 
-#include <functional>
+#include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "client/buffer_pool.hpp"
+#include "client/operations.hpp"
 #include "fs/session.hpp"
-#include "fuse/ops.hpp"
 #include "virtiofs/client.hpp"
 
 namespace virtiofs {
 
 namespace client {
-template <class T>
-using Parser = std::error_code (*)(const fuse::Reply&, T&);
 
-inline std::error_code parse_none(const fuse::Reply&, std::monostate&) { return {}; }
+inline std::error_code eintr() { return std::make_error_code(std::errc::interrupted); }
+
+// A reply that broke the protocol after partial parsing must not leak the lookup references it
+// handed out (READDIRPLUS entries before the bad record).
 template <class T>
-std::error_code parse_value(const fuse::Reply& r, T& out) { return fuse::parse(r, out); }
-inline std::error_code parse_data(const fuse::Reply& r, size_t& out) {
-  out = r.data_len;
-  return {};
-}
-inline std::error_code parse_written(const fuse::Reply& r, size_t& out) {
-  uint64_t n = 0;
-  auto ec = fuse::parse_count(r, fuse::Count::kWritten, n);
-  out = n;
-  return ec;
+void give_back(fs::Session&, T&) {}
+inline void give_back(fs::Session& session, std::vector<std::pair<DirEntry, Entry>>& entries) {
+  for (auto& [d, e] : entries)
+    if (e.inode != 0 && e.inode != kRootInode) session.forget(e.inode, 1);
+  entries.clear();
 }
 
-// One asynchronous call: the Call, storage for copied names, and the type-erased continuation.
+template <class Op>
+struct CallPool;
+
+// What an operation's asynchronous caller is handed: a DoneCallback when it produces nothing.
+template <class Result>
+using DoneFor = std::conditional_t<std::is_same_v<Result, std::monostate>, DoneCallback,
+                                   Callback<Result>>;
+template <class Result>
+void finish(DoneFor<Result>& done, std::error_code ec, Result&& value) {
+  if constexpr (std::is_same_v<Result, std::monostate>)
+    done(ec);
+  else
+    done(ec, std::move(value));
+}
+
+// One asynchronous call of operation Op: the call, the operation with its own copies of the
+// names it references, the user's callback and the stop registration. Two references keep it
+// from the pool: the submitter's (until its stop registration is in place) and the completion's
+// (until the callback returned); the last one out unregisters the stop callback — waiting for
+// one running on another thread — and only then recycles the call, so a cancellation never
+// reaches a call that was reused.
+template <class Op>
 struct AsyncCall : fs::Call {
+  struct Stopper {
+    struct Runner* runner;
+    AsyncCall* call;
+    void operator()() const noexcept;
+  };
+  std::optional<Op> op;
   std::string names[2];
-  std::function<void(AsyncCall&)> finish;
-  struct Pool* pool = nullptr;
+  DoneFor<typename Op::Result> done;
+  std::optional<std::stop_callback<Stopper>> on_stop;
+  std::atomic<int> refs{0};
+  struct Runner* runner = nullptr;
+  CallPool<Op>* pool = nullptr;
+
+  void release();
 };
 
-struct Pool {
-  std::mutex mu;
-  std::vector<std::unique_ptr<AsyncCall>> all;
-  std::vector<AsyncCall*> free;
-  AsyncCall* take() {
+// Recycled calls of one operation: after warm-up, an asynchronous call allocates nothing.
+template <class Op>
+struct CallPool {
+  std::mutex mu;  // guards both vectors
+  std::vector<std::unique_ptr<AsyncCall<Op>>> all;
+  std::vector<AsyncCall<Op>*> free;
+  AsyncCall<Op>* take() {
     std::lock_guard lock(mu);
     if (free.empty()) {
-      all.push_back(std::make_unique<AsyncCall>());
+      all.push_back(std::make_unique<AsyncCall<Op>>());
       all.back()->pool = this;
       return all.back().get();
     }
-    AsyncCall* c = free.back();
+    AsyncCall<Op>* c = free.back();
     free.pop_back();
     return c;
   }
-  void give(AsyncCall* c) {
-    c->finish = nullptr;
+  void give(AsyncCall<Op>* c) {
     std::lock_guard lock(mu);
     free.push_back(c);
   }
 };
 
-}  // namespace client
+template <class... Ops>
+using CallPools = std::tuple<CallPool<Ops>...>;
+using AllCallPools =
+    CallPools<op::Lookup, op::Mknod, op::Mkdir, op::Symlink, op::Link, op::Unlink, op::Rmdir,
+              op::Rename, op::Getattr, op::Setattr, op::Readlink, op::Access, op::Statfs,
+              op::Setxattr, op::Getxattr, op::Listxattr, op::Removexattr, op::Open, op::Create,
+              op::Read, op::Write, op::Release, op::Fsync, op::Flush, op::Fallocate, op::Lseek,
+              op::CopyFileRange, op::Getlk, op::Setlk, op::Opendir, op::Releasedir, op::Fsyncdir,
+              op::Readdir, op::Readdirplus>;
 
-using client::AsyncCall;
-using client::Parser;
-using client::parse_data;
-using client::parse_none;
-using client::parse_value;
-using client::parse_written;
-using client::Pool;
-
-struct Client::Impl {
+// Runs operations on a session: what Client::Impl adds to it is buffers and names.
+struct Runner {
   std::unique_ptr<fs::Session> session;
-  std::unique_ptr<client::BufferPool> buffers;
-  std::string tag;
-  Pool pool;
+  bool interrupts = false;  // Options::interrupts
+  AllCallPools pools;
 
-  // A stop requested while the call is with the device sends FUSE_INTERRUPT; the call then
-  // ends with EINTR or its real result, whichever the device gives.
-  template <class T>
-  std::error_code call(fuse::Frame frame, Parser<T> parse, T& out, std::stop_token stop = {}) {
+  // A stop for a call the device holds: FUSE_INTERRUPT, or give the call up (Options::interrupts).
+  void cancel(fs::Call& c) {
+    if (interrupts)
+      session->interrupt(c);
+    else
+      session->abandon(c);
+  }
+
+  template <class Op>
+  std::error_code run(Op op, typename Op::Result& out, std::stop_token stop) {
+    if (auto ec = op.check()) return ec;
+    if (stop.stop_requested()) return eintr();  // never sent: nothing to interrupt
     fs::SyncCall c;
-    c.frame = frame;
+    c.frame = op.frame(session->negotiated());
     session->submit(c);
     {
-      // Registers nothing for a token that can never stop (the default).
-      std::stop_callback interrupt(stop, [&] { session->interrupt(c); });
+      // Registers nothing for a token that can never stop (the default). A stop that came
+      // between the check above and here runs the cancellation now.
+      std::stop_callback on_stop(stop, [&] { cancel(c); });
       session->wait(c);
     }
-    return result(c, parse, out);
+    return result(op, c, out);
   }
+
+  template <class Op>
+  void start(Op op, DoneFor<typename Op::Result> done, std::stop_token stop) {
+    using Result = typename Op::Result;
+    if (auto ec = op.check()) return finish<Result>(done, ec, Result{});
+    if (stop.stop_requested()) return finish<Result>(done, eintr(), Result{});
+    auto* c = std::get<CallPool<Op>>(pools).take();
+    c->runner = this;
+    c->op.emplace(std::move(op));
+    int n = 0;
+    c->op->names([&](std::string_view& name) {
+      c->names[n].assign(name);
+      name = c->names[n++];
+    });
+    c->frame = c->op->frame(session->negotiated());
+    c->ec.clear();
+    c->reply = {};
+    c->done = std::move(done);
+    c->refs.store(2, std::memory_order_relaxed);
+    c->on_done = [](fs::Call& base) {
+      auto& call = static_cast<AsyncCall<Op>&>(base);
+      Result value{};
+      const std::error_code ec = call.runner->result(*call.op, call, value);
+      finish<Result>(call.done, ec, std::move(value));
+      call.done = nullptr;
+      call.release();
+    };
+    session->submit(*c);
+    if (stop.stop_possible()) c->on_stop.emplace(stop, typename AsyncCall<Op>::Stopper{this, c});
+    c->release();
+  }
+
+  // A reply to a call given up on (Session::abandon) gave something out: give it back, so that
+  // cancelling leaks nothing on the device. READDIRPLUS entries are not kept (their data is
+  // dropped): the device frees those references when the session ends.
+  void give_back_dropped(const fs::DroppedReply& d) {
+    Entry entry;
+    OpenFile file;
+    Created created;
+    switch (d.opcode) {
+      case FUSE_LOOKUP: case FUSE_MKNOD: case FUSE_MKDIR: case FUSE_SYMLINK: case FUSE_LINK:
+        if (!fuse::parse(d.reply, entry) && entry.inode != 0) session->forget(entry.inode, 1);
+        break;
+      case FUSE_CREATE:
+        if (fuse::parse(d.reply, created)) break;
+        release_dropped(op::Release(created.entry.inode, created.file.fh, 0));
+        if (created.entry.inode != 0) session->forget(created.entry.inode, 1);
+        break;
+      case FUSE_OPEN:
+        if (!fuse::parse(d.reply, file)) release_dropped(op::Release(d.nodeid, file.fh, 0));
+        break;
+      case FUSE_OPENDIR:
+        if (!fuse::parse(d.reply, file)) release_dropped(op::Releasedir(d.nodeid, file.fh));
+        break;
+      default:
+        break;
+    }
+  }
+  template <class Op>
+  void release_dropped(Op op) {
+    start(std::move(op), [](std::error_code) {}, {});
+  }
+
   // One verdict for sync and async calls alike: the device's errno, else the parsed reply,
   // checked against the request; a reply that breaks the protocol marks the device untrusted.
-  template <class T>
-  std::error_code result(const fs::Call& c, Parser<T> parse, T& out) {
+  template <class Op>
+  std::error_code result(Op& op, const fs::Call& c, typename Op::Result& out) {
     if (c.ec) return c.ec;
-    std::error_code ec = parse(c.reply, out);
+    std::error_code ec = op.parse(c.reply, out);
     if (!ec) ec = fuse::check_against_request(c.frame, c.reply);
+    if (ec) give_back(*session, out);
     return checked(ec);
-  }
-  std::error_code call(fuse::Frame frame, std::stop_token stop = {}) {
-    std::monostate none;
-    return call<std::monostate>(frame, parse_none, none, stop);
   }
   // Parsers answer EIO only for replies that break the protocol: after one, the device is not
   // trusted with anything else.
@@ -115,27 +215,24 @@ struct Client::Impl {
     if (ec == std::errc::io_error) session->device_misbehaved();
     return ec;
   }
+};
 
-  // build(AsyncCall&) fills the frame (it may point names into the call's storage).
-  template <class T, class Build>
-  void call_async(Build&& build, Parser<T> parse, Callback<T> done) {
-    AsyncCall* c = pool.take();
-    build(*c);
-    c->finish = [this, parse, done = std::move(done)](AsyncCall& call) {
-      T value{};
-      const std::error_code ec = result(call, parse, value);
-      done(ec, std::move(value));
-    };
-    c->on_done = [](fs::Call& base) {
-      auto& call = static_cast<AsyncCall&>(base);
-      call.finish(call);
-      call.pool->give(&call);
-    };
-    session->submit(*c);
-  }
-  static Callback<std::monostate> unit(DoneCallback done) {
-    return [done = std::move(done)](std::error_code ec, std::monostate) { done(ec); };
-  }
+template <class Op>
+void AsyncCall<Op>::Stopper::operator()() const noexcept {
+  runner->cancel(*call);
+}
+template <class Op>
+void AsyncCall<Op>::release() {
+  if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  on_stop.reset();  // waits for a cancellation running on another thread
+  pool->give(this);
+}
+
+}  // namespace client
+
+struct Client::Impl : client::Runner {
+  std::unique_ptr<client::BufferPool> buffers;
+  std::string tag;
 };
 
 }  // namespace virtiofs

@@ -32,6 +32,14 @@ struct RawMessage {
   bool reply_optional = false;        // the device may hand it back with nothing written (INTERRUPT)
 };
 
+// The reply to a call its owner gave up on (Session::abandon), handed to the owner's handler so
+// that what the reply gave out (a lookup reference, an open file) can be given back.
+struct DroppedReply {
+  uint32_t opcode = 0;
+  uint64_t nodeid = 0;  // the request's node
+  fuse::Reply reply;    // header and fixed args only: variable data is not kept
+};
+
 struct Call {
   fuse::Frame frame;
   const RawMessage* raw = nullptr;  // set: send this instead of building from `frame`

@@ -44,6 +44,7 @@ RequestQueue::Start RequestQueue::try_start_locked(Call& call) {
   free_slots_.pop_back();
   slot.owner = SlotOwner::kDevice;
   slot.call = &call;
+  slot.direct = plan.direct_in || plan.direct_out;
   call.slot_index = slot_index;
   ++in_flight_;
   if (zero_copy) SessionCounters::add(counters_.zero_copy_bytes, zero_copy);
@@ -94,6 +95,26 @@ bool RequestQueue::cancel_parked(Call& call) {
   return true;
 }
 
+bool RequestQueue::abandon(Call& call) {
+  {
+    std::lock_guard lock(mu_);
+    if (failed_) return false;
+    if (!parked_.remove(call)) {
+      if (call.slot_index >= slots_.size()) return false;
+      Slot& slot = slots_[call.slot_index];
+      if (slot.owner != SlotOwner::kDevice || slot.call != &call || slot.direct) return false;
+      slot.call = nullptr;
+      slot.dropped_opcode = call.frame.opcode;
+      slot.dropped_out_args_len = call.frame.out_args_len;
+      slot.dropped_nodeid = call.frame.nodeid;
+      SessionCounters::add(counters_.abandoned);
+    }
+    call.ec = std::make_error_code(std::errc::interrupted);
+  }
+  end_call(call);
+  return true;
+}
+
 uint64_t RequestQueue::unique_with_device(const Call& call) {
   std::lock_guard lock(mu_);
   if (failed_ || call.slot_index >= slots_.size()) return 0;
@@ -112,7 +133,7 @@ void RequestQueue::release_locked(uint32_t slot_index, std::vector<Call*>& done)
   Slot& slot = slots_[slot_index];
   for (uint16_t i = 0; i < slot.chunk_count; ++i) chunks_.give(slot.chunks[i]);
   slot.chunk_count = 0;
-  done.push_back(slot.call);
+  if (slot.call) done.push_back(slot.call);
   slot.call = nullptr;
   slot.owner = SlotOwner::kFree;
   free_slots_.push_back(slot_index);
@@ -142,9 +163,14 @@ RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done) {
   }
   // These slots are this thread's alone until released: copy the replies out unlocked.
   bool malformed = false;
+  std::vector<DroppedReply> dropped;  // rare: only calls given up on
   for (size_t i = 0; i < n; ++i) {
     Slot& slot = slots_[used[i].token];
-    malformed |= RequestStager::copy_reply(slot, *slot.call, used[i].len);
+    if (slot.call) {
+      malformed |= RequestStager::copy_reply(slot, *slot.call, used[i].len);
+    } else {
+      malformed |= RequestStager::take_dropped_reply(slot, used[i].len, dropped.emplace_back());
+    }
   }
   Reaped r{n, ring_ec || malformed, n == used.size()};
   bool kick_now = false;
@@ -164,6 +190,8 @@ RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done) {
     }
   }
   if (kick_now) kick();
+  if (!r.broken && dropped_sink_)
+    for (const DroppedReply& d : dropped) dropped_sink_(d);
   return r;
 }
 
@@ -188,7 +216,7 @@ void RequestQueue::fail(std::error_code ec, std::vector<Call*>& done) {
   for (uint32_t i = 0; i < slots_.size(); ++i) {
     Slot& slot = slots_[i];
     if (slot.owner != SlotOwner::kDevice) continue;  // free, or a reaper's to release
-    slot.call->ec = failed_;
+    if (slot.call) slot.call->ec = failed_;
     release_locked(i, done);
   }
   while (Call* c = parked_.pop_front()) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -53,6 +54,15 @@ class RequestQueue {
   // of the request the device holds for it, or 0 when it is not (or no longer) there.
   bool cancel_parked(Call& call);
   uint64_t unique_with_device(const Call& call);
+  // The owner no longer wants the call's reply: a parked call, or one the device holds whose
+  // payloads all lie in queue memory, ends with EINTR at once (true, on this thread); the
+  // device's reply is dropped when it comes and only then is the slot free. False when the
+  // call is not this queue's to end: done, being completed, or using app memory in place (the
+  // device may read or write that until it answers, so the owner waits for the reply).
+  bool abandon(Call& call);
+  // Where the replies of abandoned calls go (their slots are free again), on the reaping
+  // thread with no lock held. Set before the queue starts.
+  void set_dropped_sink(std::function<void(const DroppedReply&)> sink) { dropped_sink_ = std::move(sink); }
   // The device holds a request with this unique (one the session numbered).
   bool holds(uint64_t unique);
 
@@ -110,6 +120,7 @@ class RequestQueue {
   uint32_t in_flight_ = 0;  // slots not free
   uint32_t seq_ = 0;
   unsigned pollers_ = 0;    // threads polling for their reply with interrupts off
+  std::function<void(const DroppedReply&)> dropped_sink_;  // set before start, then only read
 };
 
 }  // namespace virtiofs::fs

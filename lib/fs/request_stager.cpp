@@ -215,4 +215,26 @@ bool RequestStager::copy_reply(const Slot& slot, Call& call, uint32_t used_len) 
   return false;
 }
 
+bool RequestStager::take_dropped_reply(const Slot& slot, uint32_t used_len, DroppedReply& out) {
+  out = DroppedReply{};
+  out.opcode = slot.dropped_opcode;
+  out.nodeid = slot.dropped_nodeid;
+  // The header and the fixed args come first in the reply stream.
+  const size_t want = std::min<size_t>(used_len, sizeof(fuse_out_header) + slot.dropped_out_args_len);
+  std::array<std::byte, sizeof(fuse_out_header) + fuse::kMaxOutArgs> head{};
+  size_t got = 0;
+  for (uint16_t i = 0; i < slot.out_piece_count && got < want; ++i) {
+    const size_t n = std::min<size_t>(want - got, slot.out_pieces[i].len);
+    std::memcpy(head.data() + got, slot.out_pieces[i].ptr, n);
+    got += n;
+  }
+  if (got >= sizeof(fuse_out_header)) std::memcpy(&out.reply.header, head.data(), sizeof(fuse_out_header));
+  bool malformed = false;
+  if (fuse::validate_reply(out.reply.header, used_len, slot.unique, malformed) || malformed)
+    return malformed;
+  out.reply.args_len = static_cast<uint32_t>(got - sizeof(fuse_out_header));
+  std::memcpy(out.reply.args.data(), head.data() + sizeof(fuse_out_header), out.reply.args_len);
+  return false;
+}
+
 }  // namespace virtiofs::fs

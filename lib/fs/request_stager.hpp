@@ -39,8 +39,12 @@ struct Slot {
   std::byte* out_area = nullptr;
   virtio::IndirectTable indirect{};
   SlotOwner owner = SlotOwner::kFree;
-  Call* call = nullptr;
+  Call* call = nullptr;  // null once its call was abandoned: the reply is dropped when it comes
   uint64_t unique = 0;
+  bool direct = false;   // a payload lies in app memory: the device reads or writes it in place
+  // Kept from the call when it is abandoned, to read its reply's fixed args when it comes.
+  uint32_t dropped_opcode = 0, dropped_out_args_len = 0;
+  uint64_t dropped_nodeid = 0;
   uint16_t chunk_count = 0;
   uint16_t out_piece_count = 0;
   std::array<uint32_t, kMaxSegments> chunks{};
@@ -74,6 +78,10 @@ class RequestStager {
   // device memory once, and validates it. True when it is malformed: the device can no longer
   // be trusted.
   static bool copy_reply(const Slot& slot, Call& call, uint32_t used_len);
+  // The reply of a slot whose call was abandoned: its header and fixed args are read into
+  // `out` and validated, so a device that lies is still caught; variable data is left. True
+  // when it is malformed.
+  static bool take_dropped_reply(const Slot& slot, uint32_t used_len, DroppedReply& out);
 
  private:
   const virtio::DmaRegion& memory_;

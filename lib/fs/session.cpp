@@ -71,6 +71,13 @@ void Session::start_device(uint64_t device_features) {
                                                      event_idx, indirect, *stager_, *transport_,
                                                      counters_));
   memory_.queues.clear();
+  for (unsigned qi = 1; qi < nqueues; ++qi)
+    queues_[qi]->set_dropped_sink([this](const DroppedReply& d) {
+      if (d.reply.header.error == 0 && dropped_handler_) dropped_handler_(d);
+      // No call ends with a dropped reply, yet the queue may have just become idle: a
+      // shutdown waiting for that must hear it.
+      if (quiescing_.load(std::memory_order_acquire)) notify_drained();
+    });
 
   transport_->register_memory(*memory_.region);
   try {
@@ -177,6 +184,11 @@ void Session::interrupt(Call& call) {
   RequestQueue& q = *queues_[call.queue_index];
   if (q.cancel_parked(call)) return;
   if (const uint64_t unique = q.unique_with_device(call)) hiprio_->interrupt(unique);
+}
+
+void Session::abandon(Call& call) {
+  if (call.queue_index == 0 || call.queue_index >= queues_.size()) return;
+  queues_[call.queue_index]->abandon(call);
 }
 
 void Session::forget(Inode inode, uint64_t nlookup) { hiprio_->forget(inode, nlookup); }

@@ -69,6 +69,17 @@ class Session {
   // call still waiting for ring space ends with EINTR at once, on this thread. The caller keeps
   // `call` alive until on_done has run, as for submit.
   void interrupt(Call& call);
+  // Gives up on a submitted call without telling the device (for devices that mishandle
+  // FUSE_INTERRUPT): when the call is parked, or held by the device with no payload in app
+  // memory, it ends at once with EINTR on this thread and the device's reply is dropped when it
+  // comes. Otherwise (done, being completed, or the device reads or writes app memory for it)
+  // nothing changes and the call ends with its real result.
+  void abandon(Call& call);
+  // Gets the successful replies of abandoned calls (header and fixed args), on the reaping
+  // thread, so the owner can give back what they handed out. Set before the first call.
+  void set_dropped_reply_handler(std::function<void(const DroppedReply&)> handler) {
+    dropped_handler_ = std::move(handler);
+  }
   // Drops nlookup references to inode: gathered for up to a millisecond, sent in batches on
   // hiprio, never lost while the device lives.
   void forget(Inode inode, uint64_t nlookup);
@@ -121,6 +132,7 @@ class Session {
   Negotiated negotiated_{};
   bool initialized_ = false;
   uint32_t max_transfer_ = 0;
+  std::function<void(const DroppedReply&)> dropped_handler_;  // set before the first call
   std::mutex failure_mu_;
   std::function<void(std::error_code)> failure_handler_;  // under failure_mu_
   bool failure_reported_ = false;                         // under failure_mu_

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "virtiofs/types.hpp"
+
 namespace virtiofs::fs {
 
 struct SessionOptions {
@@ -27,16 +29,7 @@ struct SessionOptions {
   std::chrono::milliseconds device_timeout{5000};
 };
 
-struct SessionStats {
-  uint64_t requests = 0;
-  uint64_t notifications = 0;  // kicks actually sent
-  uint64_t forgets = 0;        // FORGET entries handed to the device
-  uint64_t waits = 0;          // requests that waited for ring or buffer space
-  uint64_t interrupts = 0;     // completion eventfd wake-ups handled
-  uint64_t polled = 0;         // completions found by busy-polling, with no interrupt
-  uint64_t interrupts_sent = 0;  // FUSE_INTERRUPTs handed to the device
-  uint64_t zero_copy_bytes = 0;  // payload bytes that went to or came from app memory as is
-  uint64_t callers_woken = 0;    // blocking calls whose thread the device's interrupt woke itself
-};
+// One set of counters for the session and the public Client (virtiofs/types.hpp).
+using SessionStats = virtiofs::Stats;
 
 }  // namespace virtiofs::fs

@@ -337,7 +337,7 @@ TEST_F(ClientTest, AsyncOperationsComplete) {
   client->lookup(kRootInode, "absent", [&](std::error_code ec, Entry) { missing.set_value(ec); });
   EXPECT_EQ(missing.get_future().get(), std::errc::no_such_file_or_directory);
   std::promise<std::error_code> released;
-  client->release(e.inode, f.fh, [&](std::error_code ec) { released.set_value(ec); });
+  client->release(e.inode, f.fh, 0, [&](std::error_code ec) { released.set_value(ec); });
   EXPECT_FALSE(released.get_future().get());
   client->forget(e.inode, 1);
 }

@@ -23,6 +23,12 @@ std::unique_ptr<Client> connect_to(const TestBackend& backend, Options o = {}) {
   return Client::connect(o);
 }
 
+// Options for the tests of FUSE_INTERRUPT (the test backend handles it; virtiofsd 7.2 does not).
+Options interrupting(Options o = {}) {
+  o.interrupts = true;
+  return o;
+}
+
 // Creates `name` holding `data` through the client.
 void put(Client& c, const std::string& name, const std::string& data) {
   ASSERT_FALSE(c.write_file(name, bytes(data)));
@@ -128,7 +134,7 @@ class InterruptTest : public ::testing::Test {
 
 TEST_F(InterruptTest, AHeldReadEndsWithEINTRWhenStopped) {
   TestBackend backend({"--hold", "read"});  // READs wait until interrupted
-  auto client = connect_to(backend);
+  auto client = connect_to(backend, interrupting());
   File f;
   open_file(*client, f, "payload");
   std::stop_source stop;
@@ -156,10 +162,17 @@ TEST_F(InterruptTest, AHeldReadEndsWithEINTRWhenStopped) {
   EXPECT_EQ(counts.interrupted, 1u);
 }
 
-TEST_F(InterruptTest, WhicheverSideWinsTheCallEndsCorrectly) {
-  // Reads are held 3 ms and then answered; stops land before, during and after that.
+// Reads are held 3 ms and then answered; stops land before, during and after that. With
+// interrupts the device ends the read; without, the caller gives it up and the reply is dropped.
+class InterruptRaceTest : public InterruptTest, public ::testing::WithParamInterface<bool> {};
+INSTANTIATE_TEST_SUITE_P(Interrupts, InterruptRaceTest, ::testing::Bool(),
+                         [](const auto& param_info) { return param_info.param ? "On" : "Off"; });
+
+TEST_P(InterruptRaceTest, WhicheverSideWinsTheCallEndsCorrectly) {
   TestBackend backend({"--hold", "read", "--hold-ms", "3", "--queues", "2"});
-  auto client = connect_to(backend);
+  Options o;
+  o.interrupts = GetParam();
+  auto client = connect_to(backend, o);
   const std::string data = random_bytes(3000, 7);
   File f;
   open_file(*client, f, data);
@@ -196,7 +209,7 @@ TEST_F(InterruptTest, WhicheverSideWinsTheCallEndsCorrectly) {
 TEST_F(InterruptTest, ACallWaitingForRingSpaceEndsAtOnce) {
   // Two descriptors per queue and held reads: the third read cannot even reach the ring.
   TestBackend backend({"--hold", "read"});
-  Options o;
+  Options o = interrupting();
   o.queue_size = 2;
   auto client = connect_to(backend, o);
   File f;

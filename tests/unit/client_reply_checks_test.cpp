@@ -196,41 +196,6 @@ TEST_F(ClientReplyChecks, BadReaddirplusRecordForgetsTheEntriesBeforeIt) {
       << "FORGET entries the device saw: " << loop->stat("forget_entries");
 }
 
-// ---- interrupt ----
-
-// The stop comes while the device holds the READ; the device answers it anyway (the INTERRUPT
-// is still queued on hiprio): the caller gets the data, not EINTR.
-TEST_F(ClientReplyChecks, SyncReadStoppedWhileTheDeviceHoldsItReturnsTheRealResult) {
-  Created created;
-  ASSERT_FALSE(client->create(kRootInode, "f", O_RDWR, 0644, created));
-  const std::string text = "hello";
-  size_t n = 0;
-  ASSERT_FALSE(client->write(created.entry.inode, created.file.fh, 0, bytes_of(text), n));
-  ASSERT_EQ(n, text.size());
-
-  auto& dev = loop->device();
-  dev.set_stepped(0, true);
-  dev.set_stepped(1, true);
-  std::stop_source stop;
-  std::vector<std::byte> buf(64);
-  std::error_code ec;
-  size_t got = 0;
-  JoinedThread reader(lose(), [&] {
-    ec = client->read(created.entry.inode, created.file.fh, 0, buf, got, stop.get_token());
-  });
-  auto chain = next_request(FUSE_READ);
-  ASSERT_TRUE(chain);
-  stop.request_stop();
-  ASSERT_TRUE(dev.wait_available(0, 1, kBound)) << "the stop sent no FUSE_INTERRUPT";
-  std::vector<DeviceChain> held;
-  held.push_back(std::move(*chain));
-  dev.answer(1, std::move(held));  // FsServer reads the file
-  ASSERT_TRUE(reader.finished_within());
-  EXPECT_FALSE(ec) << ec.message();
-  ASSERT_EQ(got, text.size());
-  EXPECT_EQ(std::memcmp(buf.data(), text.data(), text.size()), 0);
-  EXPECT_EQ(dev.serve(0), 1u) << "the INTERRUPT";
-  EXPECT_FALSE(client->failure());
-}
+// The stop of a read the device answers anyway: client_cancel_test.cpp.
 
 }  // namespace
