@@ -39,13 +39,22 @@ endif()
 # What a plain link (no --static) needs: libvirtiofs.so records liburing itself; a static
 # libvirtiofs.a needs liburing and threads on the application's link line.
 if(VIRTIOFS_SHARED)
-  set(VIRTIOFS_PC_REQUIRES "")
-  set(VIRTIOFS_PC_LIBS "-L\${libdir} -lvirtiofs")
-  set(VIRTIOFS_PC_LIBS_PRIVATE "-luring -pthread")
+  set(VIRTIOFS_PC_LINKING "Libs: -L\${libdir} -lvirtiofs\nLibs.private: -luring -pthread")
 else()
-  set(VIRTIOFS_PC_REQUIRES "liburing")
-  set(VIRTIOFS_PC_LIBS "-L\${libdir} -lvirtiofs -pthread")
-  set(VIRTIOFS_PC_LIBS_PRIVATE "")
+  set(VIRTIOFS_PC_LINKING "Requires: liburing\nLibs: -L\${libdir} -lvirtiofs -pthread")
 endif()
 configure_file(cmake/virtiofs.pc.in ${PROJECT_BINARY_DIR}/virtiofs.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/virtiofs.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# Installed into the system (no DESTDIR, prefix /usr or /usr/local): refresh the dynamic
+# linker's cache so that programs find libvirtiofs.so.0 at once, as Meson's install does.
+if(VIRTIOFS_SHARED)
+  install(CODE [[
+    if("$ENV{DESTDIR}" STREQUAL "" AND CMAKE_INSTALL_PREFIX MATCHES "^/usr(/local)?/?$")
+      execute_process(COMMAND ldconfig RESULT_VARIABLE status ERROR_QUIET)
+      if(NOT status EQUAL 0)
+        message(STATUS "ldconfig failed (not root?): run it before using libvirtiofs.so.0")
+      endif()
+    endif()
+  ]])
+endif()
