@@ -40,11 +40,14 @@ struct Options {
   // The device, one of:
   // - socket_path: a vhost-user backend socket (virtiofsd --socket-path);
   // - pci_device: the PCI address of a virtio-fs device bound to vfio-pci (see devices.hpp),
-  //   owned through VFIO (inside a VM, as root).
+  //   owned through VFIO (inside a VM, as root);
+  // - neither: the vfio-pci-bound virtio-fs device whose tag is `tag`.
   std::string socket_path;
   std::string pci_device;
-  // Expected tag. Checked against the device's config when it reports one; otherwise it names
-  // the device (vhost-user backends without CONFIG, like QEMU's vhost-user-fs).
+  // The tag, at most 36 bytes. A device that reports its tag (PCI devices, vhost-user backends
+  // offering CONFIG) must report this one; left empty, the device's tag is taken. A device that
+  // reports none (vhost-user backends without CONFIG, like QEMU's C virtiofsd) is known by this
+  // one, which may be empty. Client::tag() is the result.
   std::string tag;
   uint16_t queue_size = 128;           // power of two, 2..32768
   // Request queues to use, each owned by its own completion thread; a submitting thread keeps
@@ -98,8 +101,9 @@ class File;
 
 class VIRTIOFS_API Client {
  public:
-  // Connects, negotiates and starts the queues. Throws std::system_error naming the cause
-  // (missing socket, not a vhost-user backend, wrong tag, unsupported device).
+  // Connects, negotiates and starts the queues. Throws std::system_error naming the cause and
+  // the fix (missing socket, a path that is no socket, not a vhost-user backend, wrong tag,
+  // unsupported device).
   static std::unique_ptr<Client> connect(const Options& options);
   ~Client();
   Client(const Client&) = delete;

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "fs/call_ending.hpp"
+#include "log/log.hpp"
 
 namespace virtiofs::fs {
 
@@ -137,7 +138,8 @@ void Completion::start() {
       current_ = &c;
       try {
         c.reactor->run();
-      } catch (const std::exception&) {
+      } catch (const std::exception& e) {
+        log::error("completion thread: %s; the session fails", e.what());
         fail_(std::make_error_code(std::errc::io_error));
       }
     });

@@ -3,6 +3,7 @@
 #include <array>
 
 #include "fs/call_ending.hpp"
+#include "log/log.hpp"
 
 namespace virtiofs::fs {
 
@@ -158,8 +159,11 @@ RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done) {
     std::lock_guard lock(mu_);
     if (failed_) return {};
     ring_.disable_interrupts();
+    const bool was_broken = ring_.broken();
     n = ring_.collect_used(used, ring_ec);
     for (size_t i = 0; i < n; ++i) slots_[used[i].token].owner = SlotOwner::kReaper;
+    if (!was_broken && ring_.broken())
+      log::error("the device broke the protocol on queue %u: %s", index_, ring_.broken_why().c_str());
   }
   // These slots are this thread's alone until released: copy the replies out unlocked.
   bool malformed = false;

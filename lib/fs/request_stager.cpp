@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "log/log.hpp"
+
 namespace virtiofs::fs {
 
 namespace {
@@ -200,6 +202,11 @@ bool RequestStager::copy_reply(const Slot& slot, Call& call, uint32_t used_len) 
     gather(0, reinterpret_cast<std::byte*>(&call.reply.header), sizeof(fuse_out_header));
   bool malformed = false;
   call.ec = fuse::validate_reply(call.reply.header, used_len, slot.unique, malformed);
+  if (malformed)  // (the header stays zero when used_len cannot hold one)
+    log::error("the device broke the protocol: malformed reply to request %llu (used length %u; "
+               "header: len %u, unique %llu, error %d)",
+               static_cast<unsigned long long>(slot.unique), used_len, call.reply.header.len,
+               static_cast<unsigned long long>(call.reply.header.unique), call.reply.header.error);
   if (malformed || call.ec) return malformed;
   const uint32_t payload = used_len - static_cast<uint32_t>(sizeof(fuse_out_header));
   if (call.raw) {

@@ -10,6 +10,7 @@
 #include "fs/call_ending.hpp"
 #include "fuse/init.hpp"
 #include "fuse/ops.hpp"
+#include "log/log.hpp"
 #include "virtio/features.hpp"
 #include "virtio/setup_error.hpp"
 
@@ -259,7 +260,9 @@ void Session::shutdown() {
     SyncCall destroy;
     destroy.frame = fuse::make_destroy();
     submit(destroy);
-    wait_until(destroy, deadline);
+    if (!wait_until(destroy, deadline))
+      log::warn("the device did not answer FUSE_DESTROY within %lld ms: stopped without it",
+                static_cast<long long>(options_.device_timeout.count()));
   }
   shut_down_.store(true, std::memory_order_release);
   // Let requests already handed to the device finish, but never wait for ever.

@@ -16,6 +16,7 @@
 
 #include "mount/bridge_request.hpp"
 #include "mount/reply_room.hpp"
+#include "log/log.hpp"
 
 namespace virtiofs::mount {
 
@@ -145,7 +146,7 @@ void Bridge::read_loop(Reader& r) {
       if (errno == ENODEV) {
         mark_ended();
       } else {
-        std::fprintf(stderr, "virtiofs-mount: reading /dev/fuse: %s\n", std::strerror(errno));
+        log::error("reading /dev/fuse: %s", std::strerror(errno));
         mark_ended();
       }
       break;
@@ -180,9 +181,9 @@ void Bridge::dispatch(Reader& r, size_t n) {
   const std::span<const std::byte> arg_span(args.data(), args_len);
   const fuse::Forwarding fwd = fuse::classify(header, arg_span, max_payload_.load(std::memory_order_relaxed));
   if (options_.debug)
-    std::fprintf(stderr, "unique %llu %s nodeid %llu len %u\n",
-                 static_cast<unsigned long long>(header.unique), fuse::opcode_name(header.opcode),
-                 static_cast<unsigned long long>(header.nodeid), header.len);
+    log::debug("unique %llu %s nodeid %llu len %u",
+               static_cast<unsigned long long>(header.unique), fuse::opcode_name(header.opcode),
+               static_cast<unsigned long long>(header.nodeid), header.len);
   switch (fwd.route) {
     case fuse::Route::kInit:
       handle_init(r, header, arg_span);

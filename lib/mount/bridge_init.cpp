@@ -8,6 +8,7 @@
 
 #include "mount/bridge_request.hpp"
 #include "mount/fuse_uring_abi.hpp"
+#include "log/log.hpp"
 
 namespace virtiofs::mount {
 
@@ -48,30 +49,30 @@ void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<cons
   // The kernel holds new requests until every CPU's queue has an entry: register at once.
   if (ring_) ring_->start(max_payload_.load(std::memory_order_relaxed));
   if (options_.debug)
-    std::fprintf(stderr, "INIT: kernel 7.%u, device 7.%u -> 7.%u, max_write %u, max_pages %u, flags %#llx\n",
-                 kernel.minor, session_.negotiated().minor, out.minor, out.max_write, out.max_pages,
-                 static_cast<unsigned long long>(out.flags | uint64_t{out.flags2} << 32));
+    log::debug("INIT: kernel 7.%u, device 7.%u -> 7.%u, max_write %u, max_pages %u, flags %#llx",
+               kernel.minor, session_.negotiated().minor, out.minor, out.max_write, out.max_pages,
+               static_cast<unsigned long long>(out.flags | uint64_t{out.flags2} << 32));
   done({});
 }
 
 bool Bridge::prepare_ring(const fuse::KernelInit& kernel) {
   if (!options_.io_uring) return false;
   if (!(kernel.flags & uring_abi::kFuseOverIoUring)) {
-    std::fprintf(stderr, "virtiofs-mount: the kernel does not offer FUSE over io_uring (Linux 6.14+, "
-                 "fuse module parameter enable_uring); serving through /dev/fuse reads\n");
+    log::warn("the kernel does not offer FUSE over io_uring (Linux 6.14+, "
+              "fuse module parameter enable_uring); serving through /dev/fuse reads");
     return false;
   }
   try {
     ring_ = std::make_unique<KernelRing>(session_, fuse_fd_, ring_memory_, options_.io_uring_depth,
                                          kMaxPayload, in_flight_, options_.debug);
   } catch (const std::system_error& e) {
-    std::fprintf(stderr, "virtiofs-mount: FUSE over io_uring unavailable (%s); serving through "
-                 "/dev/fuse reads\n", e.what());
+    log::warn("FUSE over io_uring unavailable (%s); serving through "
+              "/dev/fuse reads", e.what());
     return false;
   }
   if (options_.debug)
-    std::fprintf(stderr, "FUSE over io_uring: %u queues of %u entries\n", KernelRing::kernel_queue_count(),
-                 options_.io_uring_depth);
+    log::debug("FUSE over io_uring: %u queues of %u entries", KernelRing::kernel_queue_count(),
+               options_.io_uring_depth);
   return true;
 }
 

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "mount/bridge_request.hpp"
+#include "log/log.hpp"
 
 namespace virtiofs::mount {
 
@@ -36,8 +37,8 @@ void Bridge::on_reply(fs::Call& call) {
     }
     b.write_reply(q.fd, iov.data(), count, q.unique);
     if (b.options_.debug)
-      std::fprintf(stderr, "   unique %llu %s: %u bytes\n", static_cast<unsigned long long>(q.unique),
-                   fuse::opcode_name(q.opcode), q.reply.header.len);
+      log::debug("   unique %llu %s: %u bytes", static_cast<unsigned long long>(q.unique),
+                 fuse::opcode_name(q.opcode), q.reply.header.len);
   }
   b.finish(q);
 }
@@ -57,19 +58,19 @@ void Bridge::reply_error(int fd, uint64_t unique, int error) {
   iovec iov{&h, sizeof(h)};
   write_reply(fd, &iov, 1, unique);
   if (options_.debug && sent != error)
-    std::fprintf(stderr, "   unique %llu: error %d is beyond what the kernel takes (1..%d): EIO\n",
-                 static_cast<unsigned long long>(unique), error, fuse::kKernelMaxErrno);
+    log::debug("   unique %llu: error %d is beyond what the kernel takes (1..%d): EIO",
+               static_cast<unsigned long long>(unique), error, fuse::kKernelMaxErrno);
   else if (options_.debug)
-    std::fprintf(stderr, "   unique %llu: error %d (%s)\n", static_cast<unsigned long long>(unique),
-                 error, std::strerror(error));
+    log::debug("   unique %llu: error %d (%s)", static_cast<unsigned long long>(unique),
+               error, std::strerror(error));
 }
 
 void Bridge::write_reply(int fd, const iovec* iov, int count, uint64_t unique) {
   if (writev(fd, iov, count) >= 0) return;
   // ENOENT: the kernel gave up on the request (interrupted); ENODEV: the connection ended.
   if (errno != ENOENT && errno != ENODEV)
-    std::fprintf(stderr, "virtiofs-mount: the kernel refused the reply to request %llu: %s\n",
-                 static_cast<unsigned long long>(unique), std::strerror(errno));
+    log::error("the kernel refused the reply to request %llu: %s",
+               static_cast<unsigned long long>(unique), std::strerror(errno));
 }
 
 }  // namespace virtiofs::mount

@@ -22,6 +22,7 @@
 #include "fuse/forwarding.hpp"
 #include "mount/fuse_uring_abi.hpp"
 #include "mount/reply_room.hpp"
+#include "log/log.hpp"
 
 namespace virtiofs::mount {
 
@@ -180,7 +181,7 @@ void KernelRing::send(Entry& e, uint32_t command) {
   io_uring_sqe* sqe = io_uring_get_sqe(&q.ring);
   if (!sqe) {
     // Cannot happen: each entry has at most one command out, and the SQ has room for all.
-    std::fprintf(stderr, "virtiofs-mount: io_uring queue %u has no free SQE\n", q.qid);
+    log::error("io_uring queue %u has no free SQE", q.qid);
     return;
   }
   io_uring_prep_rw(IORING_OP_URING_CMD, sqe, 0, nullptr, 0, 0);
@@ -196,7 +197,7 @@ void KernelRing::send(Entry& e, uint32_t command) {
   io_uring_sqe_set_data(sqe, &e);
   e.last_command = command;
   if (int r = io_uring_submit(&q.ring); r < 0)
-    std::fprintf(stderr, "virtiofs-mount: io_uring queue %u: submitting: %s\n", q.qid, std::strerror(-r));
+    log::error("io_uring queue %u: submitting: %s", q.qid, std::strerror(-r));
 }
 
 void KernelRing::serve(Queue& q) {
@@ -221,7 +222,7 @@ void KernelRing::serve(Queue& q) {
     const int r = io_uring_wait_cqe(&q.ring, &cqe);
     if (r == -EINTR) continue;
     if (r < 0) {
-      std::fprintf(stderr, "virtiofs-mount: io_uring queue %u: %s\n", q.qid, std::strerror(-r));
+      log::error("io_uring queue %u: %s", q.qid, std::strerror(-r));
       return;
     }
     unsigned head, seen = 0;
@@ -241,9 +242,9 @@ void KernelRing::serve(Queue& q) {
         // ENOTCONN and the like: the file system is going away. Anything else on REGISTER: the
         // kernel turned io_uring off for this mount and serves it through /dev/fuse reads.
         if (!refused_said_.exchange(true))
-          std::fprintf(stderr, "virtiofs-mount: the kernel refused FUSE over io_uring (%s: %s); "
-                       "requests go through /dev/fuse reads\n",
-                       e.last_command == uring_abi::kRegister ? "register" : "commit", std::strerror(-res));
+          log::warn("the kernel refused FUSE over io_uring (%s: %s); "
+                    "requests go through /dev/fuse reads",
+                    e.last_command == uring_abi::kRegister ? "register" : "commit", std::strerror(-res));
       }
     }
     io_uring_cq_advance(&q.ring, seen);
@@ -264,8 +265,8 @@ void KernelRing::handle(Entry& e) {
   const size_t fixed = sizeof(header) + size_t{io.payload_sz};
   if (io.payload_sz > payload_bytes_ || header.len < fixed ||
       header.len - fixed > uring_abi::kOpInOutBytes) {
-    std::fprintf(stderr, "virtiofs-mount: io_uring request %llu: length %u with payload %u\n",
-                 static_cast<unsigned long long>(header.unique), header.len, io.payload_sz);
+    log::error("io_uring request %llu: length %u with payload %u",
+               static_cast<unsigned long long>(header.unique), header.len, io.payload_sz);
     answer(e, EIO);
     return;
   }
@@ -274,9 +275,9 @@ void KernelRing::handle(Entry& e) {
   std::memcpy(op.data(), e.header().op_in, op_len);
   const fuse::Forwarding fwd = fuse::classify(header, std::span(op.data(), op_len), max_payload_);
   if (debug_)
-    std::fprintf(stderr, "unique %llu %s nodeid %llu len %u (io_uring queue %u)\n",
-                 static_cast<unsigned long long>(header.unique), fuse::opcode_name(header.opcode),
-                 static_cast<unsigned long long>(header.nodeid), header.len, e.queue->qid);
+    log::debug("unique %llu %s nodeid %llu len %u (io_uring queue %u)",
+               static_cast<unsigned long long>(header.unique), fuse::opcode_name(header.opcode),
+               static_cast<unsigned long long>(header.nodeid), header.len, e.queue->qid);
   if (fwd.route == fuse::Route::kReply) return answer(e, fwd.error);
   if (fwd.route != fuse::Route::kDevice) {
     // INIT, FORGET and INTERRUPT reach the bridge through /dev/fuse only.
@@ -310,9 +311,9 @@ void KernelRing::handle(Entry& e) {
     e.out[n_out++] = {reply_head, fwd.reply_bytes};
     e.reply_in_head = true;
   } else {
-    std::fprintf(stderr, "virtiofs-mount: io_uring request %llu (%s): %u payload bytes and a %u-byte reply do not fit an entry\n",
-                 static_cast<unsigned long long>(header.unique), fuse::opcode_name(header.opcode),
-                 io.payload_sz, fwd.reply_bytes);
+    log::error("io_uring request %llu (%s): %u payload bytes and a %u-byte reply do not fit an entry",
+               static_cast<unsigned long long>(header.unique), fuse::opcode_name(header.opcode),
+               io.payload_sz, fwd.reply_bytes);
     return answer(e, EIO);
   }
   clear_reply_room(reply_head, e.reply_dirty, e.out[0].len);
@@ -329,8 +330,8 @@ void KernelRing::answer(Entry& e, int error) {
   // The commit refuses an errno /dev/fuse would (EINVAL to the caller): say EIO instead.
   const int sent = fuse::kernel_errno(error);
   if (debug_ && sent != error)
-    std::fprintf(stderr, "   unique %llu: error %d is beyond what the kernel takes (1..%d): EIO (io_uring)\n",
-                 static_cast<unsigned long long>(e.unique), error, fuse::kKernelMaxErrno);
+    log::debug("   unique %llu: error %d is beyond what the kernel takes (1..%d): EIO (io_uring)",
+               static_cast<unsigned long long>(e.unique), error, fuse::kKernelMaxErrno);
   const fuse_out_header out{sizeof(fuse_out_header), -sent, e.unique};
   std::memcpy(e.header().in_out, &out, sizeof(out));
   e.header().entry.payload_sz = 0;
@@ -352,8 +353,8 @@ void KernelRing::on_reply(fs::Call& call) {
     std::memcpy(e.header().in_out, &e.reply.header, sizeof(fuse_out_header));
     e.header().entry.payload_sz = payload;
     if (ring.debug_)
-      std::fprintf(stderr, "   unique %llu: %u bytes (io_uring)\n",
-                   static_cast<unsigned long long>(e.unique), e.reply.header.len);
+      log::debug("   unique %llu: %u bytes (io_uring)",
+                 static_cast<unsigned long long>(e.unique), e.reply.header.len);
     ring.send(e, uring_abi::kCommitAndFetch);
   }
   // Nothing of `e` is touched after the commit: the kernel may hand it the next request now.

@@ -110,6 +110,8 @@ size_t SplitRing::collect_used(std::span<UsedElement> out, std::error_code& ec) 
   const uint16_t in_flight = static_cast<uint16_t>(avail_idx_ - last_used_);
   if (static_cast<uint16_t>(used_idx - last_used_) > in_flight) {
     broken_ = true;
+    broken_why_ = "used index moved " + std::to_string(static_cast<uint16_t>(used_idx - last_used_)) +
+                  " entries with " + std::to_string(in_flight) + " in flight";
     ec = std::make_error_code(std::errc::io_error);
     return 0;
   }
@@ -120,6 +122,11 @@ size_t SplitRing::collect_used(std::span<UsedElement> out, std::error_code& ec) 
     const uint32_t len = e.len.load();
     if (id >= size_ || heads_[id].descriptors == 0 || len > heads_[id].writable_bytes) {
       broken_ = true;
+      broken_why_ = id >= size_ ? "used id " + std::to_string(id) + " beyond the ring of " + std::to_string(size_)
+                    : heads_[id].descriptors == 0
+                        ? "used id " + std::to_string(id) + " not in flight"
+                        : "used length " + std::to_string(len) + " beyond the chain's " +
+                              std::to_string(heads_[id].writable_bytes) + " writable bytes";
       ec = std::make_error_code(std::errc::io_error);
       return count;
     }

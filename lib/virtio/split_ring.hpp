@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 #include <system_error>
+#include <string>
 #include <vector>
 
 #include "virtio/split_ring_layout.hpp"
@@ -40,6 +41,8 @@ class SplitRing {
   uint16_t size() const { return size_; }
   uint16_t num_free() const { return num_free_; }
   bool broken() const { return broken_; }
+  // What the device did that broke the ring (empty while it is not broken).
+  const std::string& broken_why() const { return broken_why_; }
   bool event_idx() const { return event_idx_; }
   bool has_indirect() const { return indirect_; }
 
@@ -80,6 +83,7 @@ class SplitRing {
   bool event_idx_;
   bool indirect_;
   bool broken_ = false;
+  std::string broken_why_;
   bool interrupts_enabled_ = true;
 
   uint16_t free_head_ = 0;

@@ -263,7 +263,7 @@ TEST(Cli, PutCatLsStatRmAgainstTheRealBackend) {
   EXPECT_NE(ls.out.find("copy.txt"), std::string::npos);
   EXPECT_NE(ls.out.find("sub"), std::string::npos);
   CliRun st = with_backend("stat copy.txt");
-  EXPECT_NE(st.out.find("size=9"), std::string::npos);
+  EXPECT_NE(st.out.find("Size: 9 "), std::string::npos) << st.out;
   EXPECT_EQ(with_backend("rm copy.txt").status, 0);
   EXPECT_NE(::access((share / "copy.txt").c_str(), F_OK), 0);
   CliRun missing = with_backend("cat nothing");

@@ -129,15 +129,53 @@ TEST_F(Lifecycle, BackendDeathEndsTheMountWithAMessage) {
   EXPECT_TRUE(wait_mount_state(mnt.path(), "", 5000));
 }
 
+// Once daemonized, messages go to syslog: in a private mount namespace whose /dev is a fresh
+// tmpfs (with null and fuse), a datagram socket at /dev/log stands in for the syslog daemon; the
+// backend dies under the live mount and the daemon's "device lost" must arrive there.
+TEST_F(Lifecycle, DaemonReportsToSyslog) {
+  if (run({"sh", "-c", "command -v python3"}).status != 0) GTEST_SKIP() << "needs python3";
+  Virtiofsd backend(share.path());
+  TempDir logs;
+  const std::string received = logs / "syslog.txt";
+  const std::string script =
+      "set -e\n"
+      "mount -t tmpfs tmpfs /dev\n"
+      "mknod -m 666 /dev/null c 1 3\n"
+      "mknod -m 666 /dev/fuse c 10 229\n"
+      "python3 -c 'import socket\n"
+      "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+      "s.bind(\"/dev/log\")\n"
+      "s.settimeout(20)\n"
+      "while True: print(s.recv(4096).decode(errors=\"replace\"), flush=True)\n"
+      "' > " + received + " 2>/dev/null &\n"
+      "listener=$!\n"
+      "for i in $(seq 100); do [ -S /dev/log ] && break; sleep 0.05; done\n" +
+      mount_binary() + " -o socket=" + backend.socket_path() + " myfs " + mnt.path() + "\n"
+      "cat " + (mnt / "hello.txt") + "\n"
+      "kill -9 " + std::to_string(backend.pid()) + "\n"
+      "for i in $(seq 200); do grep -q 'device lost' " + received + " && break; sleep 0.05; done\n"
+      "kill $listener 2>/dev/null || true\n";
+  auto r = run({"unshare", "--mount", "--propagation", "private", "sh", "-c", script});
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("hello"), std::string::npos) << "mounted and live: " << r.output;
+  const std::string log = read_file(received);
+  // <27>: the daemon facility (3 << 3), priority error (3).
+  EXPECT_NE(log.find("<27>"), std::string::npos) << log;
+  EXPECT_NE(log.find("virtiofs-mount["), std::string::npos) << log;
+  EXPECT_NE(log.find("myfs: device lost"), std::string::npos) << log;
+  EXPECT_EQ(r.output.find("device lost"), std::string::npos) << "not on the terminal it let go of";
+}
+
 // ---- bad input: one line, non-zero exit, nothing mounted ----
 
 class BadInput : public Lifecycle {
  protected:
-  void expect_refused(const std::vector<std::string>& args, const std::string& says) {
+  // Exit status 1 (failed) unless told 2 (bad usage).
+  void expect_refused(const std::vector<std::string>& args, const std::string& says, int status = 1) {
     std::vector<std::string> argv = {mount_binary()};
     argv.insert(argv.end(), args.begin(), args.end());
     auto r = run(argv, 20000);
-    EXPECT_NE(r.status, 0) << r.output;
+    EXPECT_EQ(r.status, status) << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
     EXPECT_EQ(r.output.rfind("virtiofs-mount: ", 0), 0u) << r.output;
     EXPECT_NE(r.output.find(says), std::string::npos) << r.output;
@@ -169,7 +207,8 @@ TEST_F(BadInput, MissingSocket) {
 }
 
 TEST_F(BadInput, SocketThatIsAFile) {
-  expect_refused({"-o", "socket=" + (share / "hello.txt"), "t", mnt.path()}, "is not a socket");
+  expect_refused({"-o", "socket=" + (share / "hello.txt"), "t", mnt.path()},
+                 share / "hello.txt" + " is a regular file, not a UNIX socket (give virtiofsd's --socket-path)");
 }
 
 TEST_F(BadInput, SocketThatIsNotVhostUser) {
@@ -189,7 +228,7 @@ TEST_F(BadInput, SocketThatIsNotVhostUser) {
 }
 
 TEST_F(BadInput, SocketThatIsADirectory) {
-  expect_refused({"-o", "socket=" + share.path(), "t", mnt.path()}, "is not a socket");
+  expect_refused({"-o", "socket=" + share.path(), "t", mnt.path()}, "is a directory, not a UNIX socket");
 }
 
 TEST_F(BadInput, DeadSocket) {
@@ -250,21 +289,21 @@ TEST_F(BadInput, NonEmptyMountPoint) {
 }
 
 TEST_F(BadInput, UnknownOption) {
-  expect_refused({"-o", "share=" + share.path() + ",frobnicate", "t", mnt.path()}, "frobnicate");
+  expect_refused({"-o", "share=" + share.path() + ",frobnicate", "t", mnt.path()}, "frobnicate", 2);
 }
 
 TEST_F(BadInput, DefaultPermissionsAndItsOpposite) {
   expect_refused({"-o", "share=" + share.path() + ",default_permissions,no_default_permissions", "t", mnt.path()},
-                 "default_permissions or no_default_permissions, not both");
+                 "default_permissions or no_default_permissions, not both", 2);
 }
 
 TEST_F(BadInput, AllowOtherAndItsOpposite) {
   expect_refused({"-o", "share=" + share.path() + ",no_allow_other,allow_other", "t", mnt.path()},
-                 "allow_other or no_allow_other, not both");
+                 "allow_other or no_allow_other, not both", 2);
 }
 
 TEST_F(BadInput, AllowRootWhichTheBridgeCannotEnforce) {
-  expect_refused({"-o", "share=" + share.path() + ",allow_root", "t", mnt.path()}, "allow_root is not supported");
+  expect_refused({"-o", "share=" + share.path() + ",allow_root", "t", mnt.path()}, "allow_root is not supported", 2);
 }
 
 TEST_F(BadInput, UnknownTagWithoutSocketOrShare) {
@@ -272,15 +311,47 @@ TEST_F(BadInput, UnknownTagWithoutSocketOrShare) {
 }
 
 TEST_F(BadInput, TagLongerThan36Bytes) {
-  expect_refused({"-o", "share=" + share.path(), std::string(37, 't'), mnt.path()}, "longer than 36");
+  expect_refused({"-o", "share=" + share.path(), std::string(37, 't'), mnt.path()}, "longer than 36", 2);
 }
 
 TEST_F(BadInput, QueueSizeNotAPowerOfTwo) {
-  expect_refused({"-o", "share=" + share.path() + ",queue_size=100", "t", mnt.path()}, "power of two");
+  expect_refused({"-o", "share=" + share.path() + ",queue_size=100", "t", mnt.path()}, "power of two", 2);
 }
 
 TEST_F(BadInput, ShareThatIsNotADirectory) {
   expect_refused({"-o", "share=" + (share / "hello.txt"), "t", mnt.path()}, "is not a directory");
+}
+
+TEST_F(BadInput, MissingMountPointArgumentIsBadUsage) {
+  expect_refused({"-o", "share=" + share.path(), "t"}, "usage: virtiofs-mount", 2);
+}
+
+TEST_F(BadInput, UnknownCommandLineOptionIsBadUsage) {
+  expect_refused({"--frobnicate", "t", mnt.path()}, "--frobnicate", 2);
+}
+
+TEST_F(BadInput, SocketAndShareTogetherIsBadUsage) {
+  expect_refused({"-o", "share=" + share.path() + ",socket=/x.sock", "t", mnt.path()}, "not both", 2);
+}
+
+// ---- --help and --version ----
+
+TEST(Usage, VersionNamesTheToolAndLibfuse) {
+  auto r = run({mount_binary(), "--version"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.output.rfind("virtiofs-mount ", 0), 0u) << r.output;
+  EXPECT_NE(r.output.find("libfuse 3."), std::string::npos) << r.output;
+  EXPECT_EQ(run({mount_binary(), "-V"}).output, r.output);
+}
+
+TEST(Usage, HelpListsEveryOption) {
+  auto r = run({mount_binary(), "--help"});
+  EXPECT_EQ(r.status, 0);
+  for (const char* option : {"-f ", "-d ", "-s,", "max_threads=", "share=", "socket=", "queue_size=",
+                             "num_queues=", "poll_us=", "interrupts", "io_uring ", "io_uring_depth=",
+                             "no_default_permissions", "allow_other", "no_allow_other", "--help",
+                             "--version", "Exit status"})
+    EXPECT_NE(r.output.find(option), std::string::npos) << option << " missing from:\n" << r.output;
 }
 
 }  // namespace

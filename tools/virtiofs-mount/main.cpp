@@ -17,14 +17,14 @@
 #include <string>
 
 #include "backend.hpp"
+#include "client/open_device.hpp"
 #include "daemon.hpp"
 #include "fs/session.hpp"
+#include "logging.hpp"
 #include "mount/bridge.hpp"
 #include "mount/kernel_mount.hpp"
 #include "options.hpp"
 #include "vfio/discovery.hpp"
-#include "vfio/vfio_transport.hpp"
-#include "vhost_user/frontend.hpp"
 
 using namespace virtiofs;
 using namespace virtiofs::mount_tool;
@@ -33,9 +33,13 @@ namespace {
 
 constexpr auto kInitTimeout = std::chrono::seconds(10);
 
-int fail(const std::string& message) {
-  std::fprintf(stderr, "virtiofs-mount: %s\n", message.c_str());
-  return 1;
+// Exit statuses: 0 mounted (or unmounted cleanly in the foreground), 1 failed, 2 bad usage.
+constexpr int kFailed = 1;
+constexpr int kBadUsage = 2;
+
+int fail(const std::string& message, int status = kFailed) {
+  say(LogLevel::kError, message);
+  return status;
 }
 
 // Blocks the stop signals in every thread (threads inherit it) and returns a signalfd for them.
@@ -60,7 +64,7 @@ Ended serve(int signal_fd, int ended_fd, int lost_fd) {
 }
 
 // Everything after the checks; runs in the daemon (or in the foreground with -f).
-int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
+int run(mount_tool::Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
   std::unique_ptr<Backend> backend;
   std::string socket = o.socket;
   if (!o.share.empty()) {
@@ -75,9 +79,6 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
     return what;
   };
 
-  fs::SessionOptions so;
-  so.queue_size = static_cast<uint16_t>(o.queue_size);
-  so.poll_us = o.poll_us;
   mount::BridgeOptions bo;
   bo.readers = o.readers;
   bo.debug = o.debug;
@@ -85,21 +86,25 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
   bo.io_uring = o.io_uring;
   bo.io_uring_depth = o.io_uring_depth;
 
+  // The device is opened as Client::connect opens it (same tag rule, same errors).
+  virtiofs::Options where;
+  where.socket_path = socket;
+  where.pci_device = o.pci_device;
+  where.tag = o.tag;
+  where.queue_size = static_cast<uint16_t>(o.queue_size);
+  where.num_request_queues = o.num_queues;
+  where.poll_us = o.poll_us;
   std::unique_ptr<fs::Session> session;
-  const std::string device = o.pci_device.empty() ? "vhost-user backend at " + socket
-                                                  : "VFIO device " + o.pci_device;
+  const std::string device = !socket.empty() ? "vhost-user backend at " + socket
+                             : !o.pci_device.empty() ? "VFIO device " + o.pci_device
+                                                     : "VFIO device with tag " + o.tag;
   try {
-    std::unique_ptr<virtio::Transport> transport;
-    if (!o.pci_device.empty()) transport = std::make_unique<vfio::VfioTransport>(o.pci_device);
-    else transport = std::make_unique<vhost_user::Frontend>(socket);
-    auto config = transport->read_config();
-    if (config.tag && *config.tag != o.tag)
-      throw std::runtime_error("the device's tag is '" + *config.tag + "', not '" + o.tag + "'");
-    so.num_request_queues = fs::request_queue_count(o.num_queues, *transport, config);
+    client::OpenedDevice opened = client::open_device(where);
+    fs::SessionOptions so = opened.session;
     // Each reader thread submits on one queue: by default there is a reader per queue.
     if (!o.readers_given) bo.readers = std::max(bo.readers, so.num_request_queues);
     so.staging_bytes = mount::Bridge::staging_bytes(so, bo);
-    session = std::make_unique<fs::Session>(std::move(transport), so);
+    session = std::make_unique<fs::Session>(std::move(opened.transport), so);
   } catch (const std::exception& e) {
     return daemon.failed(connect_error("no usable " + device + ": " + e.what()));
   }
@@ -111,7 +116,7 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
     [[maybe_unused]] ssize_t n = write(lost_fd, &one, sizeof(one));
   });
 
-  if (o.debug) std::fprintf(stderr, "%s\n", permission_model(o).c_str());
+  if (o.debug) say(LogLevel::kInfo, permission_model(o));
   try {
     kernel.mount(o.mountpoint);
   } catch (const std::exception& e) {
@@ -132,12 +137,13 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
     bridge.reset();
     return daemon.failed(connect_error("mounting " + o.mountpoint + " failed: " + why));
   }
+  // The terminal goes: from now on messages go to syslog.
+  if (!o.foreground) log_to_syslog();
   daemon.succeeded();
 
   const Ended ended = serve(signal_fd, bridge->ended_fd(), lost_fd);
   if (o.debug)
-    std::fprintf(stderr, "%llu requests came through FUSE over io_uring\n",
-                 static_cast<unsigned long long>(bridge->ring_requests()));
+    say(LogLevel::kDebug, std::to_string(bridge->ring_requests()) + " requests came through FUSE over io_uring");
   kernel.unmount();
   bridge->stop();
   session->shutdown();  // DESTROY, drain what the device still holds
@@ -148,9 +154,8 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
   if (ended == Ended::kDeviceLost) {
     // EIO: the device wrote something the protocol forbids and is no longer trusted.
     const int e = lost_errno.load();
-    std::fprintf(stderr, "virtiofs-mount: %s: %s (%s); unmounted %s\n", o.tag.c_str(),
-                 e == EIO ? "device broke the protocol" : "device lost", std::strerror(e),
-                 o.mountpoint.c_str());
+    say(LogLevel::kError, o.tag + ": " + (e == EIO ? "device broke the protocol" : "device lost") + " (" +
+                              std::strerror(e) + "); unmounted " + o.mountpoint);
     return 1;
   }
   return 0;
@@ -159,7 +164,8 @@ int run(Options& o, mount::KernelMount& kernel, Daemon& daemon, int signal_fd) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o;
+  log_to_stderr();
+  mount_tool::Options o;
   try {
     parse(argc, argv, o);
     if (o.help) {
@@ -171,6 +177,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     validate(o);
+  } catch (const UsageError& e) {
+    return fail(e.what(), kBadUsage);
   } catch (const std::exception& e) {
     return fail(e.what());
   }
@@ -178,7 +186,12 @@ int main(int argc, char** argv) {
   std::optional<mount::KernelMount> kernel;
   try {
     kernel.emplace(o.fuse);  // refuses unknown options before anything starts
-    // Neither socket= nor share=: the VFIO-bound PCI device with this tag (inside a VM).
+  } catch (const std::exception& e) {
+    return fail(e.what(), kBadUsage);
+  }
+  try {
+    // Neither socket= nor share=: the VFIO-bound PCI device with this tag (inside a VM), found
+    // before the daemon starts so that a missing one is said at once.
     if (o.socket.empty() && o.share.empty()) o.pci_device = vfio::find_vfio_fs_device(o.tag);
   } catch (const std::exception& e) {
     return fail(e.what());

@@ -1,5 +1,6 @@
 #include "options.hpp"
 
+#include "client/open_device.hpp"
 #include "mount/kernel_mount.hpp"
 
 #include <dirent.h>
@@ -13,6 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <system_error>
 
 namespace virtiofs::mount_tool {
 
@@ -133,6 +136,8 @@ void parse(int argc, char** argv, Options& out) {
   mount::take_libfuse_log();
   if (fuse_parse_cmdline(&args, &cmd) != 0) {
     std::string why = mount::take_libfuse_log();
+    // libfuse resolves the mount point here: a missing one is a failure, not bad usage.
+    if (why.rfind("bad mount point", 0) == 0) throw std::runtime_error(why);
     throw UsageError(why.empty() ? "invalid options (see --help)" : why);
   }
   std::unique_ptr<char, decltype(&free)> mountpoint(cmd.mountpoint, free);
@@ -152,7 +157,7 @@ void parse(int argc, char** argv, Options& out) {
   out.debug = cmd.debug;
   out.foreground = cmd.foreground || cmd.debug;
   out.readers = cmd.singlethread ? 1 : p.has_max_threads ? cmd.max_threads : 2;
-  if (out.tag.empty() || !mountpoint) throw UsageError("usage: virtiofs-mount [-f] [-d] [-o OPTS] TAG MOUNTPOINT");
+  if (out.tag.empty() || !mountpoint) throw UsageError("usage: virtiofs-mount [-f] [-d] [-s] [-o OPT[,OPT...]] TAG MOUNTPOINT (see --help)");
   out.mountpoint = mountpoint.get();  // fuse_parse_cmdline made it absolute
   settle_permissions(p, out);
   if (!p.has_fsname) fuse_opt_add_arg(&args, ("-ofsname=" + out.tag).c_str());
@@ -160,7 +165,11 @@ void parse(int argc, char** argv, Options& out) {
 }
 
 void validate(Options& o) {
-  if (o.tag.size() > 36) throw UsageError("tag '" + o.tag + "' is longer than 36 bytes");
+  try {
+    client::settle_tag(o.tag, std::nullopt);  // the library's rule: its length
+  } catch (const std::system_error& e) {
+    throw UsageError(e.what());
+  }
   if (!is_power_of_two(o.queue_size) || o.queue_size < 2 || o.queue_size > 32768)
     throw UsageError("queue_size=" + std::to_string(o.queue_size) +
                      " is not a power of two between 2 and 32768");
@@ -175,31 +184,29 @@ void validate(Options& o) {
   if (!o.socket.empty() && !o.share.empty())
     throw UsageError("give socket= or share=, not both");
 
+  // The rest is about the files named, not the command line: failures, not usage errors.
+  using Refused = std::runtime_error;
   struct stat st {};
   if (stat(o.mountpoint.c_str(), &st) != 0)
-    throw UsageError("mount point " + o.mountpoint + ": " + std::strerror(errno));
-  if (!S_ISDIR(st.st_mode)) throw UsageError("mount point " + o.mountpoint + " is not a directory");
+    throw Refused("mount point " + o.mountpoint + ": " + std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) throw Refused("mount point " + o.mountpoint + " is not a directory");
   // Another file system already mounted here: mounting over it would hide it (busy).
   struct stat parent {};
   if (o.mountpoint != "/" && stat((o.mountpoint + "/..").c_str(), &parent) == 0 && parent.st_dev != st.st_dev)
-    throw UsageError("mount point " + o.mountpoint + " is busy: something is already mounted there");
+    throw Refused("mount point " + o.mountpoint + " is busy: something is already mounted there");
   std::unique_ptr<DIR, DirCloser> dir(opendir(o.mountpoint.c_str()));
-  if (!dir) throw UsageError("mount point " + o.mountpoint + ": " + std::strerror(errno));
+  if (!dir) throw Refused("mount point " + o.mountpoint + ": " + std::strerror(errno));
   while (dirent* e = readdir(dir.get())) {
     if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
-      throw UsageError("mount point " + o.mountpoint + " is not empty");
+      throw Refused("mount point " + o.mountpoint + " is not empty");
   }
 
-  if (!o.socket.empty()) {
-    if (stat(o.socket.c_str(), &st) != 0)
-      throw UsageError("socket " + o.socket + ": " + std::strerror(errno));
-    if (!S_ISSOCK(st.st_mode)) throw UsageError(o.socket + " is not a socket");
-  }
+  if (!o.socket.empty()) client::check_socket_path(o.socket);  // throws std::system_error
   if (!o.share.empty()) {
     char real[PATH_MAX];
-    if (!realpath(o.share.c_str(), real)) throw UsageError("share " + o.share + ": " + std::strerror(errno));
+    if (!realpath(o.share.c_str(), real)) throw Refused("share " + o.share + ": " + std::strerror(errno));
     if (stat(real, &st) != 0 || !S_ISDIR(st.st_mode))
-      throw UsageError("share " + o.share + " is not a directory");
+      throw Refused("share " + o.share + " is not a directory");
     o.share = real;
   }
 }
@@ -249,6 +256,12 @@ void print_usage(const char* program) {
       "\n"
       "    -o ro, auto_unmount, fsname=NAME and the other libfuse mount options\n"
       "\n"
+      "    -h, --help             this summary\n"
+      "    -V, --version          the version\n"
+      "\n"
+      "TAG: at most 36 bytes. A device that reports its tag must report TAG; one that\n"
+      "reports none (vhost-user backends without CONFIG) is known by it.\n"
+      "Exit status: 0 mounted, 1 failed (nothing mounted), 2 bad usage.\n"
       "Unmount with: fusermount3 -u MOUNTPOINT (or umount MOUNTPOINT)\n",
       program);
 }

@@ -46,10 +46,10 @@ struct Options {
   ~Options() { fuse_opt_free_args(&fuse); }
 };
 
-// Throws UsageError with a one-line message.
+// Throws UsageError with a one-line message (std::runtime_error for a missing mount point).
 void parse(int argc, char** argv, Options& out);
-// Checks what can be checked before anything starts: the mount point, the socket or directory,
-// the sizes. Throws UsageError.
+// Checks what can be checked before anything starts: the sizes (UsageError), then the mount
+// point, the socket or directory (std::runtime_error, std::system_error).
 void validate(Options& options);
 void print_usage(const char* program);
 // One line for the -d log: who may use the mount and who checks permissions.
