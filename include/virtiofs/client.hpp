@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "virtiofs/export.hpp"
@@ -35,6 +36,14 @@ namespace client {
 class BufferPool;
 struct Connector;
 }
+
+// Whether Client::forget checks its count against the lookup references this client received
+// (Options::lookup_accounting).
+enum class LookupAccounting : uint8_t {
+  kDefault,  // on when libvirtiofs itself was built without NDEBUG (a debug build), else off
+  kOn,
+  kOff,
+};
 
 struct Options {
   // The device, one of:
@@ -59,11 +68,18 @@ struct Options {
   // Device memory set aside for Client::allocate_buffer: reads into and writes from such
   // buffers go to the device with no copy (0: none).
   size_t registered_memory_bytes = 0;
+  // Counts, per inode, the lookup references replies handed this client (LOOKUP, MKDIR, MKNOD,
+  // SYMLINK, LINK, CREATE, READDIRPLUS entries with a non-zero inode) minus those forgotten, and
+  // refuses a forget beyond them with EINVAL instead of sending it: a device such as virtiofsd
+  // aborts on one, long after the mistake. kDefault follows the library's build, not the
+  // application's NDEBUG. Costs a locked hash-map update per reference and per forget.
+  LookupAccounting lookup_accounting = LookupAccounting::kDefault;
 };
 
 // A buffer in device memory (Client::allocate_buffer). read/write calls whose buffer lies in
 // one move the payload with no copy. Moves, does not copy; returned to the client's pool when
-// destroyed, which must happen before the Client is destroyed.
+// destroyed. It may outlive its Client: the memory then stays mapped (span() stays valid) until
+// the last such buffer goes, but no device reads or writes it any more.
 class VIRTIOFS_API IoBuffer {
  public:
   IoBuffer() = default;
@@ -76,8 +92,9 @@ class VIRTIOFS_API IoBuffer {
 
  private:
   friend class Client;
-  IoBuffer(client::BufferPool* pool, std::span<std::byte> data) : pool_(pool), data_(data) {}
-  client::BufferPool* pool_ = nullptr;
+  IoBuffer(std::shared_ptr<client::BufferPool> pool, std::span<std::byte> data)
+      : pool_(std::move(pool)), data_(data) {}
+  std::shared_ptr<client::BufferPool> pool_;  // keeps the pool and the memory mapping alive
   std::span<std::byte> data_;
 };
 
@@ -127,8 +144,10 @@ class VIRTIOFS_API Client {
   // caller holds a lookup reference to (the kernel always has one); devices such as virtiofsd
   // answer EIO otherwise. The path conveniences below take care of this.
   std::error_code lookup(Inode parent, std::string_view name, Entry& out);
-  // Gives back nlookup references (batched on the high-priority queue, never lost).
-  void forget(Inode inode, uint64_t nlookup);
+  // Gives back nlookup references (batched on the high-priority queue, never lost). With
+  // Options::lookup_accounting, more than this client holds is EINVAL and nothing is sent.
+  // The root is never forgotten (no-op), nor are 0 references.
+  std::error_code forget(Inode inode, uint64_t nlookup);
   std::error_code getattr(Inode inode, Attr& out);
   std::error_code setattr(Inode inode, const SetAttr& attr, Attr& out);
   std::error_code readlink(Inode inode, std::string& target);

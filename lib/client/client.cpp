@@ -63,7 +63,9 @@ std::unique_ptr<Client> client::Connector::over(std::unique_ptr<virtio::Transpor
   auto impl = std::make_unique<Client::Impl>();
   impl->session = std::make_unique<fs::Session>(std::move(transport), so);
   impl->session->init(fuse::kLibraryInitFlags, so.max_transfer);
-  impl->buffers = std::make_unique<client::BufferPool>(impl->session->app_memory());
+  impl->buffers = std::make_shared<client::BufferPool>(impl->session->app_memory(),
+                                                      impl->session->memory_keepalive());
+  impl->ledger.start(client::lookup_accounting_on(options.lookup_accounting));
   impl->tag = tag;
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
@@ -85,7 +87,7 @@ IoBuffer Client::allocate_buffer(size_t bytes) {
     throw std::system_error(std::make_error_code(std::errc::not_enough_memory),
                             "no " + std::to_string(bytes) +
                                 " bytes left in the registered memory (Options::registered_memory_bytes)");
-  return IoBuffer(impl_->buffers.get(), piece);
+  return IoBuffer(impl_->buffers, piece);
 }
 
 IoBuffer::~IoBuffer() {
@@ -113,8 +115,11 @@ std::error_code Client::lookup(Inode parent, std::string_view name, Entry& out) 
   return impl_->call(fuse::make_lookup(parent, name), parse_value<Entry>, out);
 }
 
-void Client::forget(Inode inode, uint64_t nlookup) {
-  if (inode != kRootInode) impl_->session->forget(inode, nlookup);
+std::error_code Client::forget(Inode inode, uint64_t nlookup) {
+  if (inode == kRootInode || nlookup == 0) return {};
+  if (!impl_->ledger.take(inode, nlookup)) return einval();  // more than was looked up
+  impl_->session->forget(inode, nlookup);
+  return {};
 }
 
 std::error_code Client::getattr(Inode inode, Attr& out) {
@@ -276,11 +281,13 @@ std::error_code Client::readdirplus(Inode inode, uint64_t fh, uint64_t offset,
     return ec;
   auto ec = fuse::parse_dirents(std::span(buf).first(n), true, [&](const fuse::DirentView& d) {
     out.emplace_back(DirEntry{d.ino, d.offset, d.type, std::string(d.name)}, *d.entry);
+    client::note_references(impl_->ledger, *d.entry);
     return true;
   });
   if (ec) {
     // The references the device handed out before the bad record must not leak.
-    for (auto& [d, e] : out) forget(e.inode, 1);
+    for (auto& [d, e] : out)
+      if (e.inode) forget(e.inode, 1);
     out.clear();
   }
   return impl_->checked(ec);

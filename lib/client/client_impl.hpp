@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "client/buffer_pool.hpp"
+#include "client/lookup_ledger.hpp"
 #include "fs/session.hpp"
 #include "fuse/ops.hpp"
 #include "virtiofs/client.hpp"
@@ -78,7 +79,8 @@ using client::Pool;
 
 struct Client::Impl {
   std::unique_ptr<fs::Session> session;
-  std::unique_ptr<client::BufferPool> buffers;
+  std::shared_ptr<client::BufferPool> buffers;  // shared with the IoBuffers handed out
+  client::LookupLedger ledger;                  // started at connect (Options::lookup_accounting)
   std::string tag;
   Pool pool;
 
@@ -103,6 +105,7 @@ struct Client::Impl {
     if (c.ec) return c.ec;
     std::error_code ec = parse(c.reply, out);
     if (!ec) ec = fuse::check_against_request(c.frame, c.reply);
+    if (!ec) note_references(ledger, out);
     return checked(ec);
   }
   std::error_code call(fuse::Frame frame, std::stop_token stop = {}) {
