@@ -223,6 +223,16 @@ class VIRTIOFS_API Client {
   void fsync(Inode inode, uint64_t fh, bool datasync, DoneCallback done);
 
   // ---- paths ("/a/b" or "a/b", relative to the root of the share) ----
+  // Normalised first: repeated '/' count as one, "." components are dropped, and "", "/" and
+  // "." name the root. ".." goes back to the directory the walk came from, and stays at the
+  // root, so no path leaves the share. The walk never follows symlinks (a symlink before the
+  // last name is ENOTDIR, "link/.." too), so that is the parent POSIX would find; a lexical
+  // "a/link/.." -> "a" would not be. A path ending in '/', "/." or "/.." must name a directory:
+  // ENOTDIR where the entry is not one or a symlink or link would be created (mkdir("x/")
+  // works; open_file with O_CREAT is EISDIR, as open(2)). A name over 255 bytes or a path of 4096 bytes or more: ENAMETOOLONG; a NUL byte:
+  // EINVAL. Where a call needs an entry's name (mkdir, rmdir, unlink, rename, symlink, link's
+  // new path, open_file with O_CREAT), a path naming the root is EEXIST when creating and EBUSY
+  // otherwise (the root is the share's mount point), and one ending in "." or ".." is EINVAL.
   // Resolves a path to an entry holding one lookup reference (forget it when done).
   std::error_code resolve(std::string_view path, Entry& out);
   std::error_code stat(std::string_view path, Attr& out);
@@ -244,7 +254,6 @@ class VIRTIOFS_API Client {
  private:
   struct Impl;
   explicit Client(std::unique_ptr<Impl> impl);
-  std::error_code split_parent(std::string_view path, Entry& parent, std::string_view& name);
   std::unique_ptr<Impl> impl_;
   friend class File;
   friend struct client::Connector;
