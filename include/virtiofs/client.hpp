@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "virtiofs/export.hpp"
@@ -35,6 +36,14 @@ namespace client {
 class BufferPool;
 struct Connector;
 }
+
+// Whether Client::forget checks its count against the lookup references this client received
+// (Options::lookup_accounting).
+enum class LookupAccounting : uint8_t {
+  kDefault,  // on when libvirtiofs itself was built without NDEBUG (a debug build), else off
+  kOn,
+  kOff,
+};
 
 struct Options {
   // The device, one of:
@@ -67,11 +76,18 @@ struct Options {
   // virtiofs-mount's default: virtiofsd 7.2 crashes on an INTERRUPT for a request it has
   // already answered).
   bool interrupts = false;
+  // Counts, per inode, the lookup references replies handed this client (LOOKUP, MKDIR, MKNOD,
+  // SYMLINK, LINK, CREATE, READDIRPLUS entries with a non-zero inode) minus those forgotten, and
+  // refuses a forget beyond them with EINVAL instead of sending it: a device such as virtiofsd
+  // aborts on one, long after the mistake. kDefault follows the library's build, not the
+  // application's NDEBUG. Costs a locked hash-map update per reference and per forget.
+  LookupAccounting lookup_accounting = LookupAccounting::kDefault;
 };
 
 // A buffer in device memory (Client::allocate_buffer). read/write calls whose buffer lies in
 // one move the payload with no copy. Moves, does not copy; returned to the client's pool when
-// destroyed, which must happen before the Client is destroyed.
+// destroyed. It may outlive its Client: the memory then stays mapped (span() stays valid) until
+// the last such buffer goes, but no device reads or writes it any more.
 class VIRTIOFS_API IoBuffer {
  public:
   IoBuffer() = default;
@@ -84,8 +100,9 @@ class VIRTIOFS_API IoBuffer {
 
  private:
   friend class Client;
-  IoBuffer(client::BufferPool* pool, std::span<std::byte> data) : pool_(pool), data_(data) {}
-  client::BufferPool* pool_ = nullptr;
+  IoBuffer(std::shared_ptr<client::BufferPool> pool, std::span<std::byte> data)
+      : pool_(std::move(pool)), data_(data) {}
+  std::shared_ptr<client::BufferPool> pool_;  // keeps the pool and the memory mapping alive
   std::span<std::byte> data_;
 };
 
@@ -141,8 +158,10 @@ class VIRTIOFS_API Client {
   std::error_code lookup(Inode parent, std::string_view name, Entry& out, Stop stop = {});
   void lookup(Inode parent, std::string_view name, Callback<Entry> done, Stop stop = {});
   // Gives back nlookup references (batched on the high-priority queue, never lost). FORGET has
-  // no reply, so there is nothing to wait for and no asynchronous form.
-  void forget(Inode inode, uint64_t nlookup);
+  // no reply, so there is nothing to wait for and no asynchronous form. With
+  // Options::lookup_accounting, more than this client holds is EINVAL and nothing is sent.
+  // The root is never forgotten (no-op), nor are 0 references.
+  std::error_code forget(Inode inode, uint64_t nlookup);
   std::error_code getattr(Inode inode, Attr& out, Stop stop = {});
   void getattr(Inode inode, Callback<Attr> done, Stop stop = {});
   std::error_code setattr(Inode inode, const SetAttr& attr, Attr& out, Stop stop = {});
@@ -254,6 +273,16 @@ class VIRTIOFS_API Client {
              DoneCallback done, Stop stop = {});
 
   // ---- paths ("/a/b" or "a/b", relative to the root of the share) ----
+  // Normalised first: repeated '/' count as one, "." components are dropped, and "", "/" and
+  // "." name the root. ".." goes back to the directory the walk came from, and stays at the
+  // root, so no path leaves the share. The walk never follows symlinks (a symlink before the
+  // last name is ENOTDIR, "link/.." too), so that is the parent POSIX would find; a lexical
+  // "a/link/.." -> "a" would not be. A path ending in '/', "/." or "/.." must name a directory:
+  // ENOTDIR where the entry is not one or a symlink or link would be created (mkdir("x/")
+  // works; open_file with O_CREAT is EISDIR, as open(2)). A name over 255 bytes or a path of 4096 bytes or more: ENAMETOOLONG; a NUL byte:
+  // EINVAL. Where a call needs an entry's name (mkdir, rmdir, unlink, rename, symlink, link's
+  // new path, open_file with O_CREAT), a path naming the root is EEXIST when creating and EBUSY
+  // otherwise (the root is the share's mount point), and one ending in "." or ".." is EINVAL.
   // Resolves a path to an entry holding one lookup reference (forget it when done).
   std::error_code resolve(std::string_view path, Entry& out);
   std::error_code stat(std::string_view path, Attr& out);
@@ -275,7 +304,6 @@ class VIRTIOFS_API Client {
  private:
   struct Impl;
   explicit Client(std::unique_ptr<Impl> impl);
-  std::error_code split_parent(std::string_view path, Entry& parent, std::string_view& name);
   std::unique_ptr<Impl> impl_;
   friend class File;
   friend struct client::Connector;

@@ -1,12 +1,15 @@
 #include "client/buffer_pool.hpp"
 
+#include <utility>
+
 namespace virtiofs::client {
 
 namespace {
 constexpr size_t kGrain = 4096;
 }
 
-BufferPool::BufferPool(std::span<std::byte> memory) : base_(memory.data()) {
+BufferPool::BufferPool(std::span<std::byte> memory, std::shared_ptr<const void> keepalive)
+    : keepalive_(std::move(keepalive)), base_(memory.data()) {
   if (memory.size() >= kGrain) free_[0] = memory.size() & ~(kGrain - 1);
 }
 

@@ -5,20 +5,24 @@
 
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <span>
 
 namespace virtiofs::client {
 
+// Shared by the Client and every IoBuffer it handed out, so a buffer destroyed after the Client
+// still finds its pool, and `memory` stays mapped (keepalive) while any of them lives.
 class BufferPool {
  public:
-  explicit BufferPool(std::span<std::byte> memory);
+  BufferPool(std::span<std::byte> memory, std::shared_ptr<const void> keepalive);
   // A piece of at least `bytes` (rounded up to 4 KiB), or an empty span when none is free.
   std::span<std::byte> take(size_t bytes);
   void give(std::span<std::byte> piece);
 
  private:
-  std::mutex mu_;
+  std::shared_ptr<const void> keepalive_;  // owns the mapping base_ points into
+  std::mutex mu_;                          // guards free_
   std::byte* base_;
   std::map<size_t, size_t> free_;  // offset -> length
 };

@@ -25,7 +25,7 @@ IoBuffer Client::allocate_buffer(size_t bytes) {
     throw std::system_error(std::make_error_code(std::errc::not_enough_memory),
                             "no " + std::to_string(bytes) +
                                 " bytes left in the registered memory (Options::registered_memory_bytes)");
-  return IoBuffer(impl_->buffers.get(), piece);
+  return IoBuffer(impl_->buffers, piece);
 }
 
 IoBuffer::~IoBuffer() {
@@ -43,8 +43,12 @@ IoBuffer& IoBuffer::operator=(IoBuffer&& other) noexcept {
 }
 unsigned Client::num_request_queues() const { return impl_->session->num_request_queues(); }
 
-void Client::forget(Inode inode, uint64_t nlookup) {
-  if (inode != kRootInode) impl_->session->forget(inode, nlookup);
+std::error_code Client::forget(Inode inode, uint64_t nlookup) {
+  if (inode == kRootInode || nlookup == 0) return {};
+  if (!impl_->ledger.take(inode, nlookup))  // more than was looked up
+    return std::make_error_code(std::errc::invalid_argument);
+  impl_->session->forget(inode, nlookup);
+  return {};
 }
 
 }  // namespace virtiofs

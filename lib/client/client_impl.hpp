@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "client/buffer_pool.hpp"
+#include "client/lookup_ledger.hpp"
 #include "client/operations.hpp"
 #include "fs/session.hpp"
 #include "virtiofs/client.hpp"
@@ -111,6 +112,7 @@ using AllCallPools =
 struct Runner {
   std::unique_ptr<fs::Session> session;
   bool interrupts = false;  // Options::interrupts
+  LookupLedger ledger;      // started at connect (Options::lookup_accounting)
   AllCallPools pools;
 
   // A stop for a call the device holds: FUSE_INTERRUPT, or give the call up (Options::interrupts).
@@ -206,7 +208,10 @@ struct Runner {
     if (c.ec) return c.ec;
     std::error_code ec = op.parse(c.reply, out);
     if (!ec) ec = fuse::check_against_request(c.frame, c.reply);
-    if (ec) give_back(*session, out);
+    if (ec)
+      give_back(*session, out);
+    else
+      note_references(ledger, out);
     return checked(ec);
   }
   // Parsers answer EIO only for replies that break the protocol: after one, the device is not
@@ -231,7 +236,7 @@ void AsyncCall<Op>::release() {
 }  // namespace client
 
 struct Client::Impl : client::Runner {
-  std::unique_ptr<client::BufferPool> buffers;
+  std::shared_ptr<client::BufferPool> buffers;  // shared with the IoBuffers handed out
   std::string tag;
 };
 

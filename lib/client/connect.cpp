@@ -30,7 +30,9 @@ std::unique_ptr<Client> client::Connector::start(OpenedDevice device, const Opti
       [runner = impl.get()](const fs::DroppedReply& d) { runner->give_back_dropped(d); });
   impl->interrupts = options.interrupts;
   impl->session->init(fuse::kLibraryInitFlags, max_transfer);
-  impl->buffers = std::make_unique<client::BufferPool>(impl->session->app_memory());
+  impl->buffers = std::make_shared<client::BufferPool>(impl->session->app_memory(),
+                                                      impl->session->memory_keepalive());
+  impl->ledger.start(client::lookup_accounting_on(options.lookup_accounting));
   impl->tag = std::move(device.tag);
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }

@@ -6,29 +6,15 @@
 #include <algorithm>
 #include <utility>
 
+#include "client/path_walk.hpp"
 #include "virtiofs/client.hpp"
 
 namespace virtiofs {
 
 namespace {
 
-std::error_code einval() { return std::make_error_code(std::errc::invalid_argument); }
-
-// Splits "a/b//c/" into components; rejects "." and "..", which the device resolves on the host
-// side of the share and which a path walk must not be able to use to escape it.
-std::error_code components(std::string_view path, std::vector<std::string_view>& out) {
-  out.clear();
-  size_t pos = 0;
-  while (pos < path.size()) {
-    size_t end = path.find('/', pos);
-    if (end == std::string_view::npos) end = path.size();
-    std::string_view c = path.substr(pos, end - pos);
-    if (c == "." || c == "..") return einval();
-    if (!c.empty()) out.push_back(c);
-    pos = end + 1;
-  }
-  return {};
-}
+std::error_code not_a_directory() { return std::make_error_code(std::errc::not_a_directory); }
+bool is_directory(const Entry& e) { return S_ISDIR(e.attr.mode); }
 
 // Holds a lookup reference and forgets it on scope exit.
 struct Ref {
@@ -37,36 +23,12 @@ struct Ref {
   ~Ref() { fs.forget(entry.inode, 1); }
 };
 
+using client::ParentAndName;
+using client::split_parent;
+constexpr std::errc kCreatingRoot = std::errc::file_exists;  // the root exists
+constexpr std::errc kRemovingRoot = std::errc::device_or_resource_busy;  // the share's mount point
+
 }  // namespace
-
-std::error_code Client::resolve(std::string_view path, Entry& out) {
-  std::vector<std::string_view> parts;
-  if (auto ec = components(path, parts)) return ec;
-  Entry cur;
-  cur.inode = kRootInode;
-  if (parts.empty()) {
-    out = cur;
-    return getattr(kRootInode, out.attr);
-  }
-  for (size_t i = 0; i < parts.size(); ++i) {
-    Entry next;
-    auto ec = lookup(cur.inode, parts[i], next);
-    forget(cur.inode, 1);  // the root is never forgotten (forget ignores it)
-    if (ec) return ec;
-    cur = next;
-  }
-  out = cur;
-  return {};
-}
-
-std::error_code Client::split_parent(std::string_view path, Entry& parent, std::string_view& name) {
-  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  const size_t slash = path.rfind('/');
-  name = slash == std::string_view::npos ? path : path.substr(slash + 1);
-  if (name.empty()) return einval();
-  return resolve(slash == std::string_view::npos ? std::string_view{} : path.substr(0, slash),
-                 parent);
-}
 
 std::error_code Client::stat(std::string_view path, Attr& out) {
   Entry e;
@@ -77,12 +39,11 @@ std::error_code Client::stat(std::string_view path, Attr& out) {
 }
 
 std::error_code Client::mkdir(std::string_view path, uint32_t mode) {
-  Entry parent;
-  std::string_view name;
-  if (auto ec = split_parent(path, parent, name)) return ec;
-  Ref p{*this, parent};
+  ParentAndName at;
+  if (auto ec = split_parent(*this, path, kCreatingRoot, at)) return ec;
+  Ref p{*this, at.parent};
   Entry e;
-  auto ec = mkdir(parent.inode, name, mode, e);
+  auto ec = mkdir(at.parent.inode, at.name, mode, e);
   if (!ec) forget(e.inode, 1);
   return ec;
 }
@@ -90,47 +51,50 @@ std::error_code Client::mkdir(std::string_view path, uint32_t mode) {
 // The device resolves names of UNLINK, RMDIR and RENAME only among nodes the driver holds a
 // reference to, as the kernel always does (virtiofsd answers EIO otherwise): look them up first.
 std::error_code Client::rmdir(std::string_view path) {
-  Entry parent, victim;
-  std::string_view name;
-  if (auto ec = split_parent(path, parent, name)) return ec;
-  Ref p{*this, parent};
-  if (auto ec = lookup(parent.inode, name, victim)) return ec;
+  ParentAndName at;
+  Entry victim;
+  if (auto ec = split_parent(*this, path, kRemovingRoot, at)) return ec;
+  Ref p{*this, at.parent};
+  if (auto ec = lookup(at.parent.inode, at.name, victim)) return ec;
   Ref v{*this, victim};
-  return rmdir(parent.inode, name);
+  return rmdir(at.parent.inode, at.name);
 }
 
 std::error_code Client::unlink(std::string_view path) {
-  Entry parent, victim;
-  std::string_view name;
-  if (auto ec = split_parent(path, parent, name)) return ec;
-  Ref p{*this, parent};
-  if (auto ec = lookup(parent.inode, name, victim)) return ec;
+  ParentAndName at;
+  Entry victim;
+  if (auto ec = split_parent(*this, path, kRemovingRoot, at)) return ec;
+  Ref p{*this, at.parent};
+  if (auto ec = lookup(at.parent.inode, at.name, victim)) return ec;
   Ref v{*this, victim};
-  return unlink(parent.inode, name);
+  // "f/" names a directory: a file there is ENOTDIR (a directory gets the device's EISDIR).
+  if (at.directory && !is_directory(victim)) return not_a_directory();
+  return unlink(at.parent.inode, at.name);
 }
 
 std::error_code Client::rename(std::string_view from, std::string_view to) {
-  Entry from_parent, to_parent, moved, replaced;
-  std::string_view from_name, to_name;
-  if (auto ec = split_parent(from, from_parent, from_name)) return ec;
-  Ref fp{*this, from_parent};
-  if (auto ec = split_parent(to, to_parent, to_name)) return ec;
-  Ref tp{*this, to_parent};
-  if (auto ec = lookup(from_parent.inode, from_name, moved)) return ec;
+  ParentAndName src, dst;
+  Entry moved, replaced;
+  if (auto ec = split_parent(*this, from, kRemovingRoot, src)) return ec;
+  Ref fp{*this, src.parent};
+  if (auto ec = split_parent(*this, to, kRemovingRoot, dst)) return ec;
+  Ref tp{*this, dst.parent};
+  if (auto ec = lookup(src.parent.inode, src.name, moved)) return ec;
   Ref m{*this, moved};
-  const bool target_exists = !lookup(to_parent.inode, to_name, replaced);
-  auto ec = rename(from_parent.inode, from_name, to_parent.inode, to_name, 0);
+  if ((src.directory || dst.directory) && !is_directory(moved)) return not_a_directory();
+  const bool target_exists = !lookup(dst.parent.inode, dst.name, replaced);
+  auto ec = rename(src.parent.inode, src.name, dst.parent.inode, dst.name, 0);
   if (target_exists) forget(replaced.inode, 1);
   return ec;
 }
 
 std::error_code Client::symlink(std::string_view target, std::string_view linkpath) {
-  Entry parent;
-  std::string_view name;
-  if (auto ec = split_parent(linkpath, parent, name)) return ec;
-  Ref p{*this, parent};
+  ParentAndName at;
+  if (auto ec = split_parent(*this, linkpath, kCreatingRoot, at)) return ec;
+  Ref p{*this, at.parent};
+  if (at.directory) return not_a_directory();  // a symlink is no directory
   Entry e;
-  auto ec = symlink(parent.inode, name, target, e);
+  auto ec = symlink(at.parent.inode, at.name, target, e);
   if (!ec) forget(e.inode, 1);
   return ec;
 }
@@ -139,12 +103,12 @@ std::error_code Client::link(std::string_view existing, std::string_view newpath
   Entry target;
   if (auto ec = resolve(existing, target)) return ec;
   Ref t{*this, target};
-  Entry parent;
-  std::string_view name;
-  if (auto ec = split_parent(newpath, parent, name)) return ec;
-  Ref p{*this, parent};
+  ParentAndName at;
+  if (auto ec = split_parent(*this, newpath, kCreatingRoot, at)) return ec;
+  Ref p{*this, at.parent};
+  if (at.directory) return not_a_directory();  // hard links to directories do not exist
   Entry e;
-  auto ec = link(target.inode, parent.inode, name, e);
+  auto ec = link(target.inode, at.parent.inode, at.name, e);
   if (!ec) forget(e.inode, 1);
   return ec;
 }
@@ -181,10 +145,13 @@ std::error_code Client::open_file(std::string_view path, uint32_t flags, File& o
   Entry entry;
   OpenFile of;
   if (flags & O_CREAT) {
-    Entry parent;
-    std::string_view name;
-    if (auto ec = split_parent(path, parent, name)) return ec;
-    Ref p{*this, parent};
+    ParentAndName at;
+    if (auto ec = split_parent(*this, path, kCreatingRoot, at)) return ec;
+    Ref p{*this, at.parent};
+    // O_CREAT with a trailing '/': EISDIR, as open(2) gives, existing or not.
+    if (at.directory) return std::make_error_code(std::errc::is_a_directory);
+    const Entry& parent = at.parent;
+    const std::string_view name = at.name;
     // Like the kernel: CREATE only for a name that does not exist, and always exclusive, since
     // virtiofsd 7.2 aborts on a non-exclusive CREATE of an existing file. Lost race: open it.
     bool opened = false;

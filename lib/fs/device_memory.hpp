@@ -26,7 +26,9 @@ struct QueueLimits {
 QueueLimits derive_limits(const SessionOptions& options, bool indirect);
 
 struct SessionMemory {
-  std::unique_ptr<virtio::DmaRegion> region;
+  // Shared: the application's buffers (Session::memory_keepalive) may keep it mapped past the
+  // session, after the device stopped using it.
+  std::shared_ptr<virtio::DmaRegion> region;
   std::span<std::byte> staging;
   std::span<std::byte> app;
   std::vector<QueueMemory> queues;  // [0] = hiprio

@@ -102,6 +102,9 @@ class Session {
   std::span<std::byte> staging() const { return memory_.staging; }
   // The application's part of device memory (SessionOptions::app_memory_bytes).
   std::span<std::byte> app_memory() const { return memory_.app; }
+  // Keeps all of device memory mapped while held, also after the session is gone: the device
+  // is stopped by then, so only the holder touches it (IoBuffers outliving their Client).
+  std::shared_ptr<const void> memory_keepalive() const { return memory_.region; }
   SessionStats stats() const { return counters_.snapshot(); }
   unsigned num_request_queues() const { return static_cast<unsigned>(queues_.size() - 1); }
   // Why the session failed (empty while healthy).

@@ -342,12 +342,20 @@ TEST_F(ClientTest, AsyncOperationsComplete) {
   client->forget(e.inode, 1);
 }
 
+// ".." at the root is the root (the share's, not the host's): "../x" is the share's own x.
 TEST_F(ClientTest, PathsCannotEscapeTheShare) {
-  Attr a;
-  EXPECT_EQ(client->stat("../etc", a), std::errc::invalid_argument);
-  EXPECT_EQ(client->stat("a/./b", a), std::errc::invalid_argument);
-  EXPECT_FALSE(client->stat("/", a));
-  EXPECT_TRUE(S_ISDIR(a.mode));
+  write_host("passwd", "inside");
+  Attr a, inside, root;
+  ASSERT_FALSE(client->stat("passwd", inside));
+  ASSERT_FALSE(client->stat("../passwd", a));
+  EXPECT_EQ(a.ino, inside.ino);
+  ASSERT_FALSE(client->stat("../../../passwd", a));
+  EXPECT_EQ(a.ino, inside.ino);
+  EXPECT_EQ(client->stat("../etc", a), std::errc::no_such_file_or_directory);
+  ASSERT_FALSE(client->stat("/", root));
+  EXPECT_TRUE(S_ISDIR(root.mode));
+  ASSERT_FALSE(client->stat("../..", a));
+  EXPECT_EQ(a.ino, root.ino);
 }
 
 // ---- registered memory: reads and writes with no copy ----
