@@ -59,6 +59,7 @@ std::unique_ptr<Client> client::Connector::over(std::unique_ptr<virtio::Transpor
   so.num_request_queues = queues;
   so.max_transfer = options.max_transfer;
   so.poll_us = options.poll_us;
+  so.app_reaps_completions = options.app_reaps_completions;
   so.app_memory_bytes = options.registered_memory_bytes;
   auto impl = std::make_unique<Client::Impl>();
   impl->session = std::make_unique<fs::Session>(std::move(transport), so);
