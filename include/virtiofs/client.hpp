@@ -137,7 +137,9 @@ class VIRTIOFS_API Client {
   // processing one processes them all. The fd stays valid until the Client is destroyed.
   int completion_fd(unsigned queue) const;
   // Never blocks: completes what is ready on the queue and runs those async callbacks on this
-  // thread; returns how many calls ended. A callback may make calls, blocking ones included.
+  // thread; returns how many calls ended (replies of other threads' blocking calls on the
+  // queue that it took, and woke them for, included). A callback may make calls, blocking ones
+  // included.
   // Callbacks run nowhere else, except: a call that fails as it is submitted (bad arguments,
   // client failed or closed) calls back at once on the submitting thread, and what is still
   // pending when the client closes calls back (ENOTCONN, or its result) on the closing thread.

@@ -90,7 +90,7 @@ class Session {
   // Never blocks: reads the fd's counter, reaps the queue (and those sharing its fd) until the
   // ring is empty with interrupts back on, takes the calls other threads reaped for it, and runs
   // their on_done on this thread, no lock held (they may make blocking calls, as any callback).
-  // Returns how many calls ended. A malformed reply fails the session (EIO) as anywhere else;
+  // Returns how many calls ended (SyncCalls it woke included). A malformed reply fails the session (EIO) as anywhere else;
   // calls ended by a failure come through here (or through shutdown). Any thread may call it.
   size_t process_completions(unsigned request_queue);
 
