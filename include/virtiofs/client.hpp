@@ -91,8 +91,7 @@ class VIRTIOFS_API IoBuffer {
 // thread in a blocking call on the same queue that took the completion with its own (or at once
 // on the caller's thread when the client has already failed); keep it short. With
 // Options::app_reaps_completions: inside Client::process_completions on the application's thread
-// instead (see there). Captures up to 16
-// bytes stay inline (no allocation).
+// instead (see there). Captures up to 16 bytes stay inline (no allocation).
 template <class T>
 using Callback = std::function<void(std::error_code, T)>;
 using DoneCallback = std::function<void(std::error_code)>;
@@ -139,8 +138,7 @@ class VIRTIOFS_API Client {
   // Never blocks: completes what is ready on the queue and runs those async callbacks on this
   // thread; returns how many calls ended (replies of other threads' blocking calls on the
   // queue that it took, and woke them for, included). A callback may make calls, blocking ones
-  // included.
-  // Callbacks run nowhere else, except: a call that fails as it is submitted (bad arguments,
+  // included. Callbacks run nowhere else, except: a call that fails as it is submitted (bad arguments,
   // client failed or closed) calls back at once on the submitting thread, and what is still
   // pending when the client closes calls back (ENOTCONN, or its result) on the closing thread.
   // A device failure ends pending calls through here. Any thread may call it; submissions go to
