@@ -66,8 +66,14 @@ struct Options {
   // Busy-poll a request queue this long after its last completion before sleeping on the
   // interrupt eventfd, and let a thread in a blocking call poll this long for its own reply
   // (taking it with no interrupt and no thread hand-off) before it sleeps (0: interrupt-driven).
-  // Trades CPU for latency.
+  // Trades CPU for latency. With app_reaps_completions it concerns blocking calls only
+  // (process_completions never spins).
   unsigned poll_us = 0;
+  // Event-loop integration, as libblkio's completion fds: the application reaps the request
+  // queues on its own thread (Client::completion_fd, process_completions) and asynchronous
+  // callbacks run there; no library thread is made for the request queues. Blocking calls still
+  // end without the application's help (they reap for themselves).
+  bool app_reaps_completions = false;
   // Device memory set aside for Client::allocate_buffer: reads into and writes from such
   // buffers go to the device with no copy (0: none).
   size_t registered_memory_bytes = 0;
@@ -108,8 +114,9 @@ class VIRTIOFS_API IoBuffer {
 
 // Called once, on a thread that reaps the call's request queue: its completion thread, or a
 // thread in a blocking call on the same queue that took the completion with its own (or at once
-// on the caller's thread when the client has already failed); keep it short. Captures up to 16
-// bytes stay inline (no allocation).
+// on the caller's thread when the client has already failed); keep it short. With
+// Options::app_reaps_completions: inside Client::process_completions on the application's thread
+// instead (see there). Captures up to 16 bytes stay inline (no allocation).
 template <class T>
 using Callback = std::function<void(std::error_code, T)>;
 using DoneCallback = std::function<void(std::error_code)>;
@@ -139,6 +146,26 @@ class VIRTIOFS_API Client {
   // std::system_error(ENOMEM) when the memory is used up or was not asked for.
   IoBuffer allocate_buffer(size_t bytes);
   Stats stats() const;
+
+  // ---- event-loop integration (Options::app_reaps_completions; else both throw EINVAL) ----
+  // queue: 0 .. num_request_queues() - 1. Poll the fd for POLLIN (poll, epoll, io_uring, an
+  // Asio descriptor; do not read it), then call process_completions(queue). Queues that share
+  // an interrupt (a VFIO device with fewer MSI-X vectors than queues) return the same fd, and
+  // processing one processes them all. The fd stays valid until the Client is destroyed.
+  int completion_fd(unsigned queue) const;
+  // Never blocks: completes what is ready on the queue and runs those async callbacks on this
+  // thread; returns how many calls ended (replies of other threads' blocking calls on the
+  // queue that it took, and woke them for, included). A callback may make calls, blocking ones
+  // included. Callbacks run nowhere else, except: a call that fails as it is submitted (bad
+  // arguments, a stopped token, client failed or closed) calls back at once on the submitting
+  // thread; a stop that gives a call up (Options::interrupts off) calls back on the stopping
+  // thread; and what is still pending when the client closes calls back (ENOTCONN, or its
+  // result) on the closing thread.
+  // A device failure ends pending calls through here. Any thread may call it; submissions go to
+  // the queue the submitting thread keeps to, so loop over every queue (or the overload below).
+  size_t process_completions(unsigned queue);
+  // All queues.
+  size_t process_completions();
 
   // ---- inode operations ----
   // Every FUSE operation comes in two forms with the same parameters: synchronous (returns the

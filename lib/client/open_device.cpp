@@ -79,6 +79,7 @@ OpenedDevice settle_device(std::unique_ptr<virtio::Transport> transport, const O
   out.session.num_request_queues = fs::request_queue_count(o.num_request_queues, *transport, config);
   out.session.max_transfer = o.max_transfer;
   out.session.poll_us = o.poll_us;
+  out.session.app_reaps_completions = o.app_reaps_completions;
   out.session.app_memory_bytes = o.registered_memory_bytes;
   out.transport = std::move(transport);
   return out;

@@ -69,18 +69,19 @@ struct ThreadWaker {
 };
 thread_local ThreadWaker waker;
 
-void drain_eventfd(int fd) {
-  uint64_t count;
-  [[maybe_unused]] ssize_t n = read(fd, &count, sizeof(count));
-}
-
 }  // namespace
 
+bool Completion::read_counter(int fd) {
+  uint64_t count = 0;
+  return read(fd, &count, sizeof(count)) == sizeof(count) && count > 0;
+}
+
 Completion::Completion(virtio::Transport& transport, std::vector<RequestQueue*> queues,
-                       unsigned poll_us, SessionCounters& counters, FailFn fail,
-                       std::function<void()> progress)
-    : transport_(transport), queues_(std::move(queues)), poll_us_(poll_us), counters_(counters),
-      fail_(std::move(fail)), progress_(std::move(progress)) {
+                       unsigned poll_us, bool app_reaps, SessionCounters& counters,
+                       FailFn fail, std::function<void()> progress)
+    : transport_(transport), queues_(std::move(queues)), poll_us_(poll_us),
+      app_reaps_(app_reaps), counters_(counters), fail_(std::move(fail)),
+      progress_(std::move(progress)) {
   // Queues that share an interrupt vector share a call fd: one watch, on one thread, serves
   // them all. Every other fd gets its own thread, so each request queue is owned by one thread;
   // hiprio (light traffic) rides on the first request queue's thread.
@@ -98,7 +99,12 @@ Completion::Completion(virtio::Transport& transport, std::vector<RequestQueue*> 
   }
   for (auto& s : sources_) s->alone = s->queues.size() == 1;
   const bool hiprio_alone = sources_.size() > 1 && sources_.front()->alone;
-  completers_.resize(sources_.size() - (hiprio_alone ? 1 : 0));
+  // When the application reaps, only hiprio's source (the first) has a thread.
+  if (app_reaps_) {
+    for (size_t i = 1; i < sources_.size(); ++i) sources_[i]->threaded = false;
+    set_up_app_sources();
+  }
+  completers_.resize(app_reaps_ ? 1 : sources_.size() - (hiprio_alone ? 1 : 0));
   size_t all_slots = 0;
   for (RequestQueue* q : queues_) all_slots += q->slot_count();
   for (auto& c : completers_) {
@@ -106,6 +112,7 @@ Completion::Completion(virtio::Transport& transport, std::vector<RequestQueue*> 
     c.done.reserve(all_slots);
   }
   for (size_t i = 0; i < sources_.size(); ++i) {
+    if (!sources_[i]->threaded) continue;
     Completer& owner = completers_[hiprio_alone ? (i == 0 ? 0 : i - 1) : i];
     Source* source = sources_[i].get();
     owner.sources.push_back(source);
@@ -115,9 +122,9 @@ Completion::Completion(virtio::Transport& transport, std::vector<RequestQueue*> 
       // reads: a poll whose counter another thread read may wake no one (the kernel re-checks
       // the fd before it reports). A one-shot poll (no multishot in this kernel) re-fires on a
       // set counter, so then it is always read; the leader's waker still tells it of its call.
-      const bool read_counter =
+      const bool take_counter =
           !source->leader.load(std::memory_order_acquire) || !owner.reactor->multishot();
-      on_interrupt(*source, read_counter, owner.done, /*may_poll=*/true);
+      on_interrupt(*source, take_counter, owner.done, /*may_poll=*/true);
     });
   }
 }
@@ -155,11 +162,12 @@ void Completion::stop() {
   // A thread that failed to start is not joinable (start() threw part way).
   for (auto& c : completers_)
     if (c.thread.joinable()) c.thread.join();
+  close_ready_lists();
 }
 
-void Completion::on_interrupt(Source& source, bool read_counter, std::vector<Call*>& done,
+void Completion::on_interrupt(Source& source, bool take_counter, std::vector<Call*>& done,
                               bool may_poll) {
-  if (read_counter) drain_eventfd(source.fd);
+  if (take_counter) read_counter(source.fd);
   SessionCounters::add(counters_.interrupts);
   transport_.rearm_interrupt(source.queues.front()->index());
   for (RequestQueue* q : source.queues) drain(*q, done, may_poll);
@@ -167,15 +175,23 @@ void Completion::on_interrupt(Source& source, bool read_counter, std::vector<Cal
 
 void Completion::complete(std::vector<Call*>& done) {
   if (done.empty()) return;
+  hand_over(done);
   end_calls(done);
   progress_();
 }
 
 bool Completion::reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool polled) {
+  // Callbacks run only once the ring is empty as interrupts come back on: elements the device
+  // published while interrupts were off signal no one, so a callback that blocks before they
+  // are reaped would leave them to no one; anything published later is signalled (or polled).
+  const bool ok = reap_all(q, done, polled);
+  complete(done);
+  return ok;
+}
+
+bool Completion::reap_all(RequestQueue& q, std::vector<Call*>& done, bool polled) {
   // Reap until the ring is empty as interrupts come back on (a poller's count keeps them off:
-  // then until it is empty). Callbacks run only after that: elements the device published while
-  // interrupts were off signal no one, so a callback that blocks before they are reaped would
-  // leave them to no one; anything published later is signalled (or polled).
+  // then until it is empty).
   RequestQueue::Reaped r;
   do {
     r = q.reap(done);
@@ -185,7 +201,6 @@ bool Completion::reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bo
   // reply must find it failed, and nothing its callback submits may reach the device. The
   // batch's calls are already out of their slots, so failing does not end them twice.
   if (r.broken) fail_(std::make_error_code(std::errc::io_error));
-  complete(done);
   return !r.broken;
 }
 
@@ -240,9 +255,12 @@ void Completion::wait(SyncCall& call) {
       // Polling, the caller reaps its own reply while it comes soon; past poll_us it sleeps on
       // its call and the completion thread (awake and polling by then) takes the reply: a
       // leader too would only wake beside it. Without polling, the leader takes it.
-      if (poll_us_) {
-        reap_own(q, call, done);
-      } else if (source.alone) {
+      // Where no thread reaps (the application does), the caller sleeps on the source itself
+      // after polling, so that its call ends whether or not the application processes.
+      if (poll_us_) reap_own(q, call, done);
+      if (!source.threaded) {
+        wait_reading(source, call, done);
+      } else if (!poll_us_ && source.alone) {
         wait_as_leader(source, call, done);
       }
     }
@@ -289,7 +307,7 @@ void Completion::wait_as_leader(Source& source, SyncCall& call, std::vector<Call
     while (!call.done.load(std::memory_order_acquire)) {
       pollfd fds[2] = {{source.fd, POLLIN, 0}, {waker.fd, POLLIN, 0}};
       if (poll(fds, 2, -1) < 0 && errno != EINTR) break;  // the condition variable still works
-      if (fds[1].revents & POLLIN) drain_eventfd(waker.fd);
+      if (fds[1].revents & POLLIN) read_counter(waker.fd);
       if (fds[0].revents & POLLIN) {
         on_interrupt(source, true, done, /*may_poll=*/false);
         if (call.done.load(std::memory_order_acquire))
@@ -299,6 +317,27 @@ void Completion::wait_as_leader(Source& source, SyncCall& call, std::vector<Call
     call.clear_waker();
   }
   source.leader.store(false, std::memory_order_release);
+}
+
+void Completion::wait_reading(Source& source, SyncCall& call, std::vector<Call*>& done) {
+  // Beside the application's loop and other callers: whoever reads the counter reaps after it
+  // reads, and hands the application's calls over (see completion.hpp), so no signal is lost
+  // whoever takes it; another reader's completion of this call writes the waker.
+  const bool woken = waker.fd >= 0;
+  if (woken && !call.set_waker(waker.fd)) return;
+  pollfd fds[2] = {{source.fd, POLLIN, 0}, {waker.fd, POLLIN, 0}};
+  for (;;) {
+    for (RequestQueue* q : source.queues) drain(*q, done, /*may_poll=*/false);
+    if (call.done.load(std::memory_order_acquire)) break;
+    // Without a waker, another reader's completion is seen at the next turn.
+    if (poll(fds, woken ? 2 : 1, woken ? -1 : 1) < 0 && errno != EINTR) continue;
+    if ((fds[0].revents & POLLIN) && read_counter(source.fd)) {
+      SessionCounters::add(counters_.interrupts);
+      transport_.rearm_interrupt(source.queues.front()->index());
+    }
+    if (woken && (fds[1].revents & POLLIN)) read_counter(waker.fd);
+  }
+  if (woken) call.clear_waker();
 }
 
 void Completion::wait_on_completer(Completer& self, Source& source, SyncCall& call,
@@ -328,7 +367,7 @@ void Completion::wait_on_completer(Completer& self, Source& source, SyncCall& ca
     size_t i = 0;
     for (Source* s : sources) {
       if (fds[i++].revents & POLLIN) {
-        drain_eventfd(s->fd);
+        read_counter(s->fd);
         transport_.rearm_interrupt(s->queues.front()->index());
       }
     }
@@ -338,7 +377,7 @@ void Completion::wait_on_completer(Completer& self, Source& source, SyncCall& ca
       // A once-watch (liveness: a hang-up stays signalled) has said all it will say.
       if (self.watches[w].once) fds[i].fd = -1;
     }
-    if (woken && (fds[i].revents & POLLIN)) drain_eventfd(waker.fd);
+    if (woken && (fds[i].revents & POLLIN)) read_counter(waker.fd);
   }
   if (woken) call.clear_waker();
 }

@@ -9,9 +9,34 @@
 // not run meanwhile. A callback that makes a blocking call first hands back any polling role its
 // thread holds (interrupts back on, what came meanwhile reaped), so a callback may make
 // blocking calls on any queue; callbacks never nest (call_ending.hpp).
+//
+// The application reaps (SessionOptions::app_reaps_completions): no thread watches a source of
+// request queues only; hiprio's source keeps its thread (with the timer and liveness), and so
+// does a source hiprio shares with request queues (one vector for all, INTx). Per source:
+// - the application polls app_fd(): an epoll set over the call eventfd and the source's
+//   ReadyList eventfd (only the latter where a thread watches the source), and calls process(),
+//   which reads the counter, reaps every queue of the source until its ring is empty with
+//   interrupts back on (reap's disable, collect, enable, re-check), takes the ReadyList, and
+//   runs all those callbacks on its thread;
+// - a blocking caller does not need the application: after poll_us (if any) it sleeps on the
+//   call eventfd and its waker and reaps what the device signals (wait_reading); any number of
+//   callers and the application may read one counter, since
+// - the rule that makes that lossless: whoever reads a call eventfd's counter then reaps all the
+//   queues of its source until they are empty with interrupts on; what it reaped it ends at
+//   once only when that merely wakes a thread (Call::never_blocks: SyncCalls), and hands every
+//   other call of the application's queues over to the source's ReadyList, whose eventfd is in
+//   the application's epoll set. The same hand-over serves failures (Session::fail_all), the
+//   library's thread on a shared source, and shutdown's own reaping. So an asynchronous call's
+//   callback runs inside process() on the application's thread, except: a call that fails as
+//   it is submitted, or is interrupted while parked, ends at once on that thread (as without
+//   the mode); and what the application has not taken by shutdown ends on the thread that
+//   shuts down (stop()).
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <system_error>
@@ -19,6 +44,7 @@
 #include <vector>
 
 #include "fs/counters.hpp"
+#include "fs/ready_list.hpp"
 #include "fs/request_queue.hpp"
 #include "loop/reactor.hpp"
 #include "virtio/transport.hpp"
@@ -29,8 +55,10 @@ class Completion {
  public:
   using FailFn = std::function<void(std::error_code)>;
   // fail: the device broke the protocol (EIO for everything). progress: calls were completed.
+  // app_reaps: SessionOptions::app_reaps_completions (see above).
   Completion(virtio::Transport& transport, std::vector<RequestQueue*> queues, unsigned poll_us,
-             SessionCounters& counters, FailFn fail, std::function<void()> progress);
+             bool app_reaps, SessionCounters& counters, FailFn fail,
+             std::function<void()> progress);
   ~Completion();
   Completion(const Completion&) = delete;
   Completion& operator=(const Completion&) = delete;
@@ -38,10 +66,28 @@ class Completion {
   // Watches fd on the first completion thread (before start()): a timer, a liveness fd.
   void watch(int fd, short events, std::function<void()> handler, bool once);
   void start();
-  // Stops and joins the threads (bounded: each finishes its current batch). Idempotent.
+  // Stops and joins the threads (bounded: each finishes its current batch), then ends on this
+  // thread what was handed over to the application and not taken; later hand-overs end where
+  // they are made. Idempotent.
   void stop();
   // Waits until `call` (submitted to a queue of this session) is done.
   void wait(SyncCall& call);
+  // The same with a deadline (false when it passed first); reaps for itself where no thread
+  // does (the application reaps), so INIT and shutdown need no help from the application.
+  bool wait_until(SyncCall& call, std::chrono::steady_clock::time_point deadline);
+  // Reaps, where no thread does, until done() or the deadline (shutdown's drain; false at the
+  // deadline). The application reaps only.
+  bool reap_until(std::chrono::steady_clock::time_point deadline, const std::function<bool()>& done);
+
+  // ---- The application reaps (completion_app.cpp; queue: a request queue's index, 1..) ----
+  // The fd to poll for POLLIN; queues that share an interrupt source share it.
+  int app_fd(unsigned queue) const;
+  // Completes what is there for the queue's source (all its queues) on this thread; never
+  // blocks. Returns how many calls ended.
+  size_t process(unsigned queue);
+  // Moves the application's asynchronous calls out of `calls` onto their source's ReadyList;
+  // the caller ends what is left. Does nothing unless the application reaps.
+  void hand_over(std::vector<Call*>& calls);
   // This thread is one of this completion's threads (a callback runs on it).
   bool on_own_thread() const;
 
@@ -50,7 +96,15 @@ class Completion {
     int fd = -1;
     std::vector<RequestQueue*> queues;
     bool alone = false;               // the fd is one queue's (not a shared vector or INTx)
+    bool threaded = true;             // a completion thread watches fd
     std::atomic<bool> leader{false};  // a caller sleeps on fd and reads its counter
+    // The application reaps: its calls that other threads reaped, and (no thread watches fd)
+    // the epoll set over fd and ready's fd that the application polls (owned).
+    std::unique_ptr<ReadyList> ready;
+    int epoll_fd = -1;
+    ~Source() {
+      if (epoll_fd >= 0) ::close(epoll_fd);
+    }
   };
   struct Watch {
     int fd;
@@ -66,19 +120,30 @@ class Completion {
     std::vector<Watch> watches;
   };
 
-  void on_interrupt(Source& source, bool read_counter, std::vector<Call*>& done, bool may_poll);
+  // Reads an eventfd's counter (non-blocking); true when it was set.
+  static bool read_counter(int fd);
+  void on_interrupt(Source& source, bool take_counter, std::vector<Call*>& done, bool may_poll);
   // Reaps q until nothing is pending and its interrupts are on (with may_poll, after polling
   // poll_us for more: the completion thread's way, not a waiting caller's).
   void drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll);
   // Reaps q until it is empty, then completes what it took (false: the device broke the
   // protocol, and the session failed before the callbacks ran).
   bool reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool polled);
+  // The reaping part of that: to `done`, failing the session on a broken batch.
+  bool reap_all(RequestQueue& q, std::vector<Call*>& done, bool polled);
   class PollingRole;
   void complete(std::vector<Call*>& done);
   bool poll_used(RequestQueue& q);
   void reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done);
   void wait_as_leader(Source& source, SyncCall& call, std::vector<Call*>& done);
   void wait_on_completer(Completer& self, Source& source, SyncCall& call, std::vector<Call*>& done);
+  // No thread watches the source (the application reaps): sleeps on its fd and the thread's
+  // waker, reaping after every read of the counter, until the call is done.
+  void wait_reading(Source& source, SyncCall& call, std::vector<Call*>& done);
+  // Sets up ready lists and epoll sets (the application reaps).
+  void set_up_app_sources();
+  // stop(): what the application never took ends here.
+  void close_ready_lists();
 
   // The completer whose thread this is, and of which Completion (a callback may wait on
   // another session's call).
@@ -88,6 +153,7 @@ class Completion {
   virtio::Transport& transport_;
   std::vector<RequestQueue*> queues_;
   unsigned poll_us_;
+  bool app_reaps_;
   SessionCounters& counters_;
   FailFn fail_;
   std::function<void()> progress_;

@@ -88,7 +88,7 @@ void Session::start_device(uint64_t device_features) {
     std::vector<RequestQueue*> all;
     for (auto& q : queues_) all.push_back(q.get());
     completion_ = std::make_unique<Completion>(
-        *transport_, std::move(all), options_.poll_us, counters_,
+        *transport_, std::move(all), options_.poll_us, options_.app_reaps_completions, counters_,
         [this](std::error_code ec) { fail_all(ec); },
         [this] {
           if (quiescing_.load(std::memory_order_acquire)) notify_drained();
@@ -172,9 +172,9 @@ void Session::submit_hiprio(Call& call) {
 void Session::wait(SyncCall& call) { completion_->wait(call); }
 
 bool Session::wait_until(SyncCall& call, std::chrono::steady_clock::time_point deadline) {
-  // The completion threads reap; this thread only sleeps, so the bound holds whatever the
-  // device does.
-  if (call.wait_until(deadline)) return true;
+  // The completion threads reap (or this thread, a batch at a time, where the application
+  // reaps), so the bound holds whatever the device does.
+  if (completion_->wait_until(call, deadline)) return true;
   fail_all(std::make_error_code(std::errc::timed_out));
   call.wait();  // failed now, or its reply is being taken: it ends at once
   return false;
@@ -219,6 +219,7 @@ void Session::fail_all(std::error_code ec) {
   std::vector<Call*> failed;
   for (auto& q : queues_) {
     q->fail(ec, failed);
+    completion_->hand_over(failed);  // the application's calls end in process_completions
     end_calls(failed);
   }
   notify_drained();
@@ -227,6 +228,23 @@ void Session::fail_all(std::error_code ec) {
 void Session::notify_drained() {
   std::lock_guard lock(drain_mu_);
   drained_.notify_all();
+}
+
+int Session::completion_fd(unsigned request_queue) const {
+  return completion_->app_fd(app_queue(request_queue));
+}
+
+size_t Session::process_completions(unsigned request_queue) {
+  return completion_->process(app_queue(request_queue));
+}
+
+unsigned Session::app_queue(unsigned request_queue) const {
+  if (!options_.app_reaps_completions)
+    fail(EINVAL, "completion_fd and process_completions need SessionOptions::app_reaps_completions");
+  if (request_queue >= num_request_queues())
+    fail(EINVAL, "request queue " + std::to_string(request_queue) + " does not exist (the session has " +
+                     std::to_string(num_request_queues()) + ", numbered from 0)");
+  return request_queue + 1;
 }
 
 std::error_code Session::failure() const {
@@ -265,11 +283,17 @@ void Session::shutdown() {
                 static_cast<long long>(options_.device_timeout.count()));
   }
   shut_down_.store(true, std::memory_order_release);
-  // Let requests already handed to the device finish, but never wait for ever.
-  wait_drained([&] {
+  // Let requests already handed to the device finish, but never wait for ever; where the
+  // application reaps, this thread reaps them (it may be idle, or this very thread).
+  auto all_drained = [&] {
     return std::all_of(queues_.begin(), queues_.end(),
                        [](auto& q) { return q->failure() || q->idle(); });
-  });
+  };
+  if (options_.app_reaps_completions) {
+    completion_->reap_until(deadline, all_drained);
+  } else {
+    wait_drained(all_drained);
+  }
   // The device stops before the calls still with it end: their buffers go back to their owners
   // only once nothing writes into them. Ending them also ends a callback blocked in a wait on
   // a completion thread, which must happen before the threads are joined.

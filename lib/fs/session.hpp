@@ -51,7 +51,7 @@ class Session {
 
   // Queues the call on a request queue. on_done runs on a completion thread or on a thread in
   // wait() that reaped the reply, or on this thread at once when the session has already
-  // failed. on_done may make any call but shutdown, blocking ones included: it runs with its
+  // failed (where the application reaps: in process_completions, see completion.hpp). on_done may make any call but shutdown, blocking ones included: it runs with its
   // queue's interrupts on and no reaping role held (completion.hpp). A callback that blocks
   // delays the callbacks its thread reaps meanwhile until it returns, so its blocking call must
   // not depend on another callback; on_done must not throw (call_ending.hpp).
@@ -92,6 +92,19 @@ class Session {
   // from a callback (EDEADLK: it would wait for its own thread).
   void shutdown();
 
+  // ---- The application reaps (SessionOptions::app_reaps_completions; else both throw EINVAL) ----
+  // request_queue: 0 .. num_request_queues() - 1. The fd to poll for POLLIN (an epoll set: do not
+  // read it): readable when the queue may have completions for process_completions. Queues that
+  // share an interrupt source (fewer MSI-X vectors than queues) share the fd, and processing
+  // any of them processes all. Valid until the session is destroyed.
+  int completion_fd(unsigned request_queue) const;
+  // Never blocks: reads the fd's counter, reaps the queue (and those sharing its fd) until the
+  // ring is empty with interrupts back on, takes the calls other threads reaped for it, and runs
+  // their on_done on this thread, no lock held (they may make blocking calls, as any callback).
+  // Returns how many calls ended (SyncCalls it woke included). A malformed reply fails the session (EIO) as anywhere else;
+  // calls ended by a failure come through here (or through shutdown). Any thread may call it.
+  size_t process_completions(unsigned request_queue);
+
   // Runs once, on whichever thread notices, when the device is lost or breaks (not on shutdown).
   void set_failure_handler(std::function<void(std::error_code)> handler);
 
@@ -113,6 +126,8 @@ class Session {
  private:
   void start_device(uint64_t device_features);
   RequestQueue& pick_queue();
+  // The queue index of an application-reaped request queue; throws EINVAL naming the fix.
+  unsigned app_queue(unsigned request_queue) const;
   // Marks every queue failed with ec and completes all pending calls with it.
   void fail_all(std::error_code ec);
   void notify_drained();

@@ -22,8 +22,15 @@ struct SessionOptions {
   size_t app_memory_bytes = 0;
   // After the last completion, a completion thread keeps polling the used ring this long before
   // it re-enables interrupts and sleeps on the eventfd; a thread waiting in wait() polls for its
-  // own reply this long before it sleeps (0: interrupt-driven only).
+  // own reply this long before it sleeps (0: interrupt-driven only). With app_reaps_completions
+  // it concerns blocking calls only (process_completions never spins): a blocking caller polls
+  // its queue this long, then sleeps on the queue's call eventfd.
   unsigned poll_us = 0;
+  // The application reaps the request queues on its own thread (Session::completion_fd and
+  // process_completions, for an event loop): no completion thread is made for them, and
+  // asynchronous calls complete inside process_completions (completion.hpp says exactly when
+  // else). The high-priority queue and the session's own watches keep their internal thread.
+  bool app_reaps_completions = false;
   // How long INIT, DESTROY and the drain at shutdown may take before the device counts as
   // failed (ETIMEDOUT): every wait has an end.
   std::chrono::milliseconds device_timeout{5000};
