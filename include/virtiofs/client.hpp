@@ -175,8 +175,12 @@ class VIRTIOFS_API Client {
   //  - stopped while the device holds the request: with Options::interrupts, FUSE_INTERRUPT
   //    goes to the device and the call ends with EINTR or its real result, whichever the device
   //    gives; without (the default), the call ends with EINTR at once and the device's reply is
-  //    dropped when it comes — except a call whose payload lies in an IoBuffer, which the
-  //    device reads or writes in place: that one ends with its real result.
+  //    dropped when it comes (what it gave out, a lookup reference or an open handle, is given
+  //    back). Three kinds of call wait for the device's answer instead: one whose payload lies
+  //    in an IoBuffer (the device reads or writes it in place), readdirplus (its entries each
+  //    carry a reference) and setlk with wait (a lock granted later would be held by nobody).
+  //    A request the device never answers keeps its place in the queue until close(), which
+  //    then waits for it up to the device timeout.
   // FUSE semantics: a name passed to unlink, rmdir, rename or link must belong to a node the
   // caller holds a lookup reference to (the kernel always has one); devices such as virtiofsd
   // answer EIO otherwise. The path conveniences below take care of this.
@@ -293,7 +297,8 @@ class VIRTIOFS_API Client {
                         Stop stop = {});
   void getlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, Callback<Lock> done,
              Stop stop = {});
-  // With wait, the device may hold the request until the lock is free: a stop ends the wait.
+  // With wait, the device may hold the request until the lock is free; a stop ends the wait
+  // only with Options::interrupts (see above).
   std::error_code setlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, bool wait,
                         Stop stop = {});
   void setlk(Inode inode, uint64_t fh, uint64_t owner, const Lock& lock, bool wait,

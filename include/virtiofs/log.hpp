@@ -15,7 +15,8 @@ enum class LogLevel { kError, kWarning, kInfo, kDebug };
 
 // One message: a single line without its newline. Called on whatever thread the event happened
 // on (a completion thread, a FUSE reader, the caller's), on several threads at once: it must be
-// thread-safe, and must not call set_log_sink.
+// thread-safe, must not call set_log_sink, and should not call into a Client (it may run in
+// the middle of reaping a queue or ending a session): hand the message on and return.
 using LogSink = std::function<void(LogLevel level, std::string_view message)>;
 
 // Replaces the sink; an empty one restores the default. Safe while other threads log: each

@@ -113,7 +113,8 @@ struct Stats {
   uint64_t interrupts_sent = 0;  // FUSE_INTERRUPTs handed to the device
   uint64_t zero_copy_bytes = 0;  // payload bytes moved straight from or into IoBuffers
   uint64_t callers_woken = 0;    // blocking calls whose thread the device's interrupt woke itself
-  uint64_t abandoned = 0;        // calls given up on by cancellation, their replies dropped
+  uint64_t abandoned = 0;        // calls given up on by cancellation (Options::interrupts off)
+  uint64_t replies_dropped = 0;  // late replies to those calls, taken and dropped
 };
 
 }  // namespace virtiofs

@@ -129,6 +129,7 @@ struct Runner {
     if (stop.stop_requested()) return eintr();  // never sent: nothing to interrupt
     fs::SyncCall c;
     c.frame = op.frame(session->negotiated());
+    c.abandonable = op.abandonable();
     session->submit(c);
     {
       // Registers nothing for a token that can never stop (the default). A stop that came
@@ -153,6 +154,7 @@ struct Runner {
       name = c->names[n++];
     });
     c->frame = c->op->frame(session->negotiated());
+    c->abandonable = c->op->abandonable();
     c->ec.clear();
     c->reply = {};
     c->done = std::move(done);
@@ -177,30 +179,44 @@ struct Runner {
     Entry entry;
     OpenFile file;
     Created created;
+    std::error_code ec;
     switch (d.opcode) {
       case FUSE_LOOKUP: case FUSE_MKNOD: case FUSE_MKDIR: case FUSE_SYMLINK: case FUSE_LINK:
-        if (!fuse::parse(d.reply, entry) && entry.inode != 0) session->forget(entry.inode, 1);
+        ec = fuse::parse(d.reply, entry);
+        if (!ec) session->forget(entry.inode, 1);
         break;
       case FUSE_CREATE:
-        if (fuse::parse(d.reply, created)) break;
-        release_dropped(op::Release(created.entry.inode, created.file.fh, 0));
-        if (created.entry.inode != 0) session->forget(created.entry.inode, 1);
+        // A node id of 0 (ENOENT) still came with an open file, as the kernel sees it.
+        ec = fuse::parse(d.reply, created);
+        if (!ec || ec == std::errc::no_such_file_or_directory) {
+          // FORGET only once the file is released: never drop the node before its handle.
+          const Inode inode = ec ? 0 : created.entry.inode;
+          start(op::Release(ec ? d.nodeid : inode, created.file.fh, 0),
+                [this, inode](std::error_code) {
+                  if (inode != 0) session->forget(inode, 1);
+                },
+                {});
+          ec.clear();
+        }
         break;
       case FUSE_OPEN:
-        if (!fuse::parse(d.reply, file)) release_dropped(op::Release(d.nodeid, file.fh, 0));
+        ec = fuse::parse(d.reply, file);
+        if (!ec) release_dropped(op::Release(d.nodeid, file.fh, 0));
         break;
       case FUSE_OPENDIR:
-        if (!fuse::parse(d.reply, file)) release_dropped(op::Releasedir(d.nodeid, file.fh));
+        ec = fuse::parse(d.reply, file);
+        if (!ec) release_dropped(op::Releasedir(d.nodeid, file.fh));
         break;
       default:
         break;
     }
+    // The same verdict as for a reply someone waited for: a malformed one fails the device.
+    checked(ec);
   }
   template <class Op>
   void release_dropped(Op op) {
     start(std::move(op), [](std::error_code) {}, {});
   }
-
   // One verdict for sync and async calls alike: the device's errno, else the parsed reply,
   // checked against the request; a reply that breaks the protocol marks the device untrusted.
   template <class Op>

@@ -10,6 +10,7 @@
 //   std::error_code parse(const fuse::Reply&, Result&);
 //   void names(F)                            each string_view the frame references, so an
 //                                            asynchronous call can copy them and re-point them
+//   bool abandonable() const                 false: a stop waits for the device's answer
 // and may own scratch room its reply lands in (readlink, readdir).
 #pragma once
 
@@ -40,9 +41,10 @@ inline std::error_code count(const fuse::Reply& r, fuse::Count kind, size_t& out
   return ec;
 }
 
-// Defaults: no check, no names, no result.
+// Defaults: no check, no names, no result, may be given up once sent (fs::Call::abandonable).
 struct Base {
   std::error_code check() const { return {}; }
+  bool abandonable() const { return true; }
   template <class F>
   void names(F&&) {}
 };
@@ -375,6 +377,8 @@ struct Setlk : NoResult {
   bool wait;
   Setlk(Inode i, uint64_t h, uint64_t o, const Lock& l, bool w)
       : inode(i), fh(h), owner(o), lock(l), wait(w) {}
+  // A waiting lock granted after the caller left would be held by nobody who knows it.
+  bool abandonable() const { return !wait; }
   fuse::Frame frame(const Negotiated&) const { return fuse::make_setlk(inode, fh, owner, lock, wait); }
 };
 
@@ -412,6 +416,8 @@ struct ReaddirOf : Base {
   uint64_t fh, offset;
   std::vector<std::byte> room;  // the reply lands here
   ReaddirOf(Inode i, uint64_t h, uint64_t o) : inode(i), fh(h), offset(o) {}
+  // READDIRPLUS entries each carry a reference, in data a dropped reply does not keep.
+  bool abandonable() const { return !kPlus; }
   fuse::Frame frame(const Negotiated&) {
     room.resize(kRoom);
     return fuse::make_read(inode, fh, offset, room, true, kPlus);

@@ -33,6 +33,11 @@ std::error_code walk(Client& fs, std::span<const std::string_view> names, Entry&
       }
       continue;
     }
+    // A name under a non-directory: refused here, not left to the device to answer.
+    if (!chain.empty() && !is_directory(chain.back())) {
+      forget_chain();
+      return not_a_directory();
+    }
     Entry next;
     const Inode dir = chain.empty() ? kRootInode : chain.back().inode;
     if (auto ec = fs.lookup(dir, name, next)) {

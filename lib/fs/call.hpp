@@ -50,6 +50,10 @@ struct Call {
   // another callback that waits (call_ending.hpp). Whoever sets on_done sets this with it (a
   // SyncCall whose on_done is replaced must clear it).
   bool never_blocks = false;
+  // Once sent, the call may be given up before its reply (Session::abandon). False where a late
+  // reply would leave something the owner cannot give back (a lock granted, directory entries
+  // each holding a reference): a stop then waits for the device's answer.
+  bool abandonable = true;
 
   // Session-private: the waiting-list link while the ring or buffers are full, and where the
   // call went (for interrupt()).

@@ -28,8 +28,8 @@
 //   the application's epoll set. The same hand-over serves failures (Session::fail_all), the
 //   library's thread on a shared source, and shutdown's own reaping. So an asynchronous call's
 //   callback runs inside process() on the application's thread, except: a call that fails as
-//   it is submitted, or is interrupted while parked, ends at once on that thread (as without
-//   the mode); and what the application has not taken by shutdown ends on the thread that
+//   it is submitted, or is interrupted while parked, or is given up (Session::abandon), ends at
+//   once on that thread (as without the mode); and what the application has not taken by shutdown ends on the thread that
 //   shuts down (stop()).
 #pragma once
 

@@ -1,6 +1,7 @@
 #include "fs/request_queue.hpp"
 
 #include <array>
+#include <string>
 
 #include "fs/call_ending.hpp"
 #include "log/log.hpp"
@@ -45,7 +46,7 @@ RequestQueue::Start RequestQueue::try_start_locked(Call& call) {
   free_slots_.pop_back();
   slot.owner = SlotOwner::kDevice;
   slot.call = &call;
-  slot.direct = plan.direct_in || plan.direct_out;
+  slot.direct = call.raw || plan.direct_in || plan.direct_out;
   call.slot_index = slot_index;
   ++in_flight_;
   if (zero_copy) SessionCounters::add(counters_.zero_copy_bytes, zero_copy);
@@ -101,7 +102,7 @@ bool RequestQueue::abandon(Call& call) {
     std::lock_guard lock(mu_);
     if (failed_) return false;
     if (!parked_.remove(call)) {
-      if (call.slot_index >= slots_.size()) return false;
+      if (!call.abandonable || call.slot_index >= slots_.size()) return false;
       Slot& slot = slots_[call.slot_index];
       if (slot.owner != SlotOwner::kDevice || slot.call != &call || slot.direct) return false;
       slot.call = nullptr;
@@ -155,6 +156,7 @@ RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done) {
   std::array<virtio::UsedElement, kReapBatch> used;
   std::error_code ring_ec;
   size_t n = 0;
+  std::string broke;  // logged after unlocking: a log sink may call back into the session
   {
     std::lock_guard lock(mu_);
     if (failed_) return {};
@@ -162,9 +164,10 @@ RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done) {
     const bool was_broken = ring_.broken();
     n = ring_.collect_used(used, ring_ec);
     for (size_t i = 0; i < n; ++i) slots_[used[i].token].owner = SlotOwner::kReaper;
-    if (!was_broken && ring_.broken())
-      log::error("the device broke the protocol on queue %u: %s", index_, ring_.broken_why().c_str());
+    if (!was_broken && ring_.broken()) broke = ring_.broken_why();
   }
+  if (!broke.empty())
+    log::error("the device broke the protocol on queue %u: %s", index_, broke.c_str());
   // These slots are this thread's alone until released: copy the replies out unlocked.
   bool malformed = false;
   std::vector<DroppedReply> dropped;  // rare: only calls given up on
@@ -194,6 +197,7 @@ RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done) {
     }
   }
   if (kick_now) kick();
+  if (!dropped.empty()) SessionCounters::add(counters_.replies_dropped, dropped.size());
   if (!r.broken && dropped_sink_)
     for (const DroppedReply& d : dropped) dropped_sink_(d);
   return r;

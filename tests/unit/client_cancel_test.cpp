@@ -143,8 +143,9 @@ TEST_P(ClientCancel, AStopWhileTheDeviceHoldsTheReadEndsTheCallAsOptionsSay) {
     ASSERT_TRUE(reader.finished_within()) << "the stop did not end the call";
     EXPECT_EQ(ec, std::errc::interrupted);
     EXPECT_FALSE(dev().wait_available(0, 1, kQuiet)) << "an INTERRUPT went to the device";
+    EXPECT_EQ(client->stats().abandoned, 1u);
     answer(std::move(*chain));  // the late reply
-    EXPECT_TRUE(eventually([&] { return client->stats().abandoned == 1; }));
+    ASSERT_TRUE(eventually([&] { return client->stats().replies_dropped == 1; }));
     EXPECT_TRUE(std::all_of(buf.begin(), buf.end(), [](std::byte b) { return b == std::byte{0}; }))
         << "the dropped reply was copied into the caller's buffer";
   }
@@ -176,14 +177,29 @@ TEST_P(ClientCancel, AnAsyncCallStoppedWhileTheDeviceHoldsItEndsAsOptionsSay) {
     EXPECT_EQ(outcome.ec, std::errc::interrupted);
     EXPECT_EQ(outcome.thread, std::this_thread::get_id());
     answer(std::move(*chain));
-    EXPECT_TRUE(eventually([&] { return client->stats().abandoned == 1; }));
+    ASSERT_TRUE(eventually([&] { return client->stats().replies_dropped == 1; }));
   }
   dev().set_all_stepped(false);
-  // The pooled call is reused after its stop registration is gone: a second call completes.
-  Outcome second;
-  client->getattr(kRootInode, [&](std::error_code ec, Attr) { second.set(ec); }, stop.get_token());
-  ASSERT_TRUE(second.wait());
-  EXPECT_EQ(second.ec, std::errc::interrupted) << "the token is still stopped";
+  // The pooled READ call is reused once its stop registration is gone: a stop of the first
+  // call's token no longer reaches it.
+  const uint64_t abandoned = client->stats().abandoned;
+  std::stop_source first, second_stop;
+  Outcome a, b;
+  client->read(file.entry.inode, file.file.fh, 0, buf, [&](std::error_code ec, size_t) { a.set(ec); },
+               first.get_token());
+  ASSERT_TRUE(a.wait());
+  EXPECT_FALSE(a.ec);
+  dev().set_stepped(1, true);
+  client->read(file.entry.inode, file.file.fh, 0, buf, [&](std::error_code ec, size_t) { b.set(ec); },
+               second_stop.get_token());
+  auto held = next_request(FUSE_READ);
+  ASSERT_TRUE(held);
+  first.request_stop();
+  EXPECT_FALSE(b.wait(kQuiet)) << "the first call's token stopped the second";
+  answer(std::move(*held));
+  ASSERT_TRUE(b.wait());
+  EXPECT_FALSE(b.ec);
+  EXPECT_EQ(client->stats().abandoned, abandoned);
   EXPECT_FALSE(client->failure());
 }
 
@@ -210,6 +226,79 @@ TEST_P(ClientCancel, AnAbandonedLookupGivesItsReferenceBack) {
   // ... and the client's FORGET takes it back.
   EXPECT_TRUE(eventually([&] { return loop->fs().lookups(file.entry.inode) == *held; }))
       << "the dropped LOOKUP's reference leaked";
+}
+
+TEST_P(ClientCancel, AnAbandonedCreateReleasesItsHandleThenForgetsItsNode) {
+  if (GetParam()) GTEST_SKIP() << "with interrupts the call ends with the real reply";
+  dev().set_stepped(1, true);
+  std::stop_source stop;
+  std::error_code ec;
+  JoinedThread caller(lose(), [&] {
+    Created c;
+    ec = client->create(kRootInode, "g", O_RDWR, 0644, c, stop.get_token());
+  });
+  auto chain = next_request(FUSE_CREATE);
+  ASSERT_TRUE(chain);
+  stop.request_stop();
+  ASSERT_TRUE(caller.finished_within());
+  EXPECT_EQ(ec, std::errc::interrupted);
+  answer(std::move(*chain));  // the file is created, open, and its node referenced
+  auto release = next_request(FUSE_RELEASE);
+  ASSERT_TRUE(release) << "the handle the dropped CREATE gave out was not released";
+  const Inode node = request_header(*release)->nodeid;
+  ASSERT_TRUE(loop->fs().lookups(node));
+  EXPECT_EQ(*loop->fs().lookups(node), 1u) << "the node was forgotten before its handle went";
+  answer(std::move(*release));
+  EXPECT_TRUE(eventually([&] { return loop->fs().lookups(node).value_or(0) == 0; }))
+      << "the dropped CREATE's reference leaked";
+  EXPECT_FALSE(client->failure());
+}
+
+// A late reply to a call given up on is still the device's word: a malformed one fails it.
+TEST_P(ClientCancel, AMalformedReplyToAnAbandonedCallFailsTheDevice) {
+  if (GetParam()) GTEST_SKIP() << "nothing is abandoned with interrupts";
+  dev().set_stepped(1, true);
+  std::stop_source stop;
+  std::error_code ec;
+  JoinedThread caller(lose(), [&] {
+    Entry e;
+    ec = client->lookup(kRootInode, "f", e, stop.get_token());
+  });
+  auto chain = next_request(FUSE_LOOKUP);
+  ASSERT_TRUE(chain);
+  stop.request_stop();
+  ASSERT_TRUE(caller.finished_within());
+  // A success header whose length claims more than the device wrote.
+  fuse_out_header bad{};
+  bad.len = 4096;
+  bad.unique = request_header(*chain)->unique;
+  const uint32_t len = scatter(*chain, std::as_bytes(std::span(&bad, 1)));
+  dev().complete(1, chain->head, len);
+  EXPECT_TRUE(eventually([&] { return client->failure() == std::errc::io_error; }));
+}
+
+// READDIRPLUS entries and a waiting lock cannot be given back once dropped: a stop waits for
+// the device's answer instead.
+TEST_P(ClientCancel, AStoppedReaddirplusWaitsForItsAnswer) {
+  if (GetParam()) GTEST_SKIP() << "with interrupts every call waits for its answer";
+  OpenFile dir;
+  ASSERT_FALSE(client->opendir(kRootInode, dir));
+  dev().set_stepped(1, true);
+  std::stop_source stop;
+  std::error_code ec;
+  std::vector<std::pair<DirEntry, Entry>> entries;
+  JoinedThread caller(lose(), [&] {
+    ec = client->readdirplus(kRootInode, dir.fh, 0, entries, stop.get_token());
+  });
+  auto chain = next_request(FUSE_READDIRPLUS);
+  ASSERT_TRUE(chain);
+  stop.request_stop();
+  EXPECT_FALSE(caller.finished_within(kQuiet)) << "the READDIRPLUS was given up";
+  answer(std::move(*chain));
+  ASSERT_TRUE(caller.finished_within());
+  // The device's own answer reached the caller (this test device has no READDIRPLUS: ENOSYS).
+  EXPECT_EQ(ec, std::errc::function_not_supported) << ec.message();
+  EXPECT_EQ(client->stats().abandoned, 0u);
 }
 
 TEST_P(ClientCancel, AnAbandonedOpenReleasesItsHandle) {
