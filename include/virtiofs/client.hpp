@@ -93,7 +93,11 @@ struct Options {
 // A buffer in device memory (Client::allocate_buffer). read/write calls whose buffer lies in
 // one move the payload with no copy. Moves, does not copy; returned to the client's pool when
 // destroyed. It may outlive its Client: the memory then stays mapped (span() stays valid) until
-// the last such buffer goes, but no device reads or writes it any more.
+// the last such buffer goes, but no device reads or writes it any more. One caveat: when the
+// client fails while calls are in flight (failure() set: a broken reply, a timeout), those
+// calls end at once but the device is only stopped by close(); until then a device that broke
+// the protocol might still write a buffer it was given. Close a failed client before reusing
+// the buffers of its failed calls.
 class VIRTIOFS_API IoBuffer {
  public:
   IoBuffer() = default;
