@@ -183,7 +183,7 @@ TEST_F(VmTest, WrongTag) {
   o.pci_device = fs_device;
   o.tag = "not-this-one";
   const std::string e = connect_error(o);
-  EXPECT_NE(e.find("device tag is '"), std::string::npos) << e;
+  EXPECT_NE(e.find("the device's tag is '"), std::string::npos) << e;
   EXPECT_NE(e.find("not 'not-this-one'"), std::string::npos) << e;
 }
 
