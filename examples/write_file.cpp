@@ -16,10 +16,12 @@ int main(int argc, char** argv) {
   std::string data{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
   try {
     auto fs = virtiofs::Client::connect({.socket_path = argv[1]});
+    // [write]
     if (auto ec = fs->write_file(argv[2], std::as_bytes(std::span(data)))) {
       std::cerr << "write_file: " << argv[2] << ": " << ec.message() << "\n";
       return 1;
     }
+    // [write]
     fs->close();
   } catch (const std::system_error& e) {
     std::cerr << "write_file: " << e.what() << "\n";

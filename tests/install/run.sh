@@ -4,15 +4,17 @@
 # every examples/*.cpp once with find_package(virtiofs) and once with
 # `c++ -std=c++20 app.cpp $(pkg-config --cflags --libs virtiofs)`, checks that both link
 # libvirtiofs.so.0 from that prefix (a static build: that neither does), and runs each against a
-# real virtiofsd, checking what it read or wrote against the host directory.
+# real virtiofsd, checking what it read or wrote against the host directory (the convention is
+# in examples/CMakeLists.txt).
 #   run.sh BUILD_DIR SOURCE_DIR VIRTIOFSD CXX_COMPILER CMAKE
 set -euo pipefail
 build=$1 source=$2 virtiofsd=$3 cxx=$4 cmake=$5
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/virtiofs-install.XXXXXX")
-daemon=
+daemon= client=
 cleanup() {
   [ -n "$daemon" ] && kill "$daemon" 2>/dev/null || true
+  [ -n "$client" ] && kill "$client" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -76,14 +78,17 @@ check_linked() {
 }
 
 share=$work/share
-mkdir "$share"
-printf 'read through libvirtiofs, %s\n' "$(date +%s%N)" > "$share/hello.txt"
+mkdir -p "$share/notes"
+# Over 2 MiB, so that readers loop over several max_read (1 MiB) pieces; in a subdirectory, so
+# that path walks take more than one step.
+file=notes/hello.txt
+{ printf 'read through libvirtiofs, %s\n' "$(date +%s%N)"; seq 400000; } > "$share/$file"
 
 # A virtiofsd for one run (it serves one connection, then exits); waits until it listens.
 start_virtiofsd() {
   sock=$work/vfsd.$1.sock
   "$virtiofsd" --socket-path="$sock" -o source="$share" -o sandbox=chroot -o cache=auto \
-    >"$work/virtiofsd.$1.log" 2>&1 &
+    >"$work/virtiofsd.$1.log" 2>&1 3>&- &  # not holding the reconnect example's stdin open
   daemon=$!
   for _ in $(seq 100); do
     awk -v s="$sock" '$4 == "00010000" && $8 == s {found=1} END {exit !found}' /proc/net/unix &&
@@ -116,10 +121,35 @@ for how in cmake pkgconfig; do
         [ "$(cat "$share/$how-$name.txt" 2>/dev/null)" = "$expected" ] ||
           fail "$how/$name: the host directory does not hold what it wrote"
         ;;
+      reconnect)
+        # One line: it prints the file. Then its virtiofsd is killed and a new one listens on
+        # the same socket; the next line must be served through a new client.
+        rm -f "$work/requests"; mkfifo "$work/requests"
+        "${run[@]}" timeout 60 "$binary" "$sock" "$file" <"$work/requests" >"$work/out" \
+          2>"$work/err" &
+        client=$!
+        exec 3>"$work/requests"
+        echo >&3
+        size=$(stat -c %s "$share/$file")
+        for _ in $(seq 100); do
+          [ "$(stat -c %s "$work/out")" -ge "$size" ] && break
+          kill -0 $client 2>/dev/null || break
+          sleep 0.1
+        done
+        kill "$daemon"; wait "$daemon" 2>/dev/null || true
+        start_virtiofsd "$how-$name"
+        echo >&3
+        exec 3>&-
+        wait $client || { cat "$work/err"; fail "$how/$name failed"; }
+        client=
+        grep -q "connecting again" "$work/err" || { cat "$work/err"; fail "$how/$name did not reconnect"; }
+        cmp -s "$work/out" <(cat "$share/$file" "$share/$file") ||
+          fail "$how/$name did not print the host file once before and once after the new backend"
+        ;;
       *)
-        "${run[@]}" timeout 30 "$binary" "$sock" hello.txt >"$work/out" ||
+        "${run[@]}" timeout 30 "$binary" "$sock" "$file" >"$work/out" ||
           fail "$how/$name failed"
-        cmp -s "$work/out" "$share/hello.txt" || fail "$how/$name printed something else than the host file"
+        cmp -s "$work/out" "$share/$file" || fail "$how/$name printed something else than the host file"
         ;;
     esac
     stop_virtiofsd
