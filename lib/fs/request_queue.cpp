@@ -47,6 +47,7 @@ RequestQueue::Start RequestQueue::try_start_locked(Call& call) {
   slot.owner = SlotOwner::kDevice;
   slot.call = &call;
   slot.direct = call.raw || plan.direct_in || plan.direct_out;
+  slot.direct_reply = plan.direct_out;
   call.slot_index = slot_index;
   ++in_flight_;
   if (zero_copy) SessionCounters::add(counters_.zero_copy_bytes, zero_copy);
@@ -175,6 +176,8 @@ RequestQueue::Reaped RequestQueue::reap(std::vector<Call*>& done) {
     Slot& slot = slots_[used[i].token];
     if (slot.call) {
       malformed |= RequestStager::copy_reply(slot, *slot.call, used[i].len);
+      if (slot.direct_reply && !slot.call->ec)
+        SessionCounters::add(counters_.zero_copy_bytes, slot.call->reply.data_len);
     } else {
       malformed |= RequestStager::take_dropped_reply(slot, used[i].len, dropped.emplace_back());
     }

@@ -172,7 +172,7 @@ unsigned RequestStager::stage(Slot& slot, const Call& call, const StagePlan& pla
       const auto len = static_cast<uint32_t>(f.out_data.size());
       segs[n++] = {memory_.device_addr(f.out_data.data()), len, true};
       slot.out_pieces[slot.out_piece_count++] = Piece{f.out_data.data(), len};
-      zero_copy_bytes += len;
+      // Counted when the reply says how much the device wrote there (RequestQueue::reap).
     }
   }
   return n;

@@ -42,6 +42,7 @@ struct Slot {
   Call* call = nullptr;  // null once its call was abandoned: the reply is dropped when it comes
   uint64_t unique = 0;
   bool direct = false;   // a payload lies in app memory: the device reads or writes it in place
+  bool direct_reply = false;  // the reply's data lands in app memory
   // Kept from the call when it is abandoned, to read its reply's fixed args when it comes.
   uint32_t dropped_opcode = 0, dropped_out_args_len = 0;
   uint64_t dropped_nodeid = 0;
@@ -69,8 +70,8 @@ class RequestStager {
   // there can ever be; EFAULT: a caller-staged buffer outside device memory).
   std::error_code plan(const Call& call, const ChunkPool& pool, StagePlan& out) const;
   // Writes the request into `slot` (and chunks taken from `pool`) as planned and fills `segs`;
-  // returns the segment count (at most plan.segments). Payload bytes that went as they are are
-  // added to zero_copy_bytes.
+  // returns the segment count (at most plan.segments). Request payload bytes that went as they
+  // are are added to zero_copy_bytes (reply bytes are counted as the reply comes).
   unsigned stage(Slot& slot, const Call& call, const StagePlan& plan, uint64_t unique,
                  ChunkPool& pool, std::span<virtio::Segment, kMaxSegments> segs,
                  uint64_t& zero_copy_bytes) const;

@@ -391,6 +391,10 @@ TEST_F(RegisteredMemoryTest, WritesAndReadsMoveStraightBetweenBuffersAndDevice) 
   ASSERT_FALSE(f.pread(0, std::as_writable_bytes(std::span(plain)), n));
   EXPECT_EQ(plain, data.substr(0, 4096));
   EXPECT_EQ(client->stats().zero_copy_bytes - before, 2 * data.size());
+  // A READ near the end moves what the device wrote, not the buffer offered.
+  ASSERT_FALSE(f.pread(data.size() - 100, in.span(), n));
+  ASSERT_EQ(n, 100u);
+  EXPECT_EQ(client->stats().zero_copy_bytes - before, 2 * data.size() + 100);
 }
 
 TEST_F(RegisteredMemoryTest, BuffersAreRecycledAndExhaustionIsAClearError) {
