@@ -24,6 +24,10 @@
 // ignored). As for Asio's own objects, emit the signal where the handler will run (its
 // executor or strand), not from another thread.
 //
+// With Options::app_reaps_completions and a CompletionReaper (below) on the same executor, the
+// library's callbacks run there too and a handler runs straight from the reaping, with no
+// thread hand-over (the fastest setup; see docs/benchmarks.md).
+//
 // Lifetimes: the Client and the Connection must outlive the operations. Names (string_view)
 // are copied when the operation starts (with deferred: when it is launched), data buffers must
 // stay valid until the handler runs. FORGET has no reply: call client().forget.
@@ -39,9 +43,13 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <span>
@@ -50,6 +58,7 @@
 #include <type_traits>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "virtiofs/client.hpp"
 
@@ -317,5 +326,65 @@ class BasicConnection {
 };
 
 using Connection = BasicConnection<>;
+
+// Reaps a Client's request queues on an executor, for a client connected with
+// Options::app_reaps_completions: every completion fd is watched (an Asio descriptor) and
+// processed there, so the library's callbacks, and with them the handlers above, run on the
+// executor's threads with no hand-over from a library thread. Watches until stop() or
+// destruction; both belong where its handlers run (the executor's thread, or with the
+// io_context not running), and the Client must outlive the watching.
+template <class Executor = net::any_io_executor>
+class BasicCompletionReaper {
+ public:
+  BasicCompletionReaper(const Executor& executor, Client& client) {
+    std::vector<int> seen;
+    for (unsigned q = 0; q < client.num_request_queues(); ++q) {
+      const int fd = client.completion_fd(q);  // queues sharing an interrupt share it
+      if (std::find(seen.begin(), seen.end(), fd) != seen.end()) continue;
+      seen.push_back(fd);
+      const int own = ::dup(fd);  // the descriptor closes its own copy, not the Client's
+      if (own < 0) throw boost::system::system_error(errno, boost::system::system_category(), "dup");
+      watches_.push_back(std::make_shared<Watch>(executor, own, client, q));
+      arm(watches_.back());
+      watches_.back()->client->process_completions(q);  // what came before the wait
+    }
+  }
+  template <class Context>
+    requires std::is_convertible_v<Context&, net::execution_context&>
+  BasicCompletionReaper(Context& context, Client& client)
+      : BasicCompletionReaper(context.get_executor(), client) {}
+  ~BasicCompletionReaper() { stop(); }
+  BasicCompletionReaper(const BasicCompletionReaper&) = delete;
+  BasicCompletionReaper& operator=(const BasicCompletionReaper&) = delete;
+
+  void stop() {
+    for (auto& w : watches_) {
+      w->client = nullptr;  // a wait already completed does nothing when its handler runs
+      error_code ignored;
+      w->fd.close(ignored);
+    }
+    watches_.clear();
+  }
+
+ private:
+  struct Watch {
+    net::posix::stream_descriptor fd;
+    Client* client;
+    unsigned queue;
+    Watch(const Executor& ex, int own, Client& c, unsigned q) : fd(ex, own), client(&c), queue(q) {}
+  };
+  // Asio's epoll registration is edge-triggered and a wait sees only edges after it was queued:
+  // so wait first, then process; what comes meanwhile fires the wait.
+  static void arm(const std::shared_ptr<Watch>& w) {
+    w->fd.async_wait(net::posix::stream_descriptor::wait_read, [w](const error_code& ec) {
+      if (ec || w->client == nullptr) return;
+      arm(w);
+      w->client->process_completions(w->queue);
+    });
+  }
+  std::vector<std::shared_ptr<Watch>> watches_;
+};
+
+using CompletionReaper = BasicCompletionReaper<>;
 
 }  // namespace virtiofs::asio

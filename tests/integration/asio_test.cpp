@@ -55,6 +55,16 @@ void run_coroutine(net::io_context& io, awaitable<void> coroutine,
   if (failure) std::rethrow_exception(failure);
 }
 
+// Runs io until `done` or the limit; true if done.
+bool run_until(net::io_context& io, const bool& done, std::chrono::milliseconds limit = 5000ms) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!done && std::chrono::steady_clock::now() < end) {
+    io.run_for(10ms);
+    io.restart();
+  }
+  return done;
+}
+
 class AsioTest : public VirtiofsdTest {
  protected:
   net::io_context io;
@@ -332,6 +342,192 @@ TEST_F(AsioTest, EveryOperationHasAnAsyncForm) {
     for (Inode i : {c.entry.inode, copy.entry.inode, link.inode, hard.inode, fifo.inode, found.inode, dir.inode})
       client->forget(i, 1);
   }());
+  EXPECT_FALSE(client->failure());
+}
+
+
+// The application reaps (Options::app_reaps_completions) with a CompletionReaper on the
+// io_context: every handler runs on the one thread running it, straight from the reaping, and
+// once the reaper stops nothing keeps io.run() going.
+TEST_F(AsioTest, ACompletionReaperRunsEverythingOnTheIoThread) {
+  client.reset();
+  backend.reset();
+  Options o;
+  o.app_reaps_completions = true;
+  start(o);
+  constexpr int kFiles = 200, kInFlight = 32;
+  for (int i = 0; i < kFiles; ++i) write_host("f" + std::to_string(i), random_bytes(100 + i, i));
+  Connection fs(io, *client);
+  asio::CompletionReaper reaper(io, *client);
+  const auto io_thread = std::this_thread::get_id();
+  bool called = false;
+  std::thread::id where;
+  client->getattr(kRootInode, [&](std::error_code, Attr) {
+    where = std::this_thread::get_id();
+    called = true;
+  });
+  ASSERT_TRUE(run_until(io, called)) << "the reaper did not process the completion";
+  EXPECT_EQ(where, io_thread) << "the library's callback must run in the reaping";
+  int next = 0, right = 0, elsewhere = 0;
+  run_coroutine(io, [&]() -> awaitable<void> {
+    auto reader = [&]() -> awaitable<void> {
+      while (next < kFiles) {
+        const std::string name = "f" + std::to_string(next++);
+        const Entry e = co_await fs.async_lookup(kRootInode, name, use_awaitable);
+        elsewhere += std::this_thread::get_id() != io_thread;
+        const OpenFile f = co_await fs.async_open(e.inode, O_RDONLY, use_awaitable);
+        std::string data(4096, '\0');
+        data.resize(co_await fs.async_read(e.inode, f.fh, 0, net::buffer(data), use_awaitable));
+        elsewhere += std::this_thread::get_id() != io_thread;
+        co_await fs.async_release(e.inode, f.fh, 0, use_awaitable);
+        right += data == read_host(name);
+        client->forget(e.inode, 1);
+      }
+    };
+    using namespace net::experimental::awaitable_operators;
+    awaitable<void> all = reader();
+    for (int i = 1; i < kInFlight; ++i) all = std::move(all) && reader();
+    co_await std::move(all);
+    reaper.stop();
+  }(), 60s);
+  EXPECT_EQ(right, kFiles);
+  EXPECT_EQ(elsewhere, 0);
+  EXPECT_EQ(io.run_for(1s), 0u) << "a stopped reaper left work behind";
+  EXPECT_FALSE(client->failure());
+}
+
+// A READ the test backend holds (1.5 s, or until interrupted), with FUSE_INTERRUPT (On) or
+// without (Off: the library gives the call up at once).
+class AsioCancelTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    Options o;
+    o.socket_path = backend.socket_path();
+    o.interrupts = GetParam();
+    client = Client::connect(o);
+    ASSERT_FALSE(client->write_file("data", bytes(std::string("payload"))));
+    ASSERT_FALSE(client->open_file("data", O_RDONLY, file));
+  }
+  // The session is healthy: nothing failed and a round trip works.
+  void expect_healthy(Connection& fs) {
+    EXPECT_FALSE(client->failure());
+    auto attr = fs.async_getattr(file.inode(), net::use_future);
+    ASSERT_EQ(attr.wait_for(5s), std::future_status::ready);
+    EXPECT_EQ(attr.get().size, 7u);
+  }
+  void expect_cancelled_on_device() {
+    if (GetParam())
+      EXPECT_EQ(client->stats().interrupts_sent, 1u);
+    else
+      EXPECT_EQ(client->stats().abandoned, 1u);
+  }
+  TestBackend backend{{"--hold", "read", "--hold-ms", "1500"}};  // then answered: a quick close
+  std::unique_ptr<Client> client;
+  File file;
+  net::io_context io;
+  std::string buf = std::string(16, '\0');
+};
+INSTANTIATE_TEST_SUITE_P(Interrupts, AsioCancelTest, ::testing::Bool(),
+                         [](const auto& param_info) { return param_info.param ? "On" : "Off"; });
+
+TEST_P(AsioCancelTest, AHeldReadCancelledThroughItsSlotEndsWithOperationAborted) {
+  Connection fs(io, *client);
+  net::cancellation_signal signal;
+  bool done = false;
+  error_code result;
+  fs.async_read(file.inode(), file.handle(), 0, net::buffer(buf),
+                net::bind_cancellation_slot(signal.slot(), [&](error_code ec, size_t) {
+                  result = ec;
+                  done = true;
+                }));
+  EXPECT_FALSE(run_until(io, done, 200ms)) << "the read must be held";
+  // Only terminal cancellation is offered: a request for total cancellation alone is ignored.
+  signal.emit(net::cancellation_type::total);
+  EXPECT_FALSE(run_until(io, done, 100ms)) << "total cancellation must be ignored";
+  signal.emit(net::cancellation_type::terminal);
+  ASSERT_TRUE(run_until(io, done)) << "the cancelled read never completed";
+  EXPECT_EQ(result, net::error::operation_aborted) << result.message();
+  expect_cancelled_on_device();
+  expect_healthy(fs);
+}
+
+TEST_P(AsioCancelTest, AnAwaitableOperatorCancelsTheLoser) {
+  Connection fs(io, *client);
+  size_t winner = 99;
+  run_coroutine(io, [&]() -> awaitable<void> {
+    using namespace net::experimental::awaitable_operators;
+    net::steady_timer timer(io, 100ms);
+    auto result = co_await (fs.async_read(file.inode(), file.handle(), 0, net::buffer(buf), use_awaitable) ||
+                            timer.async_wait(use_awaitable));
+    winner = result.index();
+  }(), 10s);
+  EXPECT_EQ(winner, 1u) << "the timer must win over the held read";
+  expect_cancelled_on_device();
+  expect_healthy(fs);
+}
+
+// Against virtiofsd (no FUSE_INTERRUPT: 7.2 crashes on one): reads cancelled right after they
+// were sent end aborted or with the right bytes, their late replies are dropped, and the
+// session goes on.
+TEST_F(AsioTest, ReadsCancelledInFlightEndCleanlyAndTheSessionGoesOn) {
+  constexpr int kReads = 64;
+  const std::string data = random_bytes(4096, 5);
+  write_host("f", data);
+  File f;
+  ASSERT_FALSE(client->open_file("f", O_RDONLY, f));
+  Connection fs(io, *client);
+  std::vector<net::cancellation_signal> signals(kReads);
+  std::vector<std::string> bufs(kReads, std::string(4096, '\0'));
+  int aborted = 0, right = 0, wrong = 0;
+  for (int i = 0; i < kReads; ++i) {
+    fs.async_read(f.inode(), f.handle(), 0, net::buffer(bufs[i]),
+                  net::bind_cancellation_slot(signals[i].slot(), [&, i](error_code ec, size_t n) {
+                    if (ec == net::error::operation_aborted)
+                      ++aborted;
+                    else if (!ec && n == data.size() && bufs[i] == data)
+                      ++right;
+                    else
+                      ++wrong;
+                  }));
+    if (i % 2) signals[i].emit(net::cancellation_type::terminal);
+  }
+  io.run_for(10s);
+  io.restart();
+  EXPECT_EQ(aborted + right, kReads) << wrong << " wrong";
+  EXPECT_GT(aborted, 0);
+  EXPECT_LE(aborted, kReads / 2);
+  EXPECT_EQ(client->stats().abandoned, static_cast<uint64_t>(aborted));
+  std::string back;
+  EXPECT_FALSE(client->read_file("f", back));
+  EXPECT_EQ(back, data);
+  EXPECT_FALSE(client->failure());
+}
+
+// A coroutine cancelled before it awaits an operation: Asio throws operation_aborted at the
+// co_await, and nothing reaches the device.
+TEST_F(AsioTest, ACancelledCoroutineSendsNothing) {
+  Connection fs(io, *client);
+  net::cancellation_signal signal;
+  net::steady_timer stopper(io, 20ms);
+  stopper.async_wait([&](error_code) { signal.emit(net::cancellation_type::terminal); });
+  uint64_t sent = 0;
+  bool aborted = false, finished = false;
+  net::co_spawn(io, [&]() -> awaitable<void> {
+    net::steady_timer timer(io, 10s);
+    auto [timer_ec] = co_await timer.async_wait(net::as_tuple(use_awaitable));
+    EXPECT_EQ(timer_ec, net::error::operation_aborted);
+    sent = client->stats().requests;
+    try {
+      co_await fs.async_getattr(kRootInode, use_awaitable);
+    } catch (const boost::system::system_error& e) {
+      aborted = e.code() == net::error::operation_aborted;
+    }
+  }, net::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr) { finished = true; }));
+  ASSERT_TRUE(run_until(io, finished));
+  EXPECT_TRUE(aborted);
+  EXPECT_EQ(client->stats().requests, sent);
+  Attr a;
+  EXPECT_FALSE(client->getattr(kRootInode, a));
   EXPECT_FALSE(client->failure());
 }
 
