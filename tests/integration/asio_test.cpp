@@ -218,6 +218,21 @@ TEST_F(AsioTest, EveryKindOfCompletionToken) {
   EXPECT_TRUE(called);
   EXPECT_EQ(bad, boost::system::errc::invalid_argument);
 
+  // The same from a handler on the io_context: not inside the initiating call either.
+  called = false;
+  bool returned = false, called_before_return = false;
+  net::post(io, [&] {
+    fs.async_lookup(kRootInode, "a/b", [&](error_code, Entry) {
+      called_before_return = !returned;
+      called = true;
+    });
+    returned = true;
+  });
+  io.run_for(10s);
+  io.restart();
+  EXPECT_TRUE(called);
+  EXPECT_FALSE(called_before_return) << "the handler ran inside async_lookup";
+
   // use_future: no io.run needed (the future's own executor).
   auto attr = fs.async_getattr(e.inode, net::use_future);
   ASSERT_EQ(attr.wait_for(10s), std::future_status::ready);
@@ -476,27 +491,32 @@ TEST_F(AsioTest, ReadsCancelledInFlightEndCleanlyAndTheSessionGoesOn) {
   File f;
   ASSERT_FALSE(client->open_file("f", O_RDONLY, f));
   Connection fs(io, *client);
-  std::vector<net::cancellation_signal> signals(kReads);
-  std::vector<std::string> bufs(kReads, std::string(4096, '\0'));
   int aborted = 0, right = 0, wrong = 0;
-  for (int i = 0; i < kReads; ++i) {
-    fs.async_read(f.inode(), f.handle(), 0, net::buffer(bufs[i]),
-                  net::bind_cancellation_slot(signals[i].slot(), [&, i](error_code ec, size_t n) {
-                    if (ec == net::error::operation_aborted)
-                      ++aborted;
-                    else if (!ec && n == data.size() && bufs[i] == data)
-                      ++right;
-                    else
-                      ++wrong;
-                  }));
-    if (i % 2) signals[i].emit(net::cancellation_type::terminal);
+  // Rounds until some cancellation came before the reply (virtiofsd is quick).
+  for (int round = 0; round < 20 && aborted == 0; ++round) {
+    std::vector<net::cancellation_signal> signals(kReads);
+    std::vector<std::string> bufs(kReads, std::string(4096, '\0'));
+    for (int i = 0; i < kReads; ++i) {
+      fs.async_read(f.inode(), f.handle(), 0, net::buffer(bufs[i]),
+                    net::bind_cancellation_slot(signals[i].slot(), [&, i](error_code ec, size_t n) {
+                      if (ec == net::error::operation_aborted)
+                        i % 2 ? ++aborted : ++wrong;
+                      else if (!ec && n == data.size() && bufs[i] == data)
+                        ++right;
+                      else
+                        ++wrong;
+                    }));
+      if (i % 2) signals[i].emit(net::cancellation_type::terminal);
+    }
+    io.run_for(10s);  // until every handler ran
+    io.restart();
+    ASSERT_EQ(aborted + right + wrong, (round + 1) * kReads) << "a read never completed";
   }
-  io.run_for(10s);
-  io.restart();
-  EXPECT_EQ(aborted + right, kReads) << wrong << " wrong";
+  EXPECT_EQ(wrong, 0);
   EXPECT_GT(aborted, 0);
-  EXPECT_LE(aborted, kReads / 2);
-  EXPECT_EQ(client->stats().abandoned, static_cast<uint64_t>(aborted));
+  // Each read given up on while the device held it was aborted (one still waiting for ring
+  // space ends aborted with nothing to give up).
+  EXPECT_LE(client->stats().abandoned, static_cast<uint64_t>(aborted));
   std::string back;
   EXPECT_FALSE(client->read_file("f", back));
   EXPECT_EQ(back, data);

@@ -1,9 +1,9 @@
 // virtiofs-fsbench: the same file-system workload on several targets in one run, side by side
 // with ratios. A target is LABEL=DIR (ordinary syscalls: the backing directory, a virtiofs-mount
 // or passthrough_ll mount) or LABEL=socket:PATH[,poll_us=N][,api=callback|asio|asio-reap] (the
-// libvirtiofs API on a vhost-user backend, optionally in busy-poll mode; api= picks how the stat rows run:
-// callbacks at depth 1 too, or coroutines through virtiofs/asio.hpp, with the library's
-// completion threads or reaped on the coroutines' io_context).
+// libvirtiofs API on a vhost-user backend, optionally in busy-poll mode; api= picks how the stat
+// rows run: callbacks at depth 1 too, or coroutines through virtiofs/asio.hpp, with the
+// library's completion threads or reaped on the coroutines' io_context).
 // Caches are dropped where a row says "cold" (run as root). With --rounds N every target runs N
 // times, interleaved, and each figure is the median. --cpu adds this process's CPU time per cold
 // stat (for the library, its completion threads included). Used by scripts/bench.sh.
