@@ -7,6 +7,8 @@
 #              completions handed from the library's thread to the io_context's;
 #   asio-reap - the same with app_reaps_completions and a CompletionReaper on the io_context:
 #              one thread reaps and runs the coroutines;
+#   asio-inline - the coroutines on system_executor: resumed inline on the library's completion
+#              thread, where the callbacks run (what the Asio layer itself costs);
 # each on its own virtiofsd 7.2 over one directory, three interleaved rounds, medians, and the
 # range of the per-round ratios to `callback`; --cpu adds the process's CPU time per stat.
 # The other rows run the same code on all three (a measure of the noise). Run as root.
@@ -23,7 +25,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-for s in library callback asio asio-reap; do
+for s in library callback asio asio-reap asio-inline; do
   /usr/lib/qemu/virtiofsd --socket-path="$work/$s.sock" -o source="$work/share" -o cache=auto \
     -o sandbox=chroot -o log_level=warn &
   pids+=($!)
@@ -31,4 +33,5 @@ for s in library callback asio asio-reap; do
 done
 ./build/virtiofs-fsbench --cpu --rounds 3 --ratio-to callback --mib 32 "$@" \
   library=socket:"$work/library.sock" callback=socket:"$work/callback.sock",api=callback \
-  asio=socket:"$work/asio.sock",api=asio asio-reap=socket:"$work/asio-reap.sock",api=asio-reap
+  asio=socket:"$work/asio.sock",api=asio asio-reap=socket:"$work/asio-reap.sock",api=asio-reap \
+  asio-inline=socket:"$work/asio-inline.sock",api=asio-inline

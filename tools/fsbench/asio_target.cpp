@@ -5,6 +5,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <atomic>
+#include <boost/asio/system_executor.hpp>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 
 #include "target.hpp"
@@ -35,6 +39,33 @@ bool asio_stat_each(Client& client, Inode dir, const std::vector<std::string>& n
     });
   io.run();  // until every coroutine ended: the pending lookups keep it running
   return ok && next >= names.size();
+}
+
+bool asio_inline_stat_each(Client& client, Inode dir, const std::vector<std::string>& names,
+                           unsigned depth) {
+  namespace net = boost::asio;
+  using Executor = net::system_executor;  // runs a handler wherever it is dispatched from
+  virtiofs::asio::BasicConnection<Executor> fs(Executor(), client);
+  std::atomic<size_t> next{0};
+  std::atomic<bool> ok{true};
+  std::mutex mu;
+  std::condition_variable cv;
+  unsigned ended = 0;  // guarded by mu
+  auto worker = [&]() -> net::awaitable<void, Executor> {
+    for (size_t i; (i = next.fetch_add(1)) < names.size();) {
+      const Entry e = co_await fs.async_lookup(dir, names[i], net::use_awaitable_t<Executor>());
+      client.forget(e.inode, 1);
+    }
+  };
+  for (unsigned i = 0; i < depth; ++i)
+    net::co_spawn(Executor(), worker(), [&](std::exception_ptr error) {
+      if (error) ok = false;
+      std::lock_guard lock(mu);
+      if (++ended == depth) cv.notify_all();
+    });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return ended == depth; });
+  return ok;
 }
 
 }  // namespace virtiofs::bench

@@ -57,6 +57,7 @@ class LibraryTarget final : public Target {
     return ok;
   }
   bool stat_each(const std::vector<std::string>& names, unsigned depth) override {
+    if (api_ == Api::kAsioInline) return asio_inline_stat_each(*fs_, dir_, names, depth);
     if (api_ == Api::kAsio || api_ == Api::kAsioReap)
       return asio_stat_each(*fs_, dir_, names, depth, api_ == Api::kAsioReap);
     if (depth == 1 && api_ == Api::kDefault) {
@@ -79,14 +80,14 @@ class LibraryTarget final : public Target {
     auto start_next = [&] {
       if (const size_t i = next.fetch_add(1); i < names.size()) fs_->lookup(dir_, names[i], on_entry);
     };
+    // The next call starts before this one counts as finished: after the last count this
+    // function's locals may be gone.
     on_entry = [&](std::error_code ec, Entry e) {
       if (!ec) fs_->forget(e.inode, 1);
-      {
-        std::lock_guard lock(mu);
-        ok &= !ec;
-        if (++finished == names.size()) cv.notify_all();
-      }
       start_next();
+      std::lock_guard lock(mu);
+      ok &= !ec;
+      if (++finished == names.size()) cv.notify_all();
     };
     for (unsigned i = 0; i < depth; ++i) start_next();
     std::unique_lock lock(mu);

@@ -1,9 +1,10 @@
 // virtiofs-fsbench: the same file-system workload on several targets in one run, side by side
 // with ratios. A target is LABEL=DIR (ordinary syscalls: the backing directory, a virtiofs-mount
-// or passthrough_ll mount) or LABEL=socket:PATH[,poll_us=N][,api=callback|asio|asio-reap] (the
-// libvirtiofs API on a vhost-user backend, optionally in busy-poll mode; api= picks how the stat
-// rows run: callbacks at depth 1 too, or coroutines through virtiofs/asio.hpp, with the
-// library's completion threads or reaped on the coroutines' io_context).
+// or passthrough_ll mount) or LABEL=socket:PATH[,poll_us=N][,api=...] (the libvirtiofs API on
+// a vhost-user backend, optionally in busy-poll mode; api= picks how the stat rows run:
+// callbacks at depth 1 too, or coroutines through virtiofs/asio.hpp: on an io_context fed by
+// the library's completion threads or reaping itself, or resumed inline on the library's
+// threads; see scripts/bench-asio.sh).
 // Caches are dropped where a row says "cold" (run as root). With --rounds N every target runs N
 // times, interleaved, and each figure is the median. --cpu adds this process's CPU time per cold
 // stat (for the library, its completion threads included). Used by scripts/bench.sh.
@@ -149,7 +150,7 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
-// LABEL=socket:PATH[,poll_us=N][,api=callback|asio|asio-reap] or LABEL=DIR (a work
+// LABEL=socket:PATH[,poll_us=N][,api=callback|asio|asio-reap|asio-inline] or LABEL=DIR (a work
 // subdirectory is made in DIR).
 std::unique_ptr<Target> open_target(const std::string& where) {
   if (where.rfind("socket:", 0) == 0) {
@@ -168,8 +169,11 @@ std::unique_ptr<Target> open_target(const std::string& where) {
         api = Api::kAsio;
       else if (option == "api=asio-reap")
         api = Api::kAsioReap;
+      else if (option == "api=asio-inline")
+        api = Api::kAsioInline;
       else
-        die("unknown target option '" + option + "': poll_us=N, api=callback, api=asio or api=asio-reap");
+        die("unknown target option '" + option +
+            "': poll_us=N, api=callback, api=asio, api=asio-reap or api=asio-inline");
       at = end;
     }
     if (comma != std::string::npos) path.resize(comma);
@@ -209,7 +213,7 @@ int main(int argc, char** argv) {
     else
       die("usage: virtiofs-fsbench [--mib N] [--files N] [--ops N] [--seconds S] [--rounds N] "
           "[--ratio-to LABEL] [--data FILE] [--stat-threads N] [--cpu] "
-          "LABEL=DIR|LABEL=socket:PATH[,poll_us=N][,api=callback|asio|asio-reap]...");
+          "LABEL=DIR|LABEL=socket:PATH[,poll_us=N][,api=callback|asio|asio-reap|asio-inline]...");
   }
   if (targets.empty()) die("no targets");
   const size_t n = targets.size();
