@@ -45,6 +45,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/recycling_allocator.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <unistd.h>
@@ -115,12 +116,17 @@ template <class Handler, class IoExecutor, class Result>
 class Operation {
  public:
   using Executor = net::associated_executor_t<Handler, IoExecutor>;
-  using Allocator = typename std::allocator_traits<
-      net::associated_allocator_t<Handler>>::template rebind_alloc<Operation>;
+  // The handler's allocator, else Asio's per-thread recycling one (as Asio's own operations).
+  using HandlerAllocator = net::associated_allocator_t<Handler, net::recycling_allocator<void>>;
+  using Allocator =
+      typename std::allocator_traits<HandlerAllocator>::template rebind_alloc<Operation>;
+  static HandlerAllocator allocator_of(const Handler& h) {
+    return net::get_associated_allocator(h, net::recycling_allocator<void>());
+  }
 
   template <class H, class Call>
   static void start(H&& handler, const IoExecutor& io, Client& client, Call& call) {
-    Allocator alloc(net::get_associated_allocator(handler));
+    Allocator alloc(allocator_of(handler));
     Operation* op = std::allocator_traits<Allocator>::allocate(alloc, 1);
     ::new (static_cast<void*>(op)) Operation(std::forward<H>(handler), io);
     op->begin(client, call);
@@ -141,8 +147,8 @@ class Operation {
   // Runs on the handler's executor.
   struct Completion {
     Operation* op;
-    using allocator_type = net::associated_allocator_t<Handler>;
-    allocator_type get_allocator() const noexcept { return net::get_associated_allocator(op->handler_); }
+    using allocator_type = HandlerAllocator;
+    allocator_type get_allocator() const noexcept { return allocator_of(op->handler_); }
     void operator()() const { op->complete(); }
   };
 
@@ -183,7 +189,7 @@ class Operation {
     Handler handler(std::move(handler_));
     auto work = std::move(work_);  // released after the handler ran
     Value value(std::move(value_));
-    Allocator alloc(net::get_associated_allocator(handler));
+    Allocator alloc(allocator_of(handler));
     this->~Operation();
     std::allocator_traits<Allocator>::deallocate(alloc, this, 1);
     if constexpr (std::is_void_v<Result>)
