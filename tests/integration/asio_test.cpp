@@ -293,8 +293,8 @@ TEST_F(AsioTest, EveryOperationHasAnAsyncForm) {
                                                 copy.file.fh, 0, text.size(), use_awaitable),
               text.size());
     EXPECT_EQ(read_host("d/g"), text);
-    // virtiofsd 7.2 answers ENOSYS to record locks unless started with -o posix_lock: the round
-    // trip is what is checked here.
+    // Record locks depend on virtiofsd's options (-o posix_lock, off by default), and it takes
+    // them as OFD locks (pid 0): success or ENOSYS, the round trip is what is checked here.
     const Lock lock{.start = 0, .end = 9, .type = F_WRLCK, .pid = 0};
     auto [set_ec] = co_await fs.async_setlk(c.entry.inode, c.file.fh, 7, lock, false,
                                             net::as_tuple(use_awaitable));
