@@ -8,7 +8,8 @@
 #     passthrough_ll; three interleaved rounds, medians, and how far each ratio moved;
 #  2. multiqueue scaling: the library on the test backend with 1, 2 and 4 request queues, each
 #     request taking 50 us of device time, 8 threads;
-#  3. ring micro-benchmarks (Google Benchmark): ns per add+kick+complete in-process.
+#  3. ring micro-benchmarks (Google Benchmark): ns per add+kick+complete in-process;
+#  4. the Asio front end against the callback API (scripts/bench-asio.sh).
 # With --chart FILE.png it also draws the ratios to passthrough_ll (gnuplot).
 #   bash scripts/bench.sh [--chart docs/benchmarks.png] [virtiofs-fsbench options, e.g. --mib 64 --rounds 5]
 set -euo pipefail
@@ -75,6 +76,10 @@ done
 echo
 echo "== ring micro-benchmarks (driver ring + in-process device model)"
 ./build/tests/virtiofs-ring-bench --benchmark_min_time=0.5 2>/dev/null | grep -E "^(Benchmark|add|batch)"
+
+echo
+echo "== the Asio front end (virtiofs/asio.hpp) against the callback API"
+bash scripts/bench-asio.sh
 
 if [ -n "$chart" ]; then
   # Ratio of each row to passthrough_ll, for every target but the directory and passthrough_ll.

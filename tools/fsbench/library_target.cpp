@@ -16,11 +16,12 @@ namespace {
 
 class LibraryTarget final : public Target {
  public:
-  LibraryTarget(const std::string& socket_path, unsigned poll_us, std::string subdir)
-      : subdir_(std::move(subdir)) {
+  LibraryTarget(const std::string& socket_path, unsigned poll_us, Api api, std::string subdir)
+      : subdir_(std::move(subdir)), api_(api) {
     Options o;
     o.socket_path = socket_path;
     o.poll_us = poll_us;
+    o.app_reaps_completions = api == Api::kAsioReap;
     o.registered_memory_bytes = 2 << 20;  // I/O buffers in device memory: no copies
     fs_ = Client::connect(o);
     block_ = fs_->allocate_buffer(1 << 20);
@@ -56,7 +57,10 @@ class LibraryTarget final : public Target {
     return ok;
   }
   bool stat_each(const std::vector<std::string>& names, unsigned depth) override {
-    if (depth == 1) {
+    if (api_ == Api::kAsioInline) return asio_inline_stat_each(*fs_, dir_, names, depth);
+    if (api_ == Api::kAsio || api_ == Api::kAsioReap)
+      return asio_stat_each(*fs_, dir_, names, depth, api_ == Api::kAsioReap);
+    if (depth == 1 && api_ == Api::kDefault) {
       // One at a time, the way a program calls stat: blocking calls.
       for (const auto& n : names) {
         Entry e;
@@ -76,14 +80,14 @@ class LibraryTarget final : public Target {
     auto start_next = [&] {
       if (const size_t i = next.fetch_add(1); i < names.size()) fs_->lookup(dir_, names[i], on_entry);
     };
+    // The next call starts before this one counts as finished: after the last count this
+    // function's locals may be gone.
     on_entry = [&](std::error_code ec, Entry e) {
       if (!ec) fs_->forget(e.inode, 1);
-      {
-        std::lock_guard lock(mu);
-        ok &= !ec;
-        if (++finished == names.size()) cv.notify_all();
-      }
       start_next();
+      std::lock_guard lock(mu);
+      ok &= !ec;
+      if (++finished == names.size()) cv.notify_all();
     };
     for (unsigned i = 0; i < depth; ++i) start_next();
     std::unique_lock lock(mu);
@@ -150,13 +154,14 @@ class LibraryTarget final : public Target {
   std::unique_ptr<Client> fs_;
   IoBuffer block_;
   std::string subdir_;
+  Api api_;
   Inode dir_ = 0;
 };
 
 }  // namespace
 
-std::unique_ptr<Target> library_target(const std::string& socket_path, unsigned poll_us) {
-  return std::make_unique<LibraryTarget>(socket_path, poll_us, ".fsbench-library");
+std::unique_ptr<Target> library_target(const std::string& socket_path, unsigned poll_us, Api api) {
+  return std::make_unique<LibraryTarget>(socket_path, poll_us, api, ".fsbench-library");
 }
 
 }  // namespace virtiofs::bench

@@ -1,9 +1,13 @@
 // virtiofs-fsbench: the same file-system workload on several targets in one run, side by side
 // with ratios. A target is LABEL=DIR (ordinary syscalls: the backing directory, a virtiofs-mount
-// or passthrough_ll mount) or LABEL=socket:PATH[,poll_us=N] (the libvirtiofs API on a vhost-user
-// backend, optionally in busy-poll mode).
+// or passthrough_ll mount) or LABEL=socket:PATH[,poll_us=N][,api=...] (the libvirtiofs API on
+// a vhost-user backend, optionally in busy-poll mode; api= picks how the stat rows run:
+// callbacks at depth 1 too, or coroutines through virtiofs/asio.hpp: on an io_context fed by
+// the library's completion threads or reaping itself, or resumed inline on the library's
+// threads; see scripts/bench-asio.sh).
 // Caches are dropped where a row says "cold" (run as root). With --rounds N every target runs N
-// times, interleaved, and each figure is the median. Used by scripts/bench.sh.
+// times, interleaved, and each figure is the median. --cpu adds this process's CPU time per cold
+// stat (for the library, its completion threads included). Used by scripts/bench.sh.
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <thread>
 #include <vector>
@@ -45,8 +50,20 @@ const Row kRows[] = {
     {"randread-4k", "4 KiB random read, depth 1 (IOPS)"},
     {"seqwrite-1m", "1 MiB sequential write (MB/s)"},
     {"seqread-1m", "1 MiB sequential read, cold (MB/s)"},
+    // With --cpu: this process's CPU time (all its threads, user+system) per cold stat.
+    {"stat-cold-qd1-cpu", "  CPU per stat, depth 1 (us)"},
+    {"stat-cold-qd32-cpu", "  CPU per stat, depth 32 (us)"},
 };
 constexpr size_t kRowCount = sizeof(kRows) / sizeof(kRows[0]);
+constexpr size_t kCpuRows = 2;  // the last ones
+
+// CPU time this process used so far (every thread, user and system), in microseconds.
+double cpu_us() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto us = [](const timeval& t) { return t.tv_sec * 1e6 + t.tv_usec; };
+  return us(u.ru_utime) + us(u.ru_stime);
+}
 
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "virtiofs-fsbench: %s\n", what.c_str());
@@ -80,9 +97,13 @@ std::vector<double> measure(Target& t, const Settings& s) {
   }
   r[0] = n / seconds_since(start);
   drop_caches();
+  double cpu = cpu_us();
   r[1] = rate(kRows[1].title, names.size(), [&] { return t.stat_each(names, 1); });
+  r[8] = (cpu_us() - cpu) / names.size();
   drop_caches();
+  cpu = cpu_us();
   r[2] = rate(kRows[2].title, names.size(), [&] { return t.stat_each(names, 32); });
+  r[9] = (cpu_us() - cpu) / names.size();
   r[3] = rate(kRows[3].title, s.ops, [&] { return t.open_close("one", s.ops); });
   r[4] = rate(kRows[4].title, s.ops / 2, [&] { return t.create_unlink("c", s.ops / 2); });
   r[6] = rate(kRows[6].title, s.mib * 1.048576, [&] { return t.write_sequential("big", s.mib); });
@@ -129,16 +150,34 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
-// LABEL=socket:PATH[,poll_us=N] or LABEL=DIR (a work subdirectory is made in DIR).
+// LABEL=socket:PATH[,poll_us=N][,api=callback|asio|asio-reap|asio-inline] or LABEL=DIR (a work
+// subdirectory is made in DIR).
 std::unique_ptr<Target> open_target(const std::string& where) {
   if (where.rfind("socket:", 0) == 0) {
     std::string path = where.substr(7);
     unsigned poll_us = 0;
-    if (const auto comma = path.find(",poll_us="); comma != std::string::npos) {
-      poll_us = static_cast<unsigned>(std::stoul(path.substr(comma + 9)));
-      path.resize(comma);
+    Api api = Api::kDefault;
+    const auto comma = path.find(',');
+    for (size_t at = comma; at != std::string::npos;) {
+      const size_t end = path.find(',', at + 1);
+      const std::string option = path.substr(at + 1, end == std::string::npos ? end : end - at - 1);
+      if (option.rfind("poll_us=", 0) == 0)
+        poll_us = static_cast<unsigned>(std::stoul(option.substr(8)));
+      else if (option == "api=callback")
+        api = Api::kCallback;
+      else if (option == "api=asio")
+        api = Api::kAsio;
+      else if (option == "api=asio-reap")
+        api = Api::kAsioReap;
+      else if (option == "api=asio-inline")
+        api = Api::kAsioInline;
+      else
+        die("unknown target option '" + option +
+            "': poll_us=N, api=callback, api=asio, api=asio-reap or api=asio-inline");
+      at = end;
     }
-    return library_target(path, poll_us);
+    if (comma != std::string::npos) path.resize(comma);
+    return library_target(path, poll_us, api);
   }
   const std::string work = where + "/.fsbench";
   mkdir(work.c_str(), 0755);
@@ -151,6 +190,7 @@ int main(int argc, char** argv) {
   Settings s;
   unsigned stat_threads = 0;  // set: only the threads row
   unsigned rounds = 1;
+  bool cpu_rows = false;
   std::string ratio_to, data_path;
   std::vector<std::pair<std::string, std::string>> targets;
   for (int i = 1; i < argc; ++i) {
@@ -166,12 +206,14 @@ int main(int argc, char** argv) {
     else if (a == "--rounds") rounds = std::max(1u, static_cast<unsigned>(std::stoul(value())));
     else if (a == "--ratio-to") ratio_to = value();
     else if (a == "--data") data_path = value();
+    else if (a == "--cpu") cpu_rows = true;
     else if (a == "--stat-threads") stat_threads = static_cast<unsigned>(std::stoul(value()));
     else if (const auto eq = a.find('='); eq != std::string::npos && eq > 0)
       targets.emplace_back(a.substr(0, eq), a.substr(eq + 1));
     else
       die("usage: virtiofs-fsbench [--mib N] [--files N] [--ops N] [--seconds S] [--rounds N] "
-          "[--ratio-to LABEL] [--data FILE] [--stat-threads N] LABEL=DIR|LABEL=socket:PATH...");
+          "[--ratio-to LABEL] [--data FILE] [--stat-threads N] [--cpu] "
+          "LABEL=DIR|LABEL=socket:PATH[,poll_us=N][,api=callback|asio|asio-reap|asio-inline]...");
   }
   if (targets.empty()) die("no targets");
   const size_t n = targets.size();
@@ -205,7 +247,7 @@ int main(int argc, char** argv) {
   for (auto& [label, where] : targets)
     if (where.rfind("socket:", 0) != 0) rmdir((where + "/.fsbench").c_str());
 
-  const size_t rows = stat_threads ? 1 : kRowCount;
+  const size_t rows = stat_threads ? 1 : cpu_rows ? kRowCount : kRowCount - kCpuRows;
   std::vector<std::vector<double>> results(n, std::vector<double>(rows));  // medians
   for (size_t i = 0; i < n; ++i)
     for (size_t row = 0; row < rows; ++row) {
@@ -228,7 +270,8 @@ int main(int argc, char** argv) {
   header(rounds > 1 ? ("median of " + std::to_string(rounds) + " rounds").c_str() : "", ratio_word);
   for (size_t row = 0; row < rows; ++row) {
     std::printf("%-36s", title(row));
-    for (auto& r : results) std::printf(" %15.0f", r[row]);
+    const bool cpu_row = !stat_threads && row >= kRowCount - kCpuRows;
+    for (auto& r : results) std::printf(cpu_row ? " %15.1f" : " %15.0f", r[row]);
     std::printf("   %*s", static_cast<int>(ratio_word.size() + 1), "");
     for (size_t i = 0; i < n; ++i)
       if (i != ref) std::printf(" %14.2fx", results[i][row] / results[ref][row]);

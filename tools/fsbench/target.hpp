@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "virtiofs/client.hpp"
+
 namespace virtiofs::bench {
 
 class Target {
@@ -31,8 +33,27 @@ class Target {
 
 // A directory (a mount or the backing directory).
 std::unique_ptr<Target> directory_target(const std::string& dir);
+// How the library target runs stat_each:
+enum class Api {
+  kDefault,   // depth 1: blocking calls (as a program calls stat); deeper: callbacks
+  kCallback,  // callbacks at every depth, each starting the next call
+  kAsio,      // virtiofs/asio.hpp: `depth` C++20 coroutines, co_await async_lookup
+  kAsioReap,  // the same with Options::app_reaps_completions and a CompletionReaper on the
+              // io_context: the library's callbacks run on the coroutines' thread
+  kAsioInline,  // coroutines on system_executor: resumed inline on the library's completion
+                // thread, as the callbacks run (the Asio layer's own cost)
+};
 // The libvirtiofs API on the vhost-user backend at socket_path (poll_us: Options::poll_us).
-std::unique_ptr<Target> library_target(const std::string& socket_path, unsigned poll_us);
+std::unique_ptr<Target> library_target(const std::string& socket_path, unsigned poll_us, Api api);
+
+// stat_each through virtiofs/asio.hpp (asio_target.cpp): looks up each name in dir and forgets
+// it, with `depth` coroutines on an io_context run by this thread (reap: the client was
+// connected with app_reaps_completions, and a CompletionReaper runs on that io_context).
+bool asio_stat_each(Client& client, Inode dir, const std::vector<std::string>& names,
+                    unsigned depth, bool reap);
+// The same with the coroutines on system_executor (Api::kAsioInline).
+bool asio_inline_stat_each(Client& client, Inode dir, const std::vector<std::string>& names,
+                           unsigned depth);
 
 // Writes back and drops the kernel's caches (needs root), so the next access goes to the device.
 void drop_caches();
