@@ -2,12 +2,13 @@
 // it, reads it piece by piece and releases it, through virtiofs/asio.hpp (needs the Boost
 // headers, 1.81 or later; no Boost library to link).
 //   virtiofsd --socket-path=/tmp/vfsd.sock -o source=DIR -o sandbox=chroot &
-//   asio_read /tmp/vfsd.sock hello.txt
+//   asio_read /tmp/vfsd.sock notes/hello.txt
 #include <fcntl.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <iostream>
 #include <string>
 #include <system_error>
@@ -17,9 +18,25 @@
 namespace net = boost::asio;
 
 // [asio-read]
-// Reads `name` in the share's root; failures come as boost::system::system_error.
-net::awaitable<std::string> read_file(virtiofs::asio::Connection& fs, std::string name) {
-  const virtiofs::Entry entry = co_await fs.async_lookup(virtiofs::kRootInode, name, net::use_awaitable);
+// Looks `path` ("dir/file") up one name at a time; the entry holds one lookup reference.
+net::awaitable<virtiofs::Entry> walk(virtiofs::asio::Connection& fs, std::string path) {
+  virtiofs::Entry at{.inode = virtiofs::kRootInode};
+  for (size_t start = 0; start < path.size();) {
+    const size_t end = std::min(path.find('/', start), path.size());
+    if (end > start) {
+      virtiofs::Entry next = co_await fs.async_lookup(at.inode, path.substr(start, end - start),
+                                                      net::use_awaitable);
+      fs.client().forget(at.inode, 1);  // done with the directory (the root: a no-op)
+      at = next;
+    }
+    start = end + 1;
+  }
+  co_return at;
+}
+
+// Reads the file at `path`; failures come as boost::system::system_error.
+net::awaitable<std::string> read_file(virtiofs::asio::Connection& fs, std::string path) {
+  const virtiofs::Entry entry = co_await walk(fs, path);
   const virtiofs::OpenFile file = co_await fs.async_open(entry.inode, O_RDONLY, net::use_awaitable);
   std::string text, piece(64 * 1024, '\0');
   for (;;) {
