@@ -9,9 +9,12 @@ bash scripts/install-deps.sh
 build_dir=${BUILD_DIR:-build-fuzz}
 CC=clang CXX=clang++ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Debug -DVIRTIOFS_FUZZ=ON \
   -DVIRTIOFS_BUILD_TESTS=OFF -DVIRTIOFS_WERROR=OFF >/dev/null
-cmake --build "$build_dir" -j "$(nproc)" | { grep -vE "^\[ *[0-9]+%\]" || true; }
+targets=(fuzz_used_ring fuzz_fuse_reply fuzz_dirents fuzz_init fuzz_vhost_user_reply fuzz_session)
+# Only the fuzz targets: the tools are no fuzz input (and clang 14 cannot build coroutines with
+# the fuzzer's instrumentation: "Cannot represent a difference across sections").
+cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]}" | { grep -vE "^\[ *[0-9]+%\]" || true; }
 status=0
-for target in fuzz_used_ring fuzz_fuse_reply fuzz_dirents fuzz_init fuzz_vhost_user_reply fuzz_session; do
+for target in "${targets[@]}"; do
   corpus=tests/fuzz/corpus/$target
   mkdir -p "$corpus"
   work=$(mktemp -d)
