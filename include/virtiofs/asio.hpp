@@ -21,16 +21,18 @@
 // Options::interrupts); when that ends it with EINTR, the handler gets
 // boost::asio::error::operation_aborted. A request already with the device may have taken
 // effect, so partial and total cancellation are not offered (a request for them alone is
-// ignored). As for Asio's own objects, emit the signal where the handler will run (its
-// executor or strand), not from another thread.
+// ignored). As for Asio's own objects, emit the signal where the handler will run: its strand,
+// or an io_context run by one thread.
 //
 // With Options::app_reaps_completions and a CompletionReaper (below) on the same executor, the
 // library's callbacks run there too and a handler runs straight from the reaping, with no
 // thread hand-over (the fastest setup; see docs/benchmarks.md).
 //
-// Lifetimes: the Client and the Connection must outlive the operations. Names (string_view)
-// are copied when the operation starts (with deferred: when it is launched), data buffers must
-// stay valid until the handler runs. FORGET has no reply: call client().forget.
+// Lifetimes: the Client and the Connection must outlive the operations, and the executor's
+// context must outlive the Client's calls (close the Client before destroying the io_context).
+// Names (string_view) are copied when the operation starts: with a lazy token (deferred,
+// use_awaitable) only when it is launched or awaited, so keep them alive until then. Data
+// buffers must stay valid until the handler runs. FORGET has no reply: call client().forget.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -40,7 +42,6 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/cancellation_type.hpp>
-#include <boost/asio/dispatch.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -48,6 +49,7 @@
 #include <boost/asio/recycling_allocator.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -80,10 +82,14 @@ struct ConstBytes {
   ConstBytes(net::const_buffer b) : span(static_cast<const std::byte*>(b.data()), b.size()) {}
   ConstBytes(net::mutable_buffer b) : ConstBytes(net::const_buffer(b)) {}
   ConstBytes(std::span<const std::byte> s) : span(s) {}
+  ConstBytes(std::span<std::byte> s) : span(s) {}  // IoBuffer::span()
 };
 
+// errno values, whichever std category carries them (the device's come in system_category, the
+// library's own, made with std::errc, in generic_category): one Boost category for both.
 inline error_code to_error_code(std::error_code ec) {
-  if (ec.category() == std::system_category()) return {ec.value(), boost::system::system_category()};
+  if (ec.category() == std::system_category() || ec.category() == std::generic_category())
+    return {ec.value(), boost::system::system_category()};
   return error_code(ec);
 }
 
@@ -96,17 +102,6 @@ struct Signature {
 template <>
 struct Signature<void> {
   using type = void(error_code);
-};
-
-// The operation being started or cancelled on this thread: its library callback, if it comes
-// right away on this thread, must not run the handler in there (post, not dispatch).
-inline thread_local const void* operation_on_this_thread = nullptr;
-struct OnThisThread {
-  const void* outer;
-  explicit OnThisThread(const void* op) : outer(operation_on_this_thread) {
-    operation_on_this_thread = op;
-  }
-  ~OnThisThread() { operation_on_this_thread = outer; }
 };
 
 // One operation in flight: the handler, work on its executor, the stop_source its cancellation
@@ -128,8 +123,19 @@ class Operation {
   static void start(H&& handler, const IoExecutor& io, Client& client, Call& call) {
     Allocator alloc(allocator_of(handler));
     Operation* op = std::allocator_traits<Allocator>::allocate(alloc, 1);
-    ::new (static_cast<void*>(op)) Operation(std::forward<H>(handler), io);
-    op->begin(client, call);
+    try {
+      ::new (static_cast<void*>(op)) Operation(std::forward<H>(handler), io);
+    } catch (...) {
+      std::allocator_traits<Allocator>::deallocate(alloc, op, 1);
+      throw;
+    }
+    try {
+      op->begin(client, call);
+    } catch (...) {  // nothing was sent (bad_alloc): no handler, no work, no slot left behind
+      if (op->stop_) net::get_associated_cancellation_slot(op->handler_).clear();
+      op->destroy();
+      throw;
+    }
   }
 
  private:
@@ -140,16 +146,22 @@ class Operation {
     Operation* op;
     void operator()(net::cancellation_type type) const {
       if ((type & net::cancellation_type::terminal) == net::cancellation_type::none) return;
-      OnThisThread inline_end(op);  // without interrupts the call ends in here
-      op->stop_->request_stop();
+      op->stop_->request_stop();  // without interrupts the call may end in here: it posts
     }
   };
-  // Runs on the handler's executor.
+  // Runs on the handler's executor. Owns the operation until called: an executor that drops it
+  // (an io_context destroyed with it queued) frees the handler and its work instead of leaking.
   struct Completion {
     Operation* op;
+    explicit Completion(Operation* o) : op(o) {}
+    Completion(Completion&& other) noexcept : op(std::exchange(other.op, nullptr)) {}
+    Completion& operator=(Completion&&) = delete;
+    ~Completion() {
+      if (op) op->destroy();
+    }
     using allocator_type = HandlerAllocator;
     allocator_type get_allocator() const noexcept { return allocator_of(op->handler_); }
-    void operator()() const { op->complete(); }
+    void operator()() { std::exchange(op, nullptr)->complete(); }
   };
 
   Operation(Handler&& handler, const IoExecutor& io)
@@ -164,7 +176,6 @@ class Operation {
       token = stop_->get_token();
       slot.template emplace<Canceller>(Canceller{this});
     }
-    OnThisThread inline_end(this);  // a bad argument or a stopped client ends the call at once
     if constexpr (std::is_void_v<Result>)
       call(client, [this](std::error_code ec) { finish(ec); }, std::move(token));
     else
@@ -172,13 +183,19 @@ class Operation {
            std::move(token));
   }
 
-  // The library's callback (a library thread, the app's reaping thread, or inline).
+  // The library's callback (a library thread, the app's reaping thread, the stopping thread, or
+  // inline in the async_X call). Always a post, never the handler itself: library callbacks
+  // must not throw and must not close the Client, and a handler may do both. On the handler's
+  // own thread a post is a push onto its executor's queue, not a thread hop.
   void finish(std::error_code ec) {
     ec_ = ec;
-    if (operation_on_this_thread == this)
-      net::post(work_.get_executor(), Completion{this});
-    else
-      net::dispatch(work_.get_executor(), Completion{this});
+    net::post(work_.get_executor(), Completion(this));
+  }
+
+  void destroy() {
+    Allocator alloc(allocator_of(handler_));
+    this->~Operation();
+    std::allocator_traits<Allocator>::deallocate(alloc, this, 1);
   }
 
   void complete() {
@@ -186,8 +203,8 @@ class Operation {
     const error_code ec = ec_ == std::errc::interrupted && stop_ && stop_->stop_requested()
                               ? error_code(net::error::operation_aborted)
                               : to_error_code(ec_);
+    auto work = std::move(work_);  // declared first: released after the handler is gone
     Handler handler(std::move(handler_));
-    auto work = std::move(work_);  // released after the handler ran
     Value value(std::move(value_));
     Allocator alloc(allocator_of(handler));
     this->~Operation();
@@ -338,21 +355,32 @@ using Connection = BasicConnection<>;
 // processed there, so the library's callbacks, and with them the handlers above, run on the
 // executor's threads with no hand-over from a library thread. Watches until stop() or
 // destruction; both belong where its handlers run (the executor's thread, or with the
-// io_context not running), and the Client must outlive the watching.
+// io_context not running), and the Client must outlive the watching. Use it on an io_context
+// run by one thread, or on a strand: its stop() is not synchronised with another thread's
+// processing.
 template <class Executor = net::any_io_executor>
 class BasicCompletionReaper {
  public:
   BasicCompletionReaper(const Executor& executor, Client& client) {
     std::vector<int> seen;
-    for (unsigned q = 0; q < client.num_request_queues(); ++q) {
-      const int fd = client.completion_fd(q);  // queues sharing an interrupt share it
-      if (std::find(seen.begin(), seen.end(), fd) != seen.end()) continue;
-      seen.push_back(fd);
-      const int own = ::dup(fd);  // the descriptor closes its own copy, not the Client's
-      if (own < 0) throw boost::system::system_error(errno, boost::system::system_category(), "dup");
-      watches_.push_back(std::make_shared<Watch>(executor, own, client, q));
-      arm(watches_.back());
-      watches_.back()->client->process_completions(q);  // what came before the wait
+    try {
+      for (unsigned q = 0; q < client.num_request_queues(); ++q) {
+        const int fd = client.completion_fd(q);  // queues sharing an interrupt share it
+        if (std::find(seen.begin(), seen.end(), fd) != seen.end()) continue;
+        seen.push_back(fd);
+        // The descriptor closes its own copy, not the Client's.
+        const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (own < 0) throw boost::system::system_error(errno, boost::system::system_category(), "dup");
+        watches_.push_back(std::make_shared<Watch>(executor, own, client, q));
+        arm(watches_.back());
+        // What came before the wait, processed where the callbacks belong.
+        net::post(executor, [w = watches_.back()] {
+          if (w->client) w->client->process_completions(w->queue);
+        });
+      }
+    } catch (...) {
+      stop();
+      throw;
     }
   }
   template <class Context>
@@ -379,8 +407,8 @@ class BasicCompletionReaper {
     unsigned queue;
     Watch(const Executor& ex, int own, Client& c, unsigned q) : fd(ex, own), client(&c), queue(q) {}
   };
-  // Asio's epoll registration is edge-triggered and a wait sees only edges after it was queued:
-  // so wait first, then process; what comes meanwhile fires the wait.
+  // Wait first, then process: whatever comes while processing fires the wait (Asio re-checks
+  // readiness when a wait is queued, and the fd stays readable until processed).
   static void arm(const std::shared_ptr<Watch>& w) {
     w->fd.async_wait(net::posix::stream_descriptor::wait_read, [w](const error_code& ec) {
       if (ec || w->client == nullptr) return;
