@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -102,6 +103,22 @@ class ClientCancel : public CancelFixture, public ::testing::WithParamInterface<
 class ClientGiveUp : public CancelFixture {
  protected:
   void SetUp() override { start(false); }
+  // Makes the blocking `call` with a token on a thread, takes its request (`opcode`) from the
+  // stepped request queue, stops the token and checks the call ended at once with EINTR. The
+  // request stays with the test: answer it to play the late reply.
+  std::optional<DeviceChain> give_up(uint32_t opcode,
+                                     std::function<std::error_code(std::stop_token)> call) {
+    dev().set_stepped(1, true);
+    std::stop_source stop;
+    std::error_code ec;
+    JoinedThread caller(lose(), [&] { ec = call(stop.get_token()); });
+    auto chain = next_request(opcode);
+    if (!chain) return std::nullopt;
+    stop.request_stop();
+    EXPECT_TRUE(caller.finished_within()) << "the stop did not end the call";
+    EXPECT_EQ(ec, std::errc::interrupted);
+    return chain;
+  }
 };
 
 INSTANTIATE_TEST_SUITE_P(Interrupts, ClientCancel, ::testing::Bool(),
@@ -217,18 +234,11 @@ TEST_P(ClientCancel, AnAsyncCallStoppedWhileTheDeviceHoldsItEndsAsOptionsSay) {
 // A LOOKUP given up on still takes a reference on the device when it is answered: the client
 // gives it back with FORGET, so cancelling leaks nothing.
 TEST_F(ClientGiveUp, AnAbandonedLookupGivesItsReferenceBack) {
-  dev().set_stepped(1, true);
-  std::stop_source stop;
-  std::error_code ec;
-  JoinedThread caller(lose(), [&] {
+  auto chain = give_up(FUSE_LOOKUP, [&](std::stop_token stop) {
     Entry e;
-    ec = client->lookup(kRootInode, "f", e, stop.get_token());
+    return client->lookup(kRootInode, "f", e, stop);
   });
-  auto chain = next_request(FUSE_LOOKUP);
   ASSERT_TRUE(chain);
-  stop.request_stop();
-  ASSERT_TRUE(caller.finished_within());
-  EXPECT_EQ(ec, std::errc::interrupted);
   const auto held = loop->fs().lookups(file.entry.inode);
   ASSERT_TRUE(held);
   answer(std::move(*chain));  // the device counts one more reference ...
@@ -239,18 +249,11 @@ TEST_F(ClientGiveUp, AnAbandonedLookupGivesItsReferenceBack) {
 }
 
 TEST_F(ClientGiveUp, AnAbandonedCreateReleasesItsHandleThenForgetsItsNode) {
-  dev().set_stepped(1, true);
-  std::stop_source stop;
-  std::error_code ec;
-  JoinedThread caller(lose(), [&] {
+  auto chain = give_up(FUSE_CREATE, [&](std::stop_token stop) {
     Created c;
-    ec = client->create(kRootInode, "g", O_RDWR, 0644, c, stop.get_token());
+    return client->create(kRootInode, "g", O_RDWR, 0644, c, stop);
   });
-  auto chain = next_request(FUSE_CREATE);
   ASSERT_TRUE(chain);
-  stop.request_stop();
-  ASSERT_TRUE(caller.finished_within());
-  EXPECT_EQ(ec, std::errc::interrupted);
   answer(std::move(*chain));  // the file is created, open, and its node referenced
   auto release = next_request(FUSE_RELEASE);
   ASSERT_TRUE(release) << "the handle the dropped CREATE gave out was not released";
@@ -265,17 +268,11 @@ TEST_F(ClientGiveUp, AnAbandonedCreateReleasesItsHandleThenForgetsItsNode) {
 
 // A late reply to a call given up on is still the device's word: a malformed one fails it.
 TEST_F(ClientGiveUp, AMalformedReplyToAnAbandonedCallFailsTheDevice) {
-  dev().set_stepped(1, true);
-  std::stop_source stop;
-  std::error_code ec;
-  JoinedThread caller(lose(), [&] {
+  auto chain = give_up(FUSE_LOOKUP, [&](std::stop_token stop) {
     Entry e;
-    ec = client->lookup(kRootInode, "f", e, stop.get_token());
+    return client->lookup(kRootInode, "f", e, stop);
   });
-  auto chain = next_request(FUSE_LOOKUP);
   ASSERT_TRUE(chain);
-  stop.request_stop();
-  ASSERT_TRUE(caller.finished_within());
   // A success header whose length claims more than the device wrote.
   fuse_out_header bad{};
   bad.len = 4096;
@@ -309,18 +306,11 @@ TEST_F(ClientGiveUp, AStoppedReaddirplusWaitsForItsAnswer) {
 }
 
 TEST_F(ClientGiveUp, AnAbandonedOpenReleasesItsHandle) {
-  dev().set_stepped(1, true);
-  std::stop_source stop;
-  std::error_code ec;
-  JoinedThread caller(lose(), [&] {
+  auto chain = give_up(FUSE_OPEN, [&](std::stop_token stop) {
     OpenFile f;
-    ec = client->open(file.entry.inode, O_RDONLY, f, stop.get_token());
+    return client->open(file.entry.inode, O_RDONLY, f, stop);
   });
-  auto chain = next_request(FUSE_OPEN);
   ASSERT_TRUE(chain);
-  stop.request_stop();
-  ASSERT_TRUE(caller.finished_within());
-  EXPECT_EQ(ec, std::errc::interrupted);
   const uint64_t releases = loop->stat("opcode release");
   answer(std::move(*chain));
   auto release = next_request(FUSE_RELEASE);
