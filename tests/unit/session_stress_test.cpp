@@ -1,9 +1,10 @@
 // A randomized, seeded, bounded stress of the session over the loopback device: per round a
 // random ring shape (queues, size, INDIRECT, EVENT_IDX, shared call fd, poll_us, chunks), worker
 // threads making random calls (sync, async, async whose callback blocks on a nested call, large
-// READ/WRITE checked byte for byte, READDIR, LOOKUP+FORGET, held STATFS interrupted), a chaos
-// thread (interrupts, spurious device interrupts, device_misbehaved, device lost, shutdown) and
-// faults from the fault plan, then the session destroyed at a random moment.
+// READ/WRITE checked byte for byte, READDIR, LOOKUP+FORGET, held STATFS interrupted or given
+// up), a chaos thread (interrupts or abandons, spurious device interrupts, device_misbehaved,
+// device lost, shutdown) and faults from the fault plan, then the session destroyed at a random
+// moment.
 //
 // Invariants: every call ends exactly once, with its real result or an errno the round explains
 // (EINTR only if interrupted, EIO only after a fault or device_misbehaved, ENOTCONN/ETIMEDOUT
@@ -426,7 +427,10 @@ class Worker {
         if (pick(3)) {
           if (pick(2)) std::this_thread::yield();
           c.interrupted = true;
-          s().interrupt(c);
+          if (pick(2))
+            s().interrupt(c);
+          else
+            s().abandon(c);  // given up: the device's late answer is dropped
         }
         break;
       }
@@ -461,7 +465,7 @@ class Worker {
   std::mt19937_64 rng_;
 };
 
-// Acts at the round's progress points: interrupts, spurious interrupts, device_misbehaved,
+// Acts at the round's progress points: interrupts or abandons, spurious interrupts, device_misbehaved,
 // device lost, shutdown. Ends when the workers have.
 void chaos(Round& r, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -492,7 +496,10 @@ void chaos(Round& r, uint64_t seed) {
         }
         if (victim) {
           victim->interrupted = true;
-          r.session->interrupt(*victim);
+          if (rng() % 2)
+            r.session->interrupt(*victim);
+          else
+            r.session->abandon(*victim);  // racing its reaper, failures and shutdown
         }
         break;
       }
