@@ -93,6 +93,31 @@ TEST_F(AppReaps, TheFdTurnsReadableWhenAReplyArrivesAndProcessingCompletesIt) {
   EXPECT_FALSE(readable(fd()));
 }
 
+// A call given up on (Session::abandon) ends on the stopping thread at once, and its late reply
+// is dropped: nothing more comes through the application's fd or process_completions.
+TEST_F(AppReaps, AnAbandonedCallEndsOnTheStoppingThreadAndItsLateReplyIsDropped) {
+  LoopbackDevice& dev = loop->device();
+  dev.set_stepped(1, true);
+  TestCall& c = new_call(fuse::make_getattr(kRootInode, nullptr));
+  session->submit(c);
+  auto chain = take_one(dev, 1);
+  ASSERT_TRUE(chain);
+  session->abandon(c);
+  ASSERT_TRUE(is_done(c)) << "the stop did not end the call at once";
+  EXPECT_EQ(c.ec, std::errc::interrupted);
+  EXPECT_EQ(ran_on(c), std::this_thread::get_id());
+  std::vector<DeviceChain> chains;
+  chains.push_back(std::move(*chain));
+  dev.answer(1, std::move(chains));  // the late reply
+  ASSERT_TRUE(readable(fd(), kBound)) << "the late reply did not signal the application";
+  EXPECT_EQ(session->process_completions(0), 0u) << "a dropped reply ended a call";
+  EXPECT_EQ(recorder.count(), 1u) << "the call ended twice";
+  EXPECT_EQ(session->stats().replies_dropped, 1u);
+  EXPECT_FALSE(readable(fd()));
+  dev.set_stepped(1, false);
+  EXPECT_FALSE(run_here(fuse::make_getattr(kRootInode, nullptr)).ec) << "the slot came back";
+}
+
 // The device answers B while the application is in the middle of reaping A (interrupts off, its
 // thread held copying A's reply out): the device signals nothing for B, so the application's
 // re-check as interrupts come back on must take it, in the same process_completions.
