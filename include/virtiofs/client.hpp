@@ -118,9 +118,11 @@ class VIRTIOFS_API IoBuffer {
 
 // Called once, on a thread that reaps the call's request queue: its completion thread, or a
 // thread in a blocking call on the same queue that took the completion with its own (or at once
-// on the caller's thread when the client has already failed); keep it short. With
-// Options::app_reaps_completions: inside Client::process_completions on the application's thread
-// instead (see there). Captures up to 16 bytes stay inline (no allocation).
+// on the caller's thread when the call fails before it is sent, or on the stopping thread when a
+// stop gives the call up); keep it short. It must not throw (std::terminate) and must not close
+// or destroy the Client. With Options::app_reaps_completions: inside
+// Client::process_completions on the application's thread instead (see there). Captures up to
+// 16 bytes stay inline (no allocation).
 template <class T>
 using Callback = std::function<void(std::error_code, T)>;
 using DoneCallback = std::function<void(std::error_code)>;

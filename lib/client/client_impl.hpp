@@ -16,6 +16,7 @@
 
 #include "client/buffer_pool.hpp"
 #include "client/lookup_ledger.hpp"
+#include "client/file_operations.hpp"
 #include "client/operations.hpp"
 #include "fs/session.hpp"
 #include "virtiofs/client.hpp"
