@@ -86,10 +86,22 @@ uint32_t PciFunction::config32(uint32_t offset) const {
   return v;
 }
 
+void PciFunction::enable_memory_only() {
+  const uint16_t cmd = (config16(PCI_COMMAND) | PCI_COMMAND_MEMORY) & ~PCI_COMMAND_MASTER;
+  write_config(PCI_COMMAND, std::as_bytes(std::span(&cmd, 1)));
+}
+
 void PciFunction::enable_bus_master() {
   const uint16_t cmd = config16(PCI_COMMAND) | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
   write_config(PCI_COMMAND, std::as_bytes(std::span(&cmd, 1)));
 }
+
+void PciFunction::disable_bus_master() {
+  const uint16_t cmd = config16(PCI_COMMAND) & ~PCI_COMMAND_MASTER;
+  write_config(PCI_COMMAND, std::as_bytes(std::span(&cmd, 1)));
+}
+
+bool PciFunction::bus_master() const { return config16(PCI_COMMAND) & PCI_COMMAND_MASTER; }
 
 volatile std::byte* PciFunction::map_bar(unsigned bar) {
   if (bar >= bars_.size()) fail(EINVAL, "BAR " + std::to_string(bar) + " does not exist");

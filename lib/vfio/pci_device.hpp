@@ -29,8 +29,13 @@ class PciFunction {
   uint8_t config8(uint32_t offset) const;
   uint16_t config16(uint32_t offset) const;
   uint32_t config32(uint32_t offset) const;
-  // Memory space and bus mastering on: vfio-pci leaves bus mastering off after binding.
+  // PCI_COMMAND (vfio-pci leaves bus mastering off after binding): memory space on with
+  // mastering off (the device can be programmed but may not DMA), mastering on once it was
+  // reset and its queues are set up, off again before the memory goes.
+  void enable_memory_only();
   void enable_bus_master();
+  void disable_bus_master();
+  bool bus_master() const;
 
   // Maps BAR `bar` (memory BARs that VFIO lets us mmap) and returns its base. Cached.
   volatile std::byte* map_bar(unsigned bar);

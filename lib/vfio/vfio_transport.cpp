@@ -27,9 +27,11 @@ VfioTransport::VfioTransport(const std::string& pci_address, uint16_t expected_d
                      pci_ids(kVirtioVendor, expected_device));
   container_ = std::make_unique<Container>(address_);
   pci_ = std::make_unique<PciFunction>(*container_, address_);
-  pci_->enable_bus_master();
+  // A device a previous owner left running must not DMA into addresses it kept: it may be
+  // programmed (memory space) but not master the bus until it was reset and its queues are
+  // ours (start()). vfio-pci cannot reset this device (no FLR): reset it through virtio (§3.1.1).
+  pci_->enable_memory_only();
   virtio_ = std::make_unique<VirtioPci>(*pci_);
-  // vfio-pci cannot reset this device (no FLR): reset it through virtio (§3.1.1).
   virtio_->reset();
   virtio_->add_status(status::kAcknowledge | status::kDriver);
   offered_ = virtio_->device_features();
@@ -138,6 +140,7 @@ void VfioTransport::setup_queue(const virtio::QueueSetup& q) {
 
 void VfioTransport::start() {
   request_fd_ = pci_->request_fd();
+  pci_->enable_bus_master();  // the rings and memory are set up: the device may DMA now
   virtio_->add_status(status::kDriverOk);
   if (virtio_->status() & (status::kNeedsReset | status::kFailed))
     fail(EIO, "device " + address_ + " failed to start (status " + std::to_string(virtio_->status()) + ")");
@@ -164,6 +167,17 @@ void VfioTransport::stop() {
   stopped_ = true;
   // A removed device reads all ones: nothing left to reset.
   if (virtio_->status() == 0xff) return;
+  // Mastering goes off even when the reset fails (times out): before the memory goes, the
+  // device must not reach it either way.
+  struct MasteringOff {
+    PciFunction& pci;
+    ~MasteringOff() {
+      try {
+        pci.disable_bus_master();
+      } catch (...) {  // the device went away meanwhile
+      }
+    }
+  } off{*pci_};
   virtio_->reset();
 }
 

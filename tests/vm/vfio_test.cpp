@@ -8,6 +8,7 @@
 // The physical-address path runs against the virtio-fs device (no ACCESS_PLATFORM); the IOVA
 // path against the rng, which honours the vIOMMU.
 #include <gtest/gtest.h>
+#include <linux/pci_regs.h>
 #include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include "vfio/vfio_transport.hpp"
@@ -49,6 +51,30 @@ class VmTest : public ::testing::Test {
   }
   std::string fs_device;
 };
+
+// The PCI command register as sysfs reads it from the device (the first 64 bytes are anyone's).
+uint16_t pci_command(const std::string& device) {
+  std::ifstream config("/sys/bus/pci/devices/" + device + "/config", std::ios::binary);
+  unsigned char bytes[PCI_COMMAND + 2] = {};
+  config.read(reinterpret_cast<char*>(bytes), sizeof(bytes));
+  return static_cast<uint16_t>(bytes[PCI_COMMAND] | bytes[PCI_COMMAND + 1] << 8);
+}
+
+// The device may master the bus (DMA) only while it runs for us: not while a new owner resets
+// and sets it up (a previous owner's queues could still point at freed memory), and not after
+// close, while the memory is going.
+TEST_F(VmTest, BusMasteringOnlyWhileTheDeviceRuns) {
+  {
+    vfio::VfioTransport opened(fs_device);
+    EXPECT_FALSE(pci_command(fs_device) & PCI_COMMAND_MASTER) << "mastering before the reset";
+  }
+  Options o;
+  o.pci_device = fs_device;
+  auto fs = Client::connect(o);
+  EXPECT_TRUE(pci_command(fs_device) & PCI_COMMAND_MASTER) << "running without mastering";
+  fs->close();  // the device fd is still open: what clears mastering is ours, not vfio-pci's
+  EXPECT_FALSE(pci_command(fs_device) & PCI_COMMAND_MASTER) << "mastering left on after close";
+}
 
 // Many requests through a device whose interrupts take a fallback path: none may be lost.
 void exercise(const std::string& device) {
