@@ -28,24 +28,35 @@ class Fd {
 };
 
 // Reads `out.size()` bytes (a multiple of 4) of BAR contents through the virtio PCI configuration
-// access window in config space: no MMIO mapping, so it works whichever driver holds the device.
+// access window in config space: no MMIO mapping, so it works whichever driver holds the device
+// (sysfs will not map a BAR a driver claimed). The window's registers (bar, offset, length) are
+// put back as they were: the device is left as found for its driver. Drivers do not use the
+// window (it is for firmware), so nothing competes for it meanwhile but another discovery.
 bool read_through_window(int config_fd, uint8_t window, uint8_t bar, uint32_t offset,
                          std::span<std::byte> out) {
-  for (size_t i = 0; i < out.size(); i += 4) {
+  std::byte saved[12];  // cap.bar (and padding), offset, length
+  if (pread(config_fd, saved, sizeof(saved), window + 4) != static_cast<ssize_t>(sizeof(saved)))
+    return false;
+  bool ok = true;
+  for (size_t i = 0; ok && i < out.size(); i += 4) {
     const uint8_t bar_and_len[] = {bar};
     const uint32_t length = virtio::byteswap_if_big(uint32_t{4});
     const uint32_t at = virtio::byteswap_if_big(static_cast<uint32_t>(offset + i));
-    if (pwrite(config_fd, bar_and_len, 1, window + 4) != 1 ||
-        pwrite(config_fd, &at, 4, window + 8) != 4 || pwrite(config_fd, &length, 4, window + 12) != 4 ||
-        pread(config_fd, out.data() + i, 4, window + 16) != 4)
-      return false;
+    ok = pwrite(config_fd, bar_and_len, 1, window + 4) == 1 &&
+         pwrite(config_fd, &at, 4, window + 8) == 4 && pwrite(config_fd, &length, 4, window + 12) == 4 &&
+         pread(config_fd, out.data() + i, 4, window + 16) == 4;
   }
-  return true;
+  // Byte by byte where the registers are bytes, words where they are words.
+  const bool restored = pwrite(config_fd, saved, 1, window + 4) == 1 &&
+                        pwrite(config_fd, saved + 4, 4, window + 8) == 4 &&
+                        pwrite(config_fd, saved + 8, 4, window + 12) == 4;
+  return ok && restored;
 }
 
 // Reads the virtio-fs config of the device in `dir` through sysfs (root only).
 void read_tag(const std::string& dir, FsDeviceInfo& info) {
-  Fd config(open((dir + "/config").c_str(), O_RDWR | O_CLOEXEC));
+  // Read-only for the capability walk; written only to drive the window, and put back.
+  Fd config(open((dir + "/config").c_str(), O_RDONLY | O_CLOEXEC));
   if (config.get() < 0) {
     info.unreadable = errno == EACCES ? "needs root" : std::strerror(errno);
     return;
@@ -65,8 +76,9 @@ void read_tag(const std::string& dir, FsDeviceInfo& info) {
     return;
   }
   alignas(4) std::byte raw[40];  // tag[36] and num_request_queues
-  if (!read_through_window(config.get(), *layout.pci_cfg_window, layout.device->bar,
-                           layout.device->offset, raw)) {
+  Fd window(open((dir + "/config").c_str(), O_RDWR | O_CLOEXEC));
+  if (window.get() < 0 || !read_through_window(window.get(), *layout.pci_cfg_window,
+                                               layout.device->bar, layout.device->offset, raw)) {
     info.unreadable = std::strerror(errno);
     return;
   }

@@ -9,18 +9,22 @@
 // path against the rng, which honours the vIOMMU.
 #include <gtest/gtest.h>
 #include <linux/pci_regs.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
 
+#include "vfio/discovery.hpp"
 #include "vfio/vfio_transport.hpp"
+#include "vfio/virtio_pci.hpp"
 #include "virtio/features.hpp"
 #include "virtio/split_ring.hpp"
 #include "virtiofs/client.hpp"
@@ -221,6 +225,40 @@ TEST_F(VmTest, DeviceBoundToAnotherDriver) {
   const std::string e = connect_error(o);
   EXPECT_NE(e.find("is bound to virtio-pci, not vfio-pci (run: virtiofs bind " + other + ")"),
             std::string::npos) << e;
+}
+
+// Discovery reads the tag of a device another driver uses and leaves it as found: the virtio
+// PCI configuration access window (whose registers select what it reads) is put back.
+TEST_F(VmTest, DiscoveryLeavesADeviceAnotherDriverUsesUntouched) {
+  const std::string other = env("VIRTIOFS_TEST_OTHER_FS");
+  if (other.empty()) GTEST_SKIP();
+  std::ifstream config("/sys/bus/pci/devices/" + other + "/config", std::ios::binary);
+  auto read = [&](uint32_t offset, std::span<std::byte> out) {
+    config.clear();
+    config.seekg(offset);
+    config.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
+    ASSERT_TRUE(config.good());
+  };
+  const vfio::VirtioPciLayout layout = vfio::parse_virtio_caps(read);
+  ASSERT_TRUE(layout.pci_cfg_window);
+  // Marks the window's offset register (no driver of ours uses the window), then reads back
+  // the bar, offset and length registers.
+  const uint32_t mark = 0x5a5a0;
+  const int fd = ::open(("/sys/bus/pci/devices/" + other + "/config").c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, &mark, 4, *layout.pci_cfg_window + 8), 4);
+  ::close(fd);
+  std::array<std::byte, 12> before{}, after{};
+  read(*layout.pci_cfg_window + 4, before);
+  uint32_t offset_now = 0;
+  std::memcpy(&offset_now, before.data() + 4, 4);
+  ASSERT_EQ(offset_now, mark);
+  bool found = false;
+  for (const auto& d : vfio::probe_fs_devices())
+    if (d.pci.address == other) found = d.tag.has_value();
+  EXPECT_TRUE(found) << "the other device's tag was not read";
+  read(*layout.pci_cfg_window + 4, after);
+  EXPECT_EQ(before, after) << "discovery left the window of a device another driver uses changed";
 }
 
 TEST_F(VmTest, NotRoot) {
