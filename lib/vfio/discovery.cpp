@@ -1,6 +1,7 @@
 #include "vfio/discovery.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -30,10 +31,16 @@ class Fd {
 // Reads `out.size()` bytes (a multiple of 4) of BAR contents through the virtio PCI configuration
 // access window in config space: no MMIO mapping, so it works whichever driver holds the device
 // (sysfs will not map a BAR a driver claimed). The window's registers (bar, offset, length) are
-// put back as they were: the device is left as found for its driver. Drivers do not use the
-// window (it is for firmware), so nothing competes for it meanwhile but another discovery.
+// put back as they were: the device is left as found for its driver (pci_cfg_data keeps the last
+// dword read). Drivers do not use the window (it is for firmware); another discovery does, so the
+// config file is locked (flock) from save to restore: our processes take turns.
 bool read_through_window(int config_fd, uint8_t window, uint8_t bar, uint32_t offset,
                          std::span<std::byte> out) {
+  if (flock(config_fd, LOCK_EX) != 0) return false;
+  struct Unlock {
+    int fd;
+    ~Unlock() { flock(fd, LOCK_UN); }
+  } unlock{config_fd};
   std::byte saved[12];  // cap.bar (and padding), offset, length
   if (pread(config_fd, saved, sizeof(saved), window + 4) != static_cast<ssize_t>(sizeof(saved)))
     return false;
@@ -53,10 +60,10 @@ bool read_through_window(int config_fd, uint8_t window, uint8_t bar, uint32_t of
   return ok && restored;
 }
 
-// Reads the virtio-fs config of the device in `dir` through sysfs (root only).
+// Reads the virtio-fs config of the device in `dir` through sysfs (root only: beyond its first
+// 64 bytes, config space reads as nothing for other users, and the window needs writing).
 void read_tag(const std::string& dir, FsDeviceInfo& info) {
-  // Read-only for the capability walk; written only to drive the window, and put back.
-  Fd config(open((dir + "/config").c_str(), O_RDONLY | O_CLOEXEC));
+  Fd config(open((dir + "/config").c_str(), O_RDWR | O_CLOEXEC));
   if (config.get() < 0) {
     info.unreadable = errno == EACCES ? "needs root" : std::strerror(errno);
     return;
@@ -76,10 +83,9 @@ void read_tag(const std::string& dir, FsDeviceInfo& info) {
     return;
   }
   alignas(4) std::byte raw[40];  // tag[36] and num_request_queues
-  Fd window(open((dir + "/config").c_str(), O_RDWR | O_CLOEXEC));
-  if (window.get() < 0 || !read_through_window(window.get(), *layout.pci_cfg_window,
-                                               layout.device->bar, layout.device->offset, raw)) {
-    info.unreadable = std::strerror(errno);
+  if (!read_through_window(config.get(), *layout.pci_cfg_window, layout.device->bar,
+                           layout.device->offset, raw)) {
+    info.unreadable = "the configuration access window could not be read";
     return;
   }
   const char* tag = reinterpret_cast<const char*>(raw);

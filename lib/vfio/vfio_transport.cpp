@@ -165,10 +165,9 @@ virtio::Transport::LivenessWatch VfioTransport::liveness() const { return {reque
 void VfioTransport::stop() {
   if (stopped_ || !virtio_) return;
   stopped_ = true;
-  // A removed device reads all ones: nothing left to reset.
-  if (virtio_->status() == 0xff) return;
-  // Mastering goes off even when the reset fails (times out): before the memory goes, the
-  // device must not reach it either way.
+  // Mastering goes off even when the reset fails (times out) or the device reads all ones
+  // (removed, or only for now, in error recovery): before the memory goes, the device must not
+  // reach it either way.
   struct MasteringOff {
     PciFunction& pci;
     ~MasteringOff() {
@@ -178,6 +177,8 @@ void VfioTransport::stop() {
       }
     }
   } off{*pci_};
+  // A removed device reads all ones: nothing left to reset.
+  if (virtio_->status() == 0xff) return;
   virtio_->reset();
 }
 

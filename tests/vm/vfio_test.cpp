@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 
 #include "vfio/discovery.hpp"
@@ -232,33 +233,37 @@ TEST_F(VmTest, DeviceBoundToAnotherDriver) {
 TEST_F(VmTest, DiscoveryLeavesADeviceAnotherDriverUsesUntouched) {
   const std::string other = env("VIRTIOFS_TEST_OTHER_FS");
   if (other.empty()) GTEST_SKIP();
-  std::ifstream config("/sys/bus/pci/devices/" + other + "/config", std::ios::binary);
+  const int fd = ::open(("/sys/bus/pci/devices/" + other + "/config").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
   auto read = [&](uint32_t offset, std::span<std::byte> out) {
-    config.clear();
-    config.seekg(offset);
-    config.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
-    ASSERT_TRUE(config.good());
+    if (pread(fd, out.data(), out.size(), offset) != static_cast<ssize_t>(out.size()))
+      throw std::runtime_error("config space read at " + std::to_string(offset));
   };
   const vfio::VirtioPciLayout layout = vfio::parse_virtio_caps(read);
   ASSERT_TRUE(layout.pci_cfg_window);
-  // Marks the window's offset register (no driver of ours uses the window), then reads back
-  // the bar, offset and length registers.
-  const uint32_t mark = 0x5a5a0;
-  const int fd = ::open(("/sys/bus/pci/devices/" + other + "/config").c_str(), O_WRONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(pwrite(fd, &mark, 4, *layout.pci_cfg_window + 8), 4);
-  ::close(fd);
-  std::array<std::byte, 12> before{}, after{};
-  read(*layout.pci_cfg_window + 4, before);
+  const uint32_t regs = *layout.pci_cfg_window + 4;  // bar (and padding), offset, length
+  std::array<std::byte, 12> original{}, before{}, after{};
+  read(regs, original);
+  // Marks all three registers with values discovery never writes (no driver uses the window).
+  const uint8_t bar_mark = 2;
+  const uint32_t offset_mark = 0x5a5a0, length_mark = 2;
+  ASSERT_EQ(pwrite(fd, &bar_mark, 1, regs), 1);
+  ASSERT_EQ(pwrite(fd, &offset_mark, 4, regs + 4), 4);
+  ASSERT_EQ(pwrite(fd, &length_mark, 4, regs + 8), 4);
+  read(regs, before);
   uint32_t offset_now = 0;
   std::memcpy(&offset_now, before.data() + 4, 4);
-  ASSERT_EQ(offset_now, mark);
+  ASSERT_EQ(offset_now, offset_mark);
   bool found = false;
   for (const auto& d : vfio::probe_fs_devices())
     if (d.pci.address == other) found = d.tag.has_value();
   EXPECT_TRUE(found) << "the other device's tag was not read";
-  read(*layout.pci_cfg_window + 4, after);
+  read(regs, after);
   EXPECT_EQ(before, after) << "discovery left the window of a device another driver uses changed";
+  // Puts back what the test marked.
+  EXPECT_EQ(pwrite(fd, original.data(), 1, regs), 1);
+  EXPECT_EQ(pwrite(fd, original.data() + 4, 8, regs + 4), 8);
+  ::close(fd);
 }
 
 TEST_F(VmTest, NotRoot) {
@@ -270,18 +275,22 @@ TEST_F(VmTest, NotRoot) {
     if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
     Options o;
     o.pci_device = fs_device;
-    const std::string e = connect_error(o);
+    std::string e = connect_error(o);
+    // Discovery as a user says why it cannot read the tag.
+    for (const auto& d : vfio::probe_fs_devices())
+      if (d.pci.address == fs_device) e += " | probe: " + d.unreadable;
     [[maybe_unused]] ssize_t n = write(pipefd[1], e.data(), e.size());
     _exit(0);
   }
   close(pipefd[1]);
-  char buf[512] = {};
+  char buf[1024] = {};
   ssize_t n = read(pipefd[0], buf, sizeof(buf) - 1);
   close(pipefd[0]);
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_GT(n, 0);
   EXPECT_NE(std::string(buf).find("permission denied (run as root)"), std::string::npos) << buf;
+  EXPECT_NE(std::string(buf).find("| probe: needs root"), std::string::npos) << buf;
 }
 
 TEST_F(VmTest, DeviceInUseNamesItsHolder) {
