@@ -10,9 +10,11 @@
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <stop_token>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "integration/fixture.hpp"
@@ -22,6 +24,27 @@ using namespace virtiofs::test;
 using namespace std::chrono_literals;
 
 namespace {
+
+// Stops `pid` and waits until every thread of it is stopped (kill only queues the signal: a
+// thread running on another CPU goes on a moment). False after 5 s.
+bool freeze(pid_t pid) {
+  if (::kill(pid, SIGSTOP) != 0) return false;
+  const auto end = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < end) {
+    bool all_stopped = true;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+      std::ifstream stat(task.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const size_t close = line.rfind(')');  // the state follows the command name
+      all_stopped &= close != std::string::npos && close + 2 < line.size() &&
+                     (line[close + 2] == 'T' || line[close + 2] == 't');
+    }
+    if (all_stopped) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return false;
+}
 
 class CancelTest : public VirtiofsdTest {
  protected:
@@ -104,7 +127,7 @@ TEST_F(CancelTest, ReadsStoppedInFlightEndCleanlyAndTheSessionGoesOn) {
   std::vector<std::atomic<bool>> ended(kReads);
   Countdown callbacks(kReads);
   {
-    ASSERT_EQ(::kill(backend->pid(), SIGSTOP), 0);
+    ASSERT_TRUE(freeze(backend->pid()));
     struct Thaw {
       pid_t pid;
       ~Thaw() { ::kill(pid, SIGCONT); }
