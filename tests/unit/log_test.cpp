@@ -45,33 +45,29 @@ struct CollectedLog {
   }
 };
 
-TEST(LogSink, TheDevicesProtocolBreachReachesTheSink) {
+// A GETATTR the device answers with `fault` fails with EIO, and the sink gets an error
+// message holding `text`.
+void expect_fault_logged(const std::string& fault, const std::string& text) {
   CollectedLog log;
   LoopbackFsOptions d;
-  d.faults = {"used-id-not-in-flight@getattr"};
+  d.faults = {fault};
   LoopbackFs loop(d);
   Options o;
   o.queue_size = 8;
   auto client = client::Connector::over(loop.transport(), o);
   Attr a;
   EXPECT_EQ(client->getattr(kRootInode, a), std::errc::io_error);
-  EXPECT_TRUE(log.has(LogLevel::kError, "the device broke the protocol on queue 1: used id"))
-      << log.all();
+  EXPECT_TRUE(log.has(LogLevel::kError, text)) << log.all();
   client.reset();
 }
 
+TEST(LogSink, TheDevicesProtocolBreachReachesTheSink) {
+  expect_fault_logged("used-id-not-in-flight@getattr",
+                      "the device broke the protocol on queue 1: used id");
+}
+
 TEST(LogSink, AMalformedReplyIsDescribed) {
-  CollectedLog log;
-  LoopbackFsOptions d;
-  d.faults = {"header-len-mismatch@getattr"};
-  LoopbackFs loop(d);
-  Options o;
-  o.queue_size = 8;
-  auto client = client::Connector::over(loop.transport(), o);
-  Attr a;
-  EXPECT_EQ(client->getattr(kRootInode, a), std::errc::io_error);
-  EXPECT_TRUE(log.has(LogLevel::kError, "malformed reply to request")) << log.all();
-  client.reset();
+  expect_fault_logged("header-len-mismatch@getattr", "malformed reply to request");
 }
 
 TEST(LogSink, LongMessagesArriveWholeWithoutTheirNewline) {

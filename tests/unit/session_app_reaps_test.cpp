@@ -52,6 +52,20 @@ class AppReaps : public SessionLoopback {
     EXPECT_TRUE(loop_until([&] { return is_done(c); })) << "opcode " << frame.opcode;
     return c;
   }
+  // A thread making `each` blocking GETATTRs on the session, counting them and their failures.
+  std::unique_ptr<JoinedThread> blocking_caller(int each, std::atomic<int>& done,
+                                                std::atomic<int>& failed) {
+    return std::make_unique<JoinedThread>([this] { loop->device().lose(); }, [&, each, this] {
+      for (int i = 0; i < each; ++i) {
+        fs::SyncCall call;
+        call.frame = fuse::make_getattr(kRootInode, nullptr);
+        session->submit(call);
+        session->wait(call);
+        failed += call.ec ? 1 : 0;
+        ++done;
+      }
+    });
+  }
   std::thread::id ran_on(TestCall& c) {
     std::lock_guard lock(recorder.mu);
     return c.ran_on;
@@ -206,18 +220,7 @@ TEST_P(AppReapsBlocking, BlockingCallersBesideTheApplicationsLoopAllEnd) {
   constexpr int kThreads = 4, kEach = 50, kAsync = 100;
   std::atomic<int> sync_done{0}, sync_failed{0};
   std::vector<std::unique_ptr<JoinedThread>> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.push_back(std::make_unique<JoinedThread>([&] { loop->device().lose(); }, [&] {
-      for (int i = 0; i < kEach; ++i) {
-        fs::SyncCall call;
-        call.frame = fuse::make_getattr(kRootInode, nullptr);
-        session->submit(call);
-        session->wait(call);
-        sync_failed += call.ec ? 1 : 0;
-        ++sync_done;
-      }
-    }));
-  }
+  for (int t = 0; t < kThreads; ++t) threads.push_back(blocking_caller(kEach, sync_done, sync_failed));
   for (int i = 0; i < kAsync; ++i) session->submit(new_call(fuse::make_getattr(kRootInode, nullptr)));
   ASSERT_TRUE(loop_until([&] { return recorder.count() == kAsync && sync_done == kThreads * kEach; }));
   EXPECT_EQ(sync_failed.load(), 0);
@@ -230,18 +233,7 @@ TEST_P(AppReapsBlocking, ConcurrentBlockingCallersEndWithTheApplicationIdle) {
   std::atomic<int> sync_done{0}, sync_failed{0};
   {
     std::vector<std::unique_ptr<JoinedThread>> threads;
-    for (int t = 0; t < kThreads; ++t) {
-      threads.push_back(std::make_unique<JoinedThread>([&] { loop->device().lose(); }, [&] {
-        for (int i = 0; i < kEach; ++i) {
-          fs::SyncCall call;
-          call.frame = fuse::make_getattr(kRootInode, nullptr);
-          session->submit(call);
-          session->wait(call);
-          sync_failed += call.ec ? 1 : 0;
-          ++sync_done;
-        }
-      }));
-    }
+    for (int t = 0; t < kThreads; ++t) threads.push_back(blocking_caller(kEach, sync_done, sync_failed));
     for (auto& t : threads) EXPECT_TRUE(t->finished_within()) << "a blocking call waited for the application";
   }
   EXPECT_EQ(sync_done.load(), kThreads * kEach);
