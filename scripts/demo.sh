@@ -32,7 +32,7 @@ if [ "${1:-}" = --guest ]; then
   vm_virtiofsd fs "$share" -o cache=auto -o log_level=warn
   vm_wait_sockets fs
   vm_fs_device fs myfs
-  vm_accel auto
+  vm_accel "${VIRTIOFS_VM_ACCEL:-auto}"
   echo "== booting: QEMU q35, $vm_accel_name, virtiofsd on $share as device \"myfs\""
   if [ "$shell" = 1 ]; then
     # The console on this terminal (Ctrl-A X quits QEMU, Ctrl-A C its monitor), unbounded.
@@ -41,7 +41,7 @@ if [ "${1:-}" = --guest ]; then
     wait "$vm_qemu_pid" || true
   else
     vm_qemu 2 -serial file:"$vm_work/console.log"
-    tail -n +1 -f --pid="$vm_qemu_pid" "$vm_work/console.log" 2>/dev/null | tr -d '\r' |
+    tail -n +1 -F --pid="$vm_qemu_pid" "$vm_work/console.log" 2>/dev/null | tr -d '\r' |
       grep -av '^vm: \(PASS\|sha256\|booted\)' || true
     wait "$vm_qemu_pid" || true
   fi

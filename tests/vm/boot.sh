@@ -123,9 +123,9 @@ vm_accel() {
   vm_accel_args=(-accel tcg -cpu max)
   vm_accel_name=TCG
   if [ "$mode" = tcg ]; then return; fi
-  if [ -e /dev/kvm ] && timeout -s KILL 15 qemu-system-x86_64 -machine q35 -accel kvm -cpu host \
+  if [ -e /dev/kvm ] && (timeout -s KILL 15 qemu-system-x86_64 -machine q35 -accel kvm -cpu host \
        -m 256M -nodefaults -display none -no-reboot -serial none -kernel "$vm_work/vmlinux" \
-       -append "panic=-1 loglevel=0" >/dev/null 2>&1; then
+       -append "panic=-1 loglevel=0" >/dev/null 2>&1; exit $?) 2>/dev/null; then
     vm_accel_args=(-accel kvm -cpu host)
     vm_accel_name=KVM
   elif [ "$mode" = kvm ]; then
