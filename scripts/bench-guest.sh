@@ -30,7 +30,7 @@ bash scripts/build.sh >/dev/null
 . tests/vm/boot.sh
 vm_setup virtiofs-bench
 opts=${VIRTIOFS_BENCH_MOUNT_OPTS:-}
-args=${VIRTIOFS_BENCH_ARGS:---rounds 3 --mib 16 --files 200 --ops 200 --seconds 1}
+args=${VIRTIOFS_BENCH_ARGS:---rounds 3 --mib 64 --files 1000 --ops 1000 --seconds 2}
 vm_kernel
 vm_stage tests/vm/bench-init.sh build/virtiofs build/virtiofs-mount build/virtiofs-fsbench
 printf 'BENCH_ARGS="%s"\nBENCH_OPTS="%s"\n' "$args" "$opts" > "$vm_root/etc/vm.env"
@@ -42,7 +42,7 @@ declare -A tag=([vfio]=vfiofs [kern]=kernfs [opt]=optfs)
 declare -A column=([vfio]=virtiofs-mount [kern]=linux-virtiofs [opt]="virtiofs-mount -o $opts")
 status=0
 for smp in ${VIRTIOFS_BENCH_SMP:-1,maxcpus=2 2}; do
-  share=$vm_work/share-$smp
+  share=$vm_work/share-${smp//[^0-9a-z]/_}  # no comma: virtiofsd -o source= would split it
   mkdir -p "$share"
   vm_devices=()
   for d in "${devices[@]}"; do
@@ -50,16 +50,16 @@ for smp in ${VIRTIOFS_BENCH_SMP:-1,maxcpus=2 2}; do
     vm_fs_device "$d" "${tag[$d]}"
   done
   vm_wait_sockets "${devices[@]}"
-  console=$vm_work/console-$smp.log
+  console=$vm_work/console-${smp//[^0-9a-z]/_}.log
   started=$(date +%s)
   vm_qemu "$smp" -serial file:"$console"
   # virtiofsd's CPU when the guest starts and ends its fsbench run.
   declare -A cpu0=() cpu1=()
   while kill -0 "$vm_qemu_pid" 2>/dev/null; do
     for d in "${devices[@]}"; do
-      if [ -z "${cpu0[$d]:-}" ] && grep -aq '^vm: BENCH-START' "$console"; then
+      if [ -z "${cpu0[$d]:-}" ] && grep -aq "^vm: BENCH-START" "$console" 2>/dev/null; then
         cpu0[$d]=$(vm_cpu_seconds "${vm_pid[$d]}")
-      elif [ -z "${cpu1[$d]:-}" ] && grep -aq '^vm: BENCH-END' "$console"; then
+      elif [ -z "${cpu1[$d]:-}" ] && grep -aq "^vm: BENCH-END" "$console" 2>/dev/null; then
         cpu1[$d]=$(vm_cpu_seconds "${vm_pid[$d]}")
       fi
     done

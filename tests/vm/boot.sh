@@ -159,8 +159,11 @@ vm_qemu() {
   vm_pids+=($!)
 }
 
-# CPU seconds (user+system) a process has used so far; empty once it is gone.
+# CPU seconds (user+system) a process and its children have used so far (virtiofsd's sandbox
+# forks: the child does the work).
 vm_cpu_seconds() {
-  awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' \
-    "/proc/$1/stat" 2>/dev/null
+  local procs=("/proc/$1/stat") c
+  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do procs+=("/proc/$c/stat"); done
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); t += $12 + $13 } END { printf "%.2f", t / hz }' \
+    "${procs[@]}" 2>/dev/null
 }
