@@ -130,7 +130,12 @@ Round measure(Target& t, const Settings& s, bool in_process, pid_t pid) {
   drop_caches();
   m.row(5, [&] { return t.read_random_4k("big", s.mib, s.seconds); });
   drop_caches();
-  m.row(8, [&] { return t.walk_tree("tree"); });
+  m.row(8, [&] {
+    const size_t seen = t.walk_tree("tree"), want = kTreeDirs * (tree_files + 1);
+    if (seen != want && seen != 0)
+      die("tree walk saw " + std::to_string(seen) + " entries of " + std::to_string(want));
+    return seen;
+  });
 
   names.push_back("one");
   names.push_back("big");
