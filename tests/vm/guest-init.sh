@@ -65,7 +65,7 @@ if step "virtiofs-mount vmfs /mnt/vfio" virtiofs-mount vmfs /mnt/vfio; then
   step "read/write/rename/readdir through virtiofs-mount" rig_workload /mnt/vfio
   mkdir -p /mnt/vfio/bench
   log "fsbench this-driver:"
-  virtiofs-fsbench --mib 32 --files 300 --ops 400 this-driver=/mnt/vfio/bench | sed 's/^/vm: A /'
+  virtiofs-fsbench --mib 32 --files 200 --ops 400 this-driver=/mnt/vfio/bench | sed 's/^/vm: A /'
   step "umount /mnt/vfio" umount /mnt/vfio
   sleep 1
 fi
@@ -106,7 +106,7 @@ step "virtiofs unbind vmfs" virtiofs unbind vmfs
 if step "mount -t virtiofs vmfs /mnt/kernel" mount -t virtiofs vmfs /mnt/kernel; then
   mkdir -p /mnt/kernel/bench
   log "fsbench linux-virtiofs:"
-  virtiofs-fsbench --mib 32 --files 300 --ops 400 linux-virtiofs=/mnt/kernel/bench | sed 's/^/vm: B /'
+  virtiofs-fsbench --mib 32 --files 200 --ops 400 linux-virtiofs=/mnt/kernel/bench | sed 's/^/vm: B /'
   umount /mnt/kernel
 fi
 finish
