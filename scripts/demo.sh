@@ -35,6 +35,8 @@ if [ "${1:-}" = --guest ]; then
   vm_accel "${VIRTIOFS_VM_ACCEL:-auto}"
   echo "== booting: QEMU q35, $vm_accel_name, virtiofsd on $share as device \"myfs\""
   if [ "$shell" = 1 ]; then
+    echo "== --shell: at the guest's prompt, \"exit\" unmounts and powers off; \"poweroff -f\" stops at once;"
+    echo "   Ctrl-A X kills QEMU. Then this script checks the host directory."
     # The console on this terminal (Ctrl-A X quits QEMU, Ctrl-A C its monitor), unbounded.
     VIRTIOFS_VM_TIMEOUT=0 vm_qemu 2 -chardev stdio,id=con,mux=on,signal=off,logfile="$vm_work/console.log" \
       -serial chardev:con -mon chardev=con

@@ -121,8 +121,10 @@ vm_fs_device() {
 vm_accel() {
   local mode=${1:-auto}
   vm_accel_args=(-accel tcg -cpu max)
-  vm_accel_name=TCG
+  vm_accel_name="TCG (asked for)"
   if [ "$mode" = tcg ]; then return; fi
+  vm_accel_name="TCG (no /dev/kvm)"
+  [ -e /dev/kvm ] && vm_accel_name="TCG (/dev/kvm is there but does not run a guest)"
   if [ -e /dev/kvm ] && (timeout -s KILL 15 qemu-system-x86_64 -machine q35 -accel kvm -cpu host \
        -m 256M -nodefaults -display none -no-reboot -serial none -kernel "$vm_work/vmlinux" \
        -append "panic=-1 loglevel=0" >/dev/null 2>&1; exit $?) 2>/dev/null; then
