@@ -84,6 +84,7 @@ int run(mount_tool::Options& o, mount::KernelMount& kernel, Daemon& daemon, int 
   bo.debug = o.debug;
   bo.forward_interrupts = o.interrupts;
   bo.io_uring = o.io_uring;
+  bo.remote_locks = o.remote_locks;
   bo.io_uring_depth = o.io_uring_depth;
 
   // The device is opened as Client::connect opens it (same tag rule, same errors).
