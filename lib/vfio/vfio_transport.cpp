@@ -191,8 +191,8 @@ void VfioTransport::start() {
 
 int VfioTransport::call_fd(unsigned index) const { return call_fds_.at(index); }
 
-void VfioTransport::rearm_interrupt(unsigned) {
-  if (!config_shared_) return;
+void VfioTransport::rearm_interrupt(unsigned index) {
+  if (!config_shared_ || call_fds_.at(index) != vectors_[0]) return;
   if (pci_->irq_mode() == IrqMode::kIntx) {
     // INTx: reading the ISR lowers the line (VFIO masked it when it fired) and says whether the
     // device changed its config (bit 1) besides using buffers (bit 0).

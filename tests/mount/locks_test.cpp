@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <thread>
 #include <vector>
 
 #include "mount/fixture.hpp"
@@ -53,8 +54,10 @@ class Locker {
   }
   ~Locker() {
     close(control_);
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
     close(events_);
   }
   // The child's next word within `ms`, or 0.
@@ -67,6 +70,18 @@ class Locker {
   void unlock() {
     const char c = 'u';
     [[maybe_unused]] ssize_t n = write(control_, &c, 1);
+  }
+  // SIGKILL; whether the child is gone within `ms` (not stuck in an uninterruptible wait).
+  bool killed_within(int ms) {
+    kill(pid_, SIGKILL);
+    for (int waited = 0; waited < ms; waited += 5) {
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
   }
 
  private:
@@ -145,6 +160,17 @@ TEST_P(Locks, RemoteLocksAreTheDevicesAndWaitInTheBridge) {
   EXPECT_EQ(after_host.next(kStillWaitingMs), 0) << "the mount did not see the host's lock";
   ASSERT_EQ(host_lock(false), 0);
   EXPECT_EQ(after_host.next(kBoundMs), 'L');
+}
+
+// A waiter killed while the lock is held elsewhere goes at once: the kernel's INTERRUPT ends
+// the bridge's wait with EINTR (without it, the kernel would wait for the lock to be granted).
+TEST_P(Locks, AKilledRemoteWaiterGoesAtOnce) {
+  mount_with(",remote_locks");
+  ASSERT_EQ(host_lock(true), 0);
+  Locker waiter(m("f"), GetParam());
+  ASSERT_EQ(waiter.next(kStillWaitingMs), 0);
+  EXPECT_TRUE(waiter.killed_within(kBoundMs)) << "the waiter is stuck until the lock frees";
+  ASSERT_EQ(host_lock(false), 0);
 }
 
 // More waiters than the queue has descriptors: were they held at the device, the unlock would
