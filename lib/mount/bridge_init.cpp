@@ -38,6 +38,12 @@ void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<cons
   const uint32_t len = fuse::make_kernel_init_reply(
       kernel, session_.negotiated(), std::min(kMaxPayload, session_.max_transfer()), out,
       options_.remote_locks);
+  if (const uint64_t missing = fuse::kRemoteLockFlags & ~session_.negotiated().flags;
+      options_.remote_locks && missing)
+    log::warn("-o remote_locks: the device keeps no %s locks (virtiofsd: -o posix_lock,flock); "
+              "the kernel keeps them, local to this mount",
+              missing == fuse::kRemoteLockFlags ? "POSIX or flock"
+              : (missing & FUSE_POSIX_LOCKS) ? "POSIX" : "flock");
   const uint32_t pages = (out.flags & FUSE_MAX_PAGES) ? out.max_pages : 32;
   max_payload_.store(std::min(kMaxPayload, pages * 4096), std::memory_order_relaxed);
   if (prepare_ring(kernel)) {
