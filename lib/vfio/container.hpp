@@ -15,6 +15,10 @@ struct IovaRange {
   uint64_t last;  // inclusive
 };
 
+// Highest IOVA, aligned to `align`, where `bytes` fit inside one of `ranges` and end at or below
+// `ceiling`; throws ENOSPC when none does. Pure: unit-tested.
+uint64_t highest_iova(const std::vector<IovaRange>& ranges, size_t bytes, size_t align, uint64_t ceiling);
+
 class Container {
  public:
   // Opens /dev/vfio/vfio and /dev/vfio/<group of pci_address>, attaches and sets the IOMMU.

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "vfio/container.hpp"
 #include "vfio/physical_memory.hpp"
 #include "vfio/sysfs.hpp"
 #include "vfio/virtio_pci.hpp"
@@ -284,6 +285,22 @@ TEST(PinPhysical, EveryFailureAfterThePinUndoesIt) {
     EXPECT_FALSE(f.pinned);
     EXPECT_EQ(f.mapped, 0u);
   }
+}
+
+// The pin's scratch IOVA: at the top of what the IOMMU allows (the vIOMMU's 39 bits less the
+// MSI hole), below the previous pin, aligned, or none.
+TEST(ScratchIova, HighestAlignedFitBelowTheCeiling) {
+  const std::vector<IovaRange> ranges = {{0, 0xfedfffff}, {0xfef00000, (uint64_t{1} << 39) - 1}};
+  constexpr size_t kMiB = 1 << 20, k2M = 2 * kMiB;
+  EXPECT_EQ(highest_iova(ranges, 6 * kMiB, k2M, ~uint64_t{0}), (uint64_t{1} << 39) - 6 * kMiB);
+  // The next pin goes below the first.
+  const uint64_t first = highest_iova(ranges, 6 * kMiB, k2M, ~uint64_t{0});
+  EXPECT_EQ(highest_iova(ranges, 4 * kMiB, k2M, first - 1), first - 4 * kMiB);
+  // Too little room under the ceiling in the upper range: the lower one, its end less 3 MiB
+  // (0xfeb00000) rounded down to 2 MiB.
+  EXPECT_EQ(highest_iova(ranges, 3 * kMiB, k2M, 0xfef80000), 0xfea00000u);
+  EXPECT_THROW(highest_iova(ranges, 3 * kMiB, k2M, kMiB), std::system_error);
+  EXPECT_THROW(highest_iova({}, 4096, 4096, ~uint64_t{0}), std::system_error);
 }
 
 }  // namespace
