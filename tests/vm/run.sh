@@ -107,6 +107,8 @@ timeout -s KILL "$timeout_s" qemu-system-x86_64 \
   -chardev socket,id=shared,path="$work/shared.sock" -device vhost-user-fs-pci,chardev=shared,tag=sharedvec,vectors=1 \
   -chardev socket,id=intx,path="$work/intx.sock" -device vhost-user-fs-pci,chardev=intx,tag=intx,vectors=0 \
   -device virtio-rng-pci,iommu_platform=on,disable-legacy=on \
+  -device virtio-rng-pci,iommu_platform=on,disable-legacy=on,vectors=1 \
+  -device virtio-rng-pci,iommu_platform=on,disable-legacy=on,vectors=0 \
   -device pcie-root-port,id=rp1,chassis=1 \
   -chardev socket,id=unplug,path="$work/unplug.sock" -device vhost-user-fs-pci,chardev=unplug,tag=unplug,id=unplugfs,bus=rp1 \
   -qmp unix:"$work/qmp.sock",server=on,wait=off \
