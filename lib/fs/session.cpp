@@ -102,6 +102,18 @@ void Session::start_device(uint64_t device_features) {
       completion_->watch(live.fd, live.events,
                          [this] { fail_all(std::make_error_code(std::errc::not_connected)); },
                          /*once=*/true);
+    // DEVICE_NEEDS_RESET comes as a config interrupt: the device serves nothing more, so every
+    // request fails at once (EIO: broken, as a misbehaving device) instead of waiting for ever.
+    if (const auto config = transport_->config_watch(); config.fd >= 0)
+      completion_->watch(config.fd, config.events, [this] {
+        const std::error_code ec = transport_->config_changed();
+        if (!ec) return;
+        if (!failure())
+          log::error("the device %s: every request fails (%s)",
+                     ec == std::errc::io_error ? "needs a reset (DEVICE_NEEDS_RESET)" : "is gone",
+                     ec.message().c_str());
+        fail_all(ec);
+      }, /*once=*/false);
     completion_->start();
   } catch (...) {
     if (completion_) completion_->stop();

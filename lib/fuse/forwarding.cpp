@@ -89,18 +89,20 @@ std::error_code parse_kernel_init(std::span<const std::byte> args, KernelInit& o
   return {};
 }
 
-uint64_t device_offer(const KernelInit& kernel) { return kernel.flags & kBridgeFlags; }
+uint64_t device_offer(const KernelInit& kernel, bool remote_locks) {
+  return kernel.flags & (kBridgeFlags | (remote_locks ? kRemoteLockFlags : 0));
+}
 
 uint32_t device_minor(const KernelInit& kernel) {
   return std::min<uint32_t>(kernel.minor, FUSE_KERNEL_MINOR_VERSION);
 }
 
 uint32_t make_kernel_init_reply(const KernelInit& kernel, const Negotiated& device,
-                                uint32_t max_transfer, fuse_init_out& out) {
+                                uint32_t max_transfer, fuse_init_out& out, bool remote_locks) {
   out = fuse_init_out{};
   out.major = FUSE_KERNEL_VERSION;
   out.minor = std::min(device_minor(kernel), device.minor);
-  const uint64_t flags = device.flags & device_offer(kernel);
+  const uint64_t flags = device.flags & device_offer(kernel, remote_locks);
   out.flags = static_cast<uint32_t>(flags);
   out.flags2 = static_cast<uint32_t>(flags >> 32);
   out.max_readahead = std::min(kernel.max_readahead, device.max_readahead);

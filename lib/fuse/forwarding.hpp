@@ -49,15 +49,21 @@ constexpr int kernel_errno(int error) {
 
 // Flags the bridge passes between kernel and device untouched: they change what is in the
 // messages or how each side behaves, never how messages travel. Transport flags (splice, DAX,
-// passthrough, io_uring, resend) are not among them.
+// passthrough, io_uring, resend) are not among them, nor, by default, the lock flags.
 inline constexpr uint64_t kBridgeFlags =
-    FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_FILE_OPS | FUSE_ATOMIC_O_TRUNC |
-    FUSE_EXPORT_SUPPORT | FUSE_BIG_WRITES | FUSE_DONT_MASK | FUSE_FLOCK_LOCKS |
+    FUSE_ASYNC_READ | FUSE_FILE_OPS | FUSE_ATOMIC_O_TRUNC |
+    FUSE_EXPORT_SUPPORT | FUSE_BIG_WRITES | FUSE_DONT_MASK |
     FUSE_HAS_IOCTL_DIR | FUSE_AUTO_INVAL_DATA | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
     FUSE_ASYNC_DIO | FUSE_WRITEBACK_CACHE | FUSE_NO_OPEN_SUPPORT | FUSE_PARALLEL_DIROPS |
     FUSE_HANDLE_KILLPRIV | FUSE_POSIX_ACL | FUSE_ABORT_ERROR | FUSE_MAX_PAGES |
     FUSE_CACHE_SYMLINKS | FUSE_NO_OPENDIR_SUPPORT | FUSE_EXPLICIT_INVAL_DATA | FUSE_INIT_EXT |
     FUSE_HANDLE_KILLPRIV_V2 | FUSE_SETXATTR_EXT;
+
+// Who locks. Without these flags the guest kernel keeps POSIX and flock locks itself, local to
+// this mount (as the Linux virtio-fs driver does when the device offers none), and a waiter
+// never ties up the device. With them (-o remote_locks) the device locks, visible to its other
+// clients; a blocking request then waits in the bridge, not at the device (mount/lock_waits.hpp).
+inline constexpr uint64_t kRemoteLockFlags = FUSE_POSIX_LOCKS | FUSE_FLOCK_LOCKS;
 
 // The kernel's INIT request as the bridge reads it (shorter from kernels before 7.36).
 struct KernelInit {
@@ -68,14 +74,14 @@ std::error_code parse_kernel_init(std::span<const std::byte> args, KernelInit& o
 
 // What the device is offered on the kernel's behalf: the kernel's flags the bridge can pass on,
 // at the lower of the two minors.
-uint64_t device_offer(const KernelInit& kernel);
+uint64_t device_offer(const KernelInit& kernel, bool remote_locks = false);
 uint32_t device_minor(const KernelInit& kernel);
 
 // The reply to the kernel once the device settled `device`: the lowest minor of the three,
 // flags all three agree on, sizes no larger than the device allows and the bridge can stage
 // (max_transfer). Returns the number of bytes of `out` the kernel's minor expects.
 uint32_t make_kernel_init_reply(const KernelInit& kernel, const Negotiated& device,
-                                uint32_t max_transfer, fuse_init_out& out);
+                                uint32_t max_transfer, fuse_init_out& out, bool remote_locks = false);
 
 }  // namespace virtiofs::fuse
 

@@ -88,6 +88,13 @@ Bridge::Bridge(fs::Session& session, int fuse_fd, const BridgeOptions& options)
 
   ended_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (ended_fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
+  if (options_.remote_locks)
+    lock_waits_ = std::make_unique<LockWaits>([this](fs::Call& c) { session_.submit(c); },
+                                              [this](fs::Call& c, int error) {
+                                                auto& q = static_cast<Request&>(c);
+                                                reply_error(q.fd, q.unique, error);
+                                                finish(q);
+                                              });
   struct sigaction sa {};
   sa.sa_handler = on_kick;  // no SA_RESTART: a blocked read returns EINTR
   sigemptyset(&sa.sa_mask);
@@ -197,6 +204,12 @@ void Bridge::dispatch(Reader& r, size_t n) {
     case fuse::Route::kDrop:
       return;
     case fuse::Route::kHiprio:
+      if (lock_waits_) {
+        // Interrupts end lock waits, so the kernel must keep sending them: none is refused.
+        fuse_interrupt_in in{};
+        std::memcpy(&in, arg_span.data(), std::min(sizeof(in), arg_span.size()));
+        if (lock_waits_->interrupt(in.unique) || !options_.forward_interrupts) return;
+      }
       if (!options_.forward_interrupts) {
         reply_error(r.fd, header.unique, ENOSYS);
         return;
@@ -299,6 +312,13 @@ void Bridge::forward(Reader& r, const fuse_in_header& header, uint32_t reply_byt
                              header.unique, header.opcode == FUSE_INTERRUPT};
   q.raw = &q.message;
   q.on_done = &Bridge::on_reply;
+  q.lock_wait = lock_waits_ && header.opcode == FUSE_SETLKW;
+  if (q.lock_wait) {
+    // Never a blocking request at the device: SETLK, asked again while busy (lock_waits.hpp).
+    const uint32_t setlk = FUSE_SETLK;
+    std::memcpy(q.in_head + offsetof(fuse_in_header, opcode), &setlk, sizeof(setlk));
+    lock_waits_->begin(q, q.unique);
+  }
   if (hiprio) {
     session_.submit_hiprio(q);
   } else {
@@ -320,6 +340,7 @@ void Bridge::stop() {
   for (auto& r : readers_)
     if (r->thread.joinable()) r->thread.join();
   if (ring_) ring_->stop();
+  if (lock_waits_) lock_waits_->stop();
 }
 
 }  // namespace virtiofs::mount

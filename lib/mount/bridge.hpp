@@ -20,6 +20,7 @@
 #include "mount/in_flight.hpp"
 #include "mount/index_pool.hpp"
 #include "mount/kernel_ring.hpp"
+#include "mount/lock_waits.hpp"
 
 namespace virtiofs::mount {
 
@@ -35,6 +36,10 @@ struct BridgeOptions {
   // fuse module's enable_uring), `io_uring_depth` entries per CPU; /dev/fuse reads otherwise.
   bool io_uring = false;
   unsigned io_uring_depth = 8;
+  // The device keeps POSIX and flock locks (FUSE_POSIX_LOCKS, FUSE_FLOCK_LOCKS passed on), not
+  // the guest kernel; blocking ones wait in the bridge (mount/lock_waits.hpp), and requests then
+  // come through /dev/fuse reads only.
+  bool remote_locks = false;
 };
 
 class Bridge {
@@ -97,6 +102,7 @@ class Bridge {
   int fuse_fd_ = -1;
   std::span<std::byte> ring_memory_;
   std::unique_ptr<KernelRing> ring_;
+  std::unique_ptr<LockWaits> lock_waits_;  // with remote_locks
   std::atomic<uint32_t> max_payload_{kMaxPayload};
   std::atomic<bool> stopping_{false};
   int ended_fd_ = -1;

@@ -27,7 +27,8 @@ void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<cons
     return;
   }
   try {
-    session_.init(fuse::device_offer(kernel), kernel.max_readahead, fuse::device_minor(kernel));
+    session_.init(fuse::device_offer(kernel, options_.remote_locks), kernel.max_readahead,
+                  fuse::device_minor(kernel));
   } catch (const std::system_error& e) {
     reply_error(r.fd, header.unique, e.code().value());
     done(e.what());
@@ -35,7 +36,14 @@ void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<cons
   }
   fuse_init_out out{};
   const uint32_t len = fuse::make_kernel_init_reply(
-      kernel, session_.negotiated(), std::min(kMaxPayload, session_.max_transfer()), out);
+      kernel, session_.negotiated(), std::min(kMaxPayload, session_.max_transfer()), out,
+      options_.remote_locks);
+  if (const uint64_t missing = fuse::kRemoteLockFlags & ~session_.negotiated().flags;
+      options_.remote_locks && missing)
+    log::warn("-o remote_locks: the device keeps no %s locks (virtiofsd: -o posix_lock,flock); "
+              "the kernel keeps them, local to this mount",
+              missing == fuse::kRemoteLockFlags ? "POSIX or flock"
+              : (missing & FUSE_POSIX_LOCKS) ? "POSIX" : "flock");
   const uint32_t pages = (out.flags & FUSE_MAX_PAGES) ? out.max_pages : 32;
   max_payload_.store(std::min(kMaxPayload, pages * 4096), std::memory_order_relaxed);
   if (prepare_ring(kernel)) {
@@ -57,6 +65,11 @@ void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<cons
 
 bool Bridge::prepare_ring(const fuse::KernelInit& kernel) {
   if (!options_.io_uring) return false;
+  if (options_.remote_locks) {
+    // Lock waits are the bridge's (lock_waits.hpp), on the /dev/fuse path only.
+    log::warn("-o remote_locks: serving through /dev/fuse reads, not FUSE over io_uring");
+    return false;
+  }
   if (!(kernel.flags & uring_abi::kFuseOverIoUring)) {
     log::warn("the kernel does not offer FUSE over io_uring (Linux 6.14+, "
               "fuse module parameter enable_uring); serving through /dev/fuse reads");

@@ -16,6 +16,17 @@ namespace virtiofs::mount {
 void Bridge::on_reply(fs::Call& call) {
   auto& q = static_cast<Request&>(call);
   Bridge& b = *q.bridge;
+  if (q.lock_wait) {
+    // The lock is held elsewhere: ask again later (lock_waits.hpp). Anything else is final.
+    // The device's errno comes as the call's error (EIO, ENOTCONN are the session's own).
+    const int error = q.ec ? q.ec.value() : -q.reply.header.error;
+    if (error == EAGAIN || error == EACCES) {
+      b.lock_waits_->again(q, q.unique);
+      return;
+    }
+    b.lock_waits_->end(q.unique);
+    q.lock_wait = false;
+  }
   if (q.ec) {
     b.reply_error(q.fd, q.unique, q.ec.value());
   } else if (q.reply.header.len != 0) {  // zero: an INTERRUPT the device handed back unanswered

@@ -21,6 +21,7 @@ struct Bridge::Request : fs::Call {
   int fd = -1;             // the clone the request came from: its reply must go back there
   uint64_t unique = 0;
   uint32_t opcode = 0;
+  bool lock_wait = false;  // a SETLKW sent as SETLK, asked again while busy (remote_locks)
   std::array<uint32_t, kLandingChunks + 1> chunks{};  // request payload, then reply room
   uint32_t chunk_count = 0;
   std::array<fs::DeviceBuffer, 1 + kLandingChunks> in{};

@@ -20,8 +20,10 @@
 #include <system_error>
 
 #include "fuse/forwarding.hpp"
+#include "mount/entry_carving.hpp"
 #include "mount/fuse_uring_abi.hpp"
 #include "mount/reply_room.hpp"
+#include "virtio/dma_region.hpp"
 #include "log/log.hpp"
 
 namespace virtiofs::mount {
@@ -98,7 +100,8 @@ unsigned KernelRing::kernel_queue_count() {
 }
 
 size_t KernelRing::memory_bytes(unsigned depth, uint32_t payload_bytes) {
-  return size_t{kernel_queue_count()} * depth * (kHeadBytes + size_t{payload_bytes});
+  return entry_memory_bytes(size_t{kernel_queue_count()} * depth, kHeadBytes, payload_bytes,
+                            virtio::DmaRegion::kHugePageBytes);
 }
 
 KernelRing::KernelRing(fs::Session& session, int fuse_fd, std::span<std::byte> memory,
@@ -107,7 +110,13 @@ KernelRing::KernelRing(fs::Session& session, int fuse_fd, std::span<std::byte> m
   const unsigned count = kernel_queue_count();
   if (depth == 0 || memory.size() < memory_bytes(depth, payload_bytes))
     throw std::system_error(EINVAL, std::system_category(), "FUSE over io_uring: too little memory");
-  std::byte* p = memory.data();
+  // No piece may straddle a hugepage: in physical-address mode granules are not adjacent.
+  const EntryCarving carving =
+      carve_entries(size_t{count} * depth, kHeadBytes, payload_bytes, virtio::DmaRegion::kHugePageBytes,
+                    reinterpret_cast<uintptr_t>(memory.data()) % virtio::DmaRegion::kHugePageBytes);
+  if (carving.entries.empty() || carving.bytes > memory.size())
+    throw std::system_error(EINVAL, std::system_category(), "FUSE over io_uring: too little memory");
+  auto place = carving.entries.begin();
   auto fail = [this](int e, const char* what) {
     for (auto& q : queues_) {
       if (q->ring_ready) io_uring_queue_exit(&q->ring);
@@ -140,9 +149,9 @@ KernelRing::KernelRing(fs::Session& session, int fuse_fd, std::span<std::byte> m
       auto e = std::make_unique<Entry>();
       e->owner = this;
       e->queue = &queue;
-      e->head = p;
-      e->payload = p + kHeadBytes;
-      p += kHeadBytes + size_t{payload_bytes};
+      e->head = memory.data() + place->head;
+      e->payload = memory.data() + place->payload;
+      ++place;
       e->registered = {iovec{e->kernel_header.get(), sizeof(uring_abi::RequestHeader)},
                        iovec{e->payload, payload_bytes}};
       e->on_done = &KernelRing::on_reply;

@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -131,6 +132,24 @@ uint64_t Container::find_iova(size_t bytes, size_t align, uint64_t at_least) con
     if (iova_valid(start, bytes)) return start;
   }
   fail(ENOSPC, "no valid IOVA range holds " + std::to_string(bytes) + " bytes");
+}
+
+uint64_t highest_iova(const std::vector<IovaRange>& ranges, size_t bytes, size_t align, uint64_t ceiling) {
+  uint64_t best = 0;
+  bool found = false;
+  for (const auto& r : ranges) {
+    const uint64_t end = std::min(r.last, ceiling);  // inclusive
+    if (bytes == 0 || end < r.first || end - r.first + 1 < bytes) continue;
+    const uint64_t start = (end - bytes + 1) & ~(uint64_t{align} - 1);
+    if (start < r.first) continue;
+    if (!found || start > best) best = start, found = true;
+  }
+  if (!found) fail(ENOSPC, "no valid IOVA range holds " + std::to_string(bytes) + " bytes");
+  return best;
+}
+
+uint64_t Container::find_iova_top(size_t bytes, size_t align, uint64_t ceiling) const {
+  return highest_iova(iova_ranges_, bytes, align, ceiling);
 }
 
 void Container::map_dma(void* vaddr, uint64_t iova, size_t bytes) {

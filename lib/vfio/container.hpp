@@ -15,6 +15,10 @@ struct IovaRange {
   uint64_t last;  // inclusive
 };
 
+// Highest IOVA, aligned to `align`, where `bytes` fit inside one of `ranges` and end at or below
+// `ceiling`; throws ENOSPC when none does. Pure: unit-tested.
+uint64_t highest_iova(const std::vector<IovaRange>& ranges, size_t bytes, size_t align, uint64_t ceiling);
+
 class Container {
  public:
   // Opens /dev/vfio/vfio and /dev/vfio/<group of pci_address>, attaches and sets the IOMMU.
@@ -29,6 +33,9 @@ class Container {
   const std::vector<IovaRange>& iova_ranges() const { return iova_ranges_; }
   // Lowest IOVA at or above `at_least` where `bytes` fit in a valid range, aligned to `align`.
   uint64_t find_iova(size_t bytes, size_t align, uint64_t at_least = 0) const;
+  // Highest IOVA where `bytes` fit in a valid range and end at or below `ceiling`, aligned to
+  // `align`: scratch space above any physical address, for pinning (see physical_memory.hpp).
+  uint64_t find_iova_top(size_t bytes, size_t align, uint64_t ceiling) const;
   bool iova_valid(uint64_t iova, size_t bytes) const;
   void map_dma(void* vaddr, uint64_t iova, size_t bytes);
   void unmap_dma(uint64_t iova, size_t bytes);

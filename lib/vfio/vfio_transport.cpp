@@ -1,7 +1,10 @@
 #include "vfio/vfio_transport.hpp"
 
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <system_error>
@@ -45,6 +48,7 @@ VfioTransport::~VfioTransport() {
   } catch (...) {
     // A lost device cannot be reset; closing VFIO stops it either way.
   }
+  if (config_event_ >= 0) close(config_event_);
 }
 
 uint64_t VfioTransport::device_features() {
@@ -85,15 +89,44 @@ std::unique_ptr<virtio::DmaRegion> VfioTransport::allocate_memory(size_t bytes, 
   // boundary for each piece, wasting less than the piece: twice the size always suffices.
   auto region = std::make_unique<DmaRegion>(2 * bytes + DmaRegion::kHugePageBytes, 0, name,
                                             virtio::Backing::kHugePages);
-  auto granules = physical_granules(region->base(), region->size(), DmaRegion::kHugePageBytes);
-  for (size_t i = 0; i < granules.size(); ++i) {
-    // 1:1, for platforms where the device's DMA does go through the IOMMU.
-    if (container_->iova_valid(granules[i], DmaRegion::kHugePageBytes))
-      container_->map_dma(region->base() + i * DmaRegion::kHugePageBytes, granules[i],
-                          DmaRegion::kHugePageBytes);
-  }
+  auto granules = pin_physical(region->base(), region->size(), DmaRegion::kHugePageBytes, pin_steps());
   region->set_granule_addresses(DmaRegion::kHugePageBytes, std::move(granules));
   return region;
+}
+
+PinSteps VfioTransport::pin_steps() {
+  auto seen = [this](const char* step) {
+    if (pin_observer_) pin_observer_(step);
+  };
+  auto scratch = std::make_shared<std::pair<uint64_t, size_t>>();
+  PinSteps s;
+  // The pin is a mapping at a scratch IOVA at the top of what the IOMMU allows, above any
+  // physical address the 1:1 mappings below take.
+  s.pin = [this, seen, scratch](std::byte* base, size_t bytes) {
+    const uint64_t iova = container_->find_iova_top(bytes, virtio::DmaRegion::kHugePageBytes, scratch_ceiling_);
+    try {
+      container_->map_dma(base, iova, bytes);
+    } catch (const std::system_error& e) {
+      fail(e.code().value(), "pinning " + std::to_string(bytes >> 20) + " MiB of device memory failed (" +
+                                 e.code().message() + "): run as root or raise RLIMIT_MEMLOCK, and "
+                                 "reserve hugepages outside movable memory (hugepages= at boot)");
+    }
+    *scratch = {iova, bytes};
+    scratch_ceiling_ = iova ? iova - 1 : 0;  // the next region's pin goes below
+    seen("pinned");
+  };
+  s.unpin = [this, scratch] { container_->unmap_dma(scratch->first, scratch->second); };
+  s.read_pagemap = [seen](const std::byte* base, size_t bytes) {
+    seen("read");
+    return read_pagemap(base, bytes);
+  };
+  s.can_map = [this](uint64_t phys, size_t bytes) { return container_->iova_valid(phys, bytes); };
+  s.map = [this, seen](std::byte* va, uint64_t phys, size_t bytes) {
+    container_->map_dma(va, phys, bytes);
+    seen("mapped");
+  };
+  s.unmap = [this](uint64_t phys, size_t bytes) { container_->unmap_dma(phys, bytes); };
+  return s;
 }
 
 void VfioTransport::register_memory(const virtio::DmaRegion&) {
@@ -104,23 +137,33 @@ void VfioTransport::enable_interrupts() {
   const unsigned queues = virtio_->num_queues();
   vectors_ = pci_->enable_interrupts(queues + 1);
   call_fds_.assign(queues, vectors_.front());
-  if (pci_->irq_mode() != IrqMode::kMsix) {
+  if (pci_->irq_mode() == IrqMode::kMsix) {
+    // Vector 0 for config changes, vector q+1 for queue q; with fewer vectors, all share vector 0.
+    const bool dedicated = vectors_.size() >= queues + 1u;
+    if (!virtio_->set_config_vector(0)) fail(EIO, "device refused its config MSI-X vector");
+    for (unsigned q = 0; q < queues; ++q) {
+      const uint16_t v = dedicated ? static_cast<uint16_t>(q + 1) : 0;
+      if (!virtio_->set_queue_vector(static_cast<uint16_t>(q), v)) {
+        if (!virtio_->set_queue_vector(static_cast<uint16_t>(q), 0))
+          fail(EIO, "device refused MSI-X vectors for queue " + std::to_string(q));
+        call_fds_[q] = vectors_[0];
+        continue;
+      }
+      call_fds_[q] = vectors_[v];
+    }
+  } else {
     virtio_->set_config_vector(kNoVector);
+  }
+  // Config changes get their own fd: vector 0 when no queue shares it; otherwise an eventfd that
+  // rearm_interrupt signals when the shared interrupt turns out to be (also) about the config.
+  config_shared_ = std::find(call_fds_.begin(), call_fds_.end(), vectors_[0]) != call_fds_.end();
+  if (!config_shared_) {
+    config_fd_ = vectors_[0];
     return;
   }
-  // Vector 0 for config changes, vector q+1 for queue q; with fewer vectors, all share vector 0.
-  const bool dedicated = vectors_.size() >= queues + 1u;
-  if (!virtio_->set_config_vector(0)) fail(EIO, "device refused its config MSI-X vector");
-  for (unsigned q = 0; q < queues; ++q) {
-    const uint16_t v = dedicated ? static_cast<uint16_t>(q + 1) : 0;
-    if (!virtio_->set_queue_vector(static_cast<uint16_t>(q), v)) {
-      if (!virtio_->set_queue_vector(static_cast<uint16_t>(q), 0))
-        fail(EIO, "device refused MSI-X vectors for queue " + std::to_string(q));
-      call_fds_[q] = vectors_[0];
-      continue;
-    }
-    call_fds_[q] = vectors_[v];
-  }
+  config_event_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (config_event_ < 0) fail(errno, "eventfd");
+  config_fd_ = config_event_;
 }
 
 void VfioTransport::setup_queue(const virtio::QueueSetup& q) {
@@ -148,11 +191,34 @@ void VfioTransport::start() {
 
 int VfioTransport::call_fd(unsigned index) const { return call_fds_.at(index); }
 
-void VfioTransport::rearm_interrupt(unsigned) {
-  if (pci_->irq_mode() != IrqMode::kIntx) return;
-  // INTx: reading the ISR lowers the line; VFIO masked it when it fired.
-  virtio_->read_isr();
-  pci_->unmask_intx();
+void VfioTransport::rearm_interrupt(unsigned index) {
+  if (!config_shared_ || call_fds_.at(index) != vectors_[0]) return;
+  if (pci_->irq_mode() == IrqMode::kIntx) {
+    // INTx: reading the ISR lowers the line (VFIO masked it when it fired) and says whether the
+    // device changed its config (bit 1) besides using buffers (bit 0).
+    if (virtio_->read_isr() & kIsrConfig) signal_config();
+    pci_->unmask_intx();
+    return;
+  }
+  // One MSI-X vector for all: with MSI-X the ISR need not tell (§4.1.4.5), the status does.
+  if (virtio_->status() & status::kNeedsReset) signal_config();
+}
+
+void VfioTransport::signal_config() {
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = write(config_event_, &one, sizeof(one));
+}
+
+virtio::Transport::LivenessWatch VfioTransport::config_watch() const { return {config_fd_, POLLIN}; }
+
+std::error_code VfioTransport::config_changed() {
+  uint64_t count;
+  [[maybe_unused]] ssize_t n = read(config_fd_, &count, sizeof(count));  // non-blocking
+  const uint8_t s = virtio_->status();
+  // All ones: the device is gone (the liveness watch says so too).
+  if (s == 0xff) return std::make_error_code(std::errc::not_connected);
+  if (s & status::kNeedsReset) return std::make_error_code(std::errc::io_error);
+  return {};
 }
 
 void VfioTransport::notify(unsigned index) {

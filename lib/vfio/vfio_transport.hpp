@@ -4,16 +4,19 @@
 //
 // Addresses the device sees: with VIRTIO_F_ACCESS_PLATFORM, IOVAs we map in the IOMMU; without it
 // (QEMU's vhost-user-fs-pci), the device bypasses the IOMMU and uses physical addresses, so
-// device memory is hugepages, locked, with physical addresses from /proc/self/pagemap (and mapped
-// 1:1 in the IOMMU for platforms that do translate).
+// device memory is hugepages, pinned (a VFIO mapping at a scratch IOVA) before their physical
+// addresses are read from /proc/self/pagemap, mapped 1:1 in the IOMMU for platforms that do
+// translate, and checked unchanged afterwards (physical_memory.hpp).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "vfio/container.hpp"
 #include "vfio/pci_device.hpp"
+#include "vfio/physical_memory.hpp"
 #include "vfio/sysfs.hpp"
 #include "vfio/virtio_pci.hpp"
 #include "virtio/transport.hpp"
@@ -40,15 +43,22 @@ class VfioTransport final : public virtio::Transport {
   void rearm_interrupt(unsigned index) override;
   void notify(unsigned index) override;
   LivenessWatch liveness() const override;
+  LivenessWatch config_watch() const override;
+  std::error_code config_changed() override;
   void stop() override;
 
   Addressing addressing() const { return addressing_; }
   IrqMode irq_mode() const { return pci_->irq_mode(); }
   const std::string& address() const { return address_; }
   uint16_t queue_max_size(unsigned index) { return virtio_->queue_max_size(static_cast<uint16_t>(index)); }
+  // Test seam: called at each step of pinning physical-address memory ("pinned", "read" before
+  // each read of the addresses, "mapped" after each 1:1 mapping).
+  void observe_pinning(std::function<void(const char* step)> observer) { pin_observer_ = std::move(observer); }
 
  private:
   void enable_interrupts();
+  PinSteps pin_steps();
+  void signal_config();
 
   std::string address_;
   std::unique_ptr<Container> container_;
@@ -60,7 +70,12 @@ class VfioTransport final : public virtio::Transport {
   std::vector<int> call_fds_;  // per queue
   std::span<const int> vectors_;
   int request_fd_ = -1;
+  int config_fd_ = -1;       // what config_watch() reports: vector 0, or config_event_
+  int config_event_ = -1;    // ours, when the config interrupt shares the queues' vector or INTx
+  bool config_shared_ = false;
   bool stopped_ = false;
+  uint64_t scratch_ceiling_ = ~uint64_t{0};  // pins go below here, downwards
+  std::function<void(const char*)> pin_observer_;
 };
 
 }  // namespace virtiofs::vfio

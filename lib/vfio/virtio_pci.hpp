@@ -42,6 +42,7 @@ inline constexpr uint8_t kFailed = 128;
 }  // namespace status
 
 inline constexpr uint16_t kNoVector = 0xffff;
+inline constexpr uint8_t kIsrConfig = 2;  // ISR status bit 1: the configuration changed
 
 class VirtioPci {
  public:

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 
 #include "virtio/dma_region.hpp"
 #include "virtio/split_ring_layout.hpp"
@@ -54,6 +55,14 @@ class Transport {
     short events = 0;
   };
   virtual LivenessWatch liveness() const = 0;
+  // The device's configuration-change interrupt (virtio §4.1.5.3), which is also how it says it
+  // set DEVICE_NEEDS_RESET: an fd that becomes readable when the device may have changed its
+  // status or config (fd -1: the transport has none). It is never a queue's call fd.
+  virtual LivenessWatch config_watch() const { return {}; }
+  // After the config watch fired: takes the signal and reads the device status. Returns the error
+  // the session must fail with (EIO: the device set DEVICE_NEEDS_RESET, its queues are no longer
+  // served), or none for a mere config change.
+  virtual std::error_code config_changed() { return {}; }
   // Stops the device's queues; safe to call once after a loss too.
   virtual void stop() = 0;
 };

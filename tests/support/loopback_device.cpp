@@ -30,6 +30,7 @@ LoopbackDevice::LoopbackDevice(const LoopbackConfig& config, ChainHandler& handl
     : config_(config), handler_(handler) {
   if (config_.request_queues == 0) throw std::invalid_argument("a device has request queues");
   liveness_fd_ = make_eventfd();
+  config_fd_ = make_eventfd();
   const int shared = config_.shared_call_fd ? make_eventfd() : -1;
   for (unsigned i = 0; i < num_queues(); ++i) {
     auto q = std::make_unique<Queue>();
@@ -44,6 +45,7 @@ LoopbackDevice::~LoopbackDevice() {
   for (size_t i = 0; i < queues_.size(); ++i)
     if (i == 0 || !config_.shared_call_fd) close(queues_[i]->call_fd);
   close(liveness_fd_);
+  close(config_fd_);
   if (map_) munmap(map_, map_len_);
 }
 
@@ -307,6 +309,13 @@ void LoopbackDevice::lose() {
     q->cv.notify_all();
   }
 }
+
+void LoopbackDevice::set_needs_reset() {
+  needs_reset_.store(true);
+  write_one(config_fd_);
+}
+
+void LoopbackDevice::config_interrupt() { write_one(config_fd_); }
 
 void LoopbackDevice::signal(Queue& q, bool interrupt) {
   if (interrupt) write_one(q.call_fd);

@@ -63,6 +63,9 @@ class LoopbackDevice final : public DeviceQueues {
   int call_fd(unsigned queue) const;
   void notify(unsigned queue);
   int liveness_fd() const { return liveness_fd_; }
+  // The config-change interrupt's eventfd and the device status bit it may announce.
+  int config_fd() const { return config_fd_; }
+  bool needs_reset() const { return needs_reset_.load(); }
   // Joins the device threads (bounded by the handler's own delays); later calls are no-ops.
   void stop();
 
@@ -102,6 +105,11 @@ class LoopbackDevice final : public DeviceQueues {
   void jump_used_idx(unsigned queue, uint16_t by) override;
   // Fires the liveness eventfd: the driver sees the device lost; nothing more is answered.
   void lose() override;
+  // Sets DEVICE_NEEDS_RESET and raises the config interrupt. The queues go on as they were, so
+  // completions may race the failure.
+  void set_needs_reset();
+  // A config change that is only that (no status bit).
+  void config_interrupt();
   unsigned num_queues() const override { return 1 + config_.request_queues; }
   uint16_t queue_size(unsigned queue) const override;
 
@@ -146,6 +154,8 @@ class LoopbackDevice final : public DeviceQueues {
   size_t map_len_ = 0;
   std::vector<std::unique_ptr<Queue>> queues_;
   int liveness_fd_ = -1;
+  int config_fd_ = -1;
+  std::atomic<bool> needs_reset_{false};
   std::atomic<bool> lost_{false};
   std::atomic<bool> stopping_{false};
   bool started_ = false;

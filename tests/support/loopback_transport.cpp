@@ -1,6 +1,7 @@
 #include "support/loopback_transport.hpp"
 
 #include <poll.h>
+#include <unistd.h>
 
 namespace virtiofs::test {
 
@@ -17,6 +18,16 @@ std::unique_ptr<virtio::DmaRegion> LoopbackTransport::allocate_memory(size_t byt
 
 virtio::Transport::LivenessWatch LoopbackTransport::liveness() const {
   return {device_->liveness_fd(), POLLIN};
+}
+
+virtio::Transport::LivenessWatch LoopbackTransport::config_watch() const {
+  return {device_->config_fd(), POLLIN};
+}
+
+std::error_code LoopbackTransport::config_changed() {
+  uint64_t count;
+  [[maybe_unused]] ssize_t n = read(device_->config_fd(), &count, sizeof(count));
+  return device_->needs_reset() ? std::make_error_code(std::errc::io_error) : std::error_code{};
 }
 
 }  // namespace virtiofs::test

@@ -26,6 +26,8 @@ class LoopbackTransport final : public virtio::Transport {
   int call_fd(unsigned index) const override { return device_->call_fd(index); }
   void notify(unsigned index) override { device_->notify(index); }
   LivenessWatch liveness() const override;
+  LivenessWatch config_watch() const override;
+  std::error_code config_changed() override;
   void stop() override { device_->stop(); }
 
  private:

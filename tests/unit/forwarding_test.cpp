@@ -119,6 +119,25 @@ TEST(Forwarding, OfferToTheDeviceKeepsOnlyPassThroughFlags) {
   EXPECT_EQ(device_minor(kernel_init(31, 0)), 31u);
 }
 
+// Locks stay with the guest kernel unless the mount asks for the device's (-o remote_locks).
+TEST(Forwarding, LockFlagsOnlyWithRemoteLocks) {
+  const uint64_t locks = FUSE_POSIX_LOCKS | FUSE_FLOCK_LOCKS;
+  auto k = kernel_init(45, FUSE_ASYNC_READ | locks);
+  EXPECT_EQ(device_offer(k) & locks, 0u);
+  EXPECT_EQ(device_offer(k, true) & locks, locks);
+  Negotiated device;
+  device.major = 7;
+  device.minor = 36;
+  device.flags = FUSE_ASYNC_READ | locks;  // a device that would lock (virtiofsd -o posix_lock,flock)
+  device.max_write = 1 << 20;
+  device.max_pages = 256;
+  fuse_init_out out{};
+  make_kernel_init_reply(k, device, 1 << 20, out);
+  EXPECT_EQ(out.flags & locks, 0u) << "the kernel must keep its locks";
+  make_kernel_init_reply(k, device, 1 << 20, out, true);
+  EXPECT_EQ(out.flags & locks, locks);
+}
+
 TEST(Forwarding, KernelReplyIsTheIntersectionAndTheSmallest) {
   auto k = kernel_init(45, FUSE_ASYNC_READ | FUSE_MAX_PAGES | FUSE_POSIX_LOCKS, 1 << 17);
   Negotiated device;

@@ -3,11 +3,17 @@
 // memory carved so that no piece crosses a physically discontiguous granule.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
+#include <string>
+#include <vector>
 
+#include "vfio/container.hpp"
+#include "vfio/physical_memory.hpp"
 #include "vfio/sysfs.hpp"
 #include "vfio/virtio_pci.hpp"
+#include "mount/entry_carving.hpp"
 #include "virtio/dma_region.hpp"
 
 namespace virtiofs::vfio {
@@ -142,6 +148,159 @@ TEST(DmaRegionGranules, LinearTranslationByDefault) {
   EXPECT_TRUE(r.contiguous(p, 300000));
   EXPECT_EQ(r.device_addr(p + 7), 0x40000000u + static_cast<size_t>(p - r.base()) + 7);
   EXPECT_THROW(r.set_granule_addresses(4096, {}), std::system_error);
+}
+
+// FUSE over io_uring entries (16 KiB head + 1 MiB payload, as the bridge uses them) in 2 MiB
+// granules: carved back to back they straddle every other boundary and the device's buffer
+// fails with EFAULT in physical-address mode.
+TEST(EntryCarving, NoPieceStraddlesAGranuleWhereverTheMemoryStarts) {
+  constexpr size_t g = virtio::DmaRegion::kHugePageBytes, head = 16 << 10, payload = 1 << 20;
+  for (size_t count : {1u, 2u, 3u, 7u, 64u}) {
+    for (size_t start = 0; start < g; start += 4096) {
+      const mount::EntryCarving c = mount::carve_entries(count, head, payload, g, start);
+      ASSERT_EQ(c.entries.size(), count);
+      ASSERT_LE(c.bytes, mount::entry_memory_bytes(count, head, payload, g)) << "start " << start;
+      std::vector<std::pair<size_t, size_t>> pieces;
+      for (const auto& e : c.entries) {
+        pieces.push_back({e.head, head});
+        pieces.push_back({e.payload, payload});
+      }
+      std::sort(pieces.begin(), pieces.end());
+      for (size_t i = 0; i < pieces.size(); ++i) {
+        const auto [off, len] = pieces[i];
+        const size_t first = start + off, last = first + len - 1;
+        ASSERT_EQ(first / g, last / g) << "count " << count << " start " << start << " at " << off;
+        ASSERT_LE(off + len, c.bytes);
+        if (i + 1 < pieces.size()) {
+          ASSERT_LE(off + len, pieces[i + 1].first) << "overlap";
+        }
+      }
+    }
+  }
+}
+
+TEST(EntryCarving, PacksWithoutWasteFromABoundary) {
+  constexpr size_t g = size_t{2} << 20, head = 16 << 10, payload = 1 << 20;
+  // Two payloads per granule, then 128 heads per granule: nothing skipped.
+  EXPECT_EQ(mount::carve_entries(64, head, payload, g, 0).bytes, 64 * (head + payload));
+  EXPECT_TRUE(mount::carve_entries(1, head, 3 << 20, g, 0).entries.empty());  // cannot fit
+}
+
+// ---- Physical-address memory: pin, read, map 1:1, verify; undo on every failure ----
+
+constexpr uint64_t kPresentBit = uint64_t{1} << 63;
+
+// Pagemap entries for granules of `per` pages starting at the given frame numbers.
+std::vector<uint64_t> pagemap_of(std::vector<uint64_t> first_pfns, size_t per) {
+  std::vector<uint64_t> e;
+  for (uint64_t pfn : first_pfns)
+    for (size_t i = 0; i < per; ++i) e.push_back(kPresentBit | (pfn + i));
+  return e;
+}
+
+TEST(GranuleAddresses, ContiguousRunsPresentAndVisible) {
+  EXPECT_EQ(granule_addresses(pagemap_of({0x200, 0x100}, 4), 4, 4 * 4096),
+            (std::vector<uint64_t>{0x200000, 0x100000}));
+  auto broken = pagemap_of({0x200}, 4);
+  broken[2] += 1;
+  EXPECT_THROW(granule_addresses(broken, 4, 4 * 4096), std::system_error);  // not contiguous
+  auto absent = pagemap_of({0x200}, 4);
+  absent[1] &= ~kPresentBit;
+  EXPECT_THROW(granule_addresses(absent, 4, 4 * 4096), std::system_error);
+  std::vector<uint64_t> hidden(4, kPresentBit);  // pfn 0: not root
+  try {
+    granule_addresses(hidden, 4, 4 * 4096);
+    ADD_FAILURE() << "hidden frame numbers accepted";
+  } catch (const std::system_error& e) {
+    EXPECT_NE(std::string(e.what()).find("root"), std::string::npos) << e.what();
+  }
+}
+
+// Records the steps; pagemap reads return what `reads` holds, one per read.
+struct FakePinning {
+  std::vector<std::string> log;
+  std::vector<std::vector<uint64_t>> reads;
+  bool pinned = false;
+  size_t mapped = 0;
+  std::string fail_at;  // a step that throws
+  uint64_t translated_below = ~uint64_t{0};  // what the IOMMU takes 1:1
+
+  PinSteps steps() {
+    PinSteps s;
+    auto step = [this](const std::string& name) {
+      log.push_back(name);
+      if (name == fail_at) throw std::system_error(ENOMEM, std::generic_category(), name);
+    };
+    s.pin = [this, step](std::byte*, size_t) { step("pin"); pinned = true; };
+    s.unpin = [this, step] { step("unpin"); pinned = false; };
+    s.read_pagemap = [this, step](const std::byte*, size_t) {
+      // Reading an address that is not pinned yet is the bug this order prevents.
+      step(pinned ? "read" : "read-unpinned");
+      auto r = reads.at(0);
+      if (reads.size() > 1) reads.erase(reads.begin());
+      return r;
+    };
+    s.can_map = [this](uint64_t phys, size_t bytes) { return phys + bytes <= translated_below; };
+    s.map = [this, step](std::byte*, uint64_t, size_t) { step("map"); ++mapped; };
+    s.unmap = [this, step](uint64_t, size_t) { step("unmap"); --mapped; };
+    return s;
+  }
+};
+
+constexpr size_t kPer = 4, kGranule = kPer * 4096;
+alignas(4096) std::byte pin_memory[2 * kGranule];
+
+TEST(PinPhysical, PinsBeforeReadingThenMapsThenVerifies) {
+  FakePinning f;
+  f.reads = {pagemap_of({0x400, 0x300}, kPer)};
+  f.translated_below = 0x400000;  // the first granule is beyond what the IOMMU translates
+  EXPECT_EQ(pin_physical(pin_memory, sizeof(pin_memory), kGranule, f.steps()),
+            (std::vector<uint64_t>{0x400000, 0x300000}));
+  EXPECT_EQ(f.log, (std::vector<std::string>{"pin", "read", "map", "read"}));
+  EXPECT_TRUE(f.pinned);
+}
+
+TEST(PinPhysical, EveryFailureAfterThePinUndoesIt) {
+  struct Case {
+    std::string fail_at;
+    std::vector<std::vector<uint64_t>> reads;
+    std::vector<std::string> expected;
+  };
+  auto noncontiguous = pagemap_of({0x300, 0x500}, kPer);
+  noncontiguous[5] += 7;
+  const std::vector<Case> cases = {
+      {"pin", {pagemap_of({0x300, 0x500}, kPer)}, {"pin"}},
+      {"", {noncontiguous}, {"pin", "read", "unpin"}},
+      {"map", {pagemap_of({0x300, 0x500}, kPer)}, {"pin", "read", "map", "unpin"}},
+      // The addresses changed between the reads: whatever was mapped goes, then the pin.
+      {"", {pagemap_of({0x300, 0x500}, kPer), pagemap_of({0x300, 0x700}, kPer)},
+       {"pin", "read", "map", "map", "read", "unmap", "unmap", "unpin"}},
+  };
+  for (const Case& c : cases) {
+    FakePinning f;
+    f.fail_at = c.fail_at;
+    f.reads = c.reads;
+    EXPECT_THROW(pin_physical(pin_memory, sizeof(pin_memory), kGranule, f.steps()), std::system_error);
+    EXPECT_EQ(f.log, c.expected) << "failing at " << c.fail_at;
+    EXPECT_FALSE(f.pinned);
+    EXPECT_EQ(f.mapped, 0u);
+  }
+}
+
+// The pin's scratch IOVA: at the top of what the IOMMU allows (the vIOMMU's 39 bits less the
+// MSI hole), below the previous pin, aligned, or none.
+TEST(ScratchIova, HighestAlignedFitBelowTheCeiling) {
+  const std::vector<IovaRange> ranges = {{0, 0xfedfffff}, {0xfef00000, (uint64_t{1} << 39) - 1}};
+  constexpr size_t kMiB = 1 << 20, k2M = 2 * kMiB;
+  EXPECT_EQ(highest_iova(ranges, 6 * kMiB, k2M, ~uint64_t{0}), (uint64_t{1} << 39) - 6 * kMiB);
+  // The next pin goes below the first.
+  const uint64_t first = highest_iova(ranges, 6 * kMiB, k2M, ~uint64_t{0});
+  EXPECT_EQ(highest_iova(ranges, 4 * kMiB, k2M, first - 1), first - 4 * kMiB);
+  // Too little room under the ceiling in the upper range: the lower one, its end less 3 MiB
+  // (0xfeb00000) rounded down to 2 MiB.
+  EXPECT_EQ(highest_iova(ranges, 3 * kMiB, k2M, 0xfef80000), 0xfea00000u);
+  EXPECT_THROW(highest_iova(ranges, 3 * kMiB, k2M, kMiB), std::system_error);
+  EXPECT_THROW(highest_iova({}, 4096, 4096, ~uint64_t{0}), std::system_error);
 }
 
 }  // namespace

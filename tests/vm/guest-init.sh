@@ -7,10 +7,13 @@
 virtiofs probe
 fs=$(virtiofs probe | awk '$4 == "vmfs" { print $1 }')
 view=$(virtiofs probe | awk '$4 == "hostview" { print $1 }')
-rng=
+# The rngs in slot order: one MSI-X vector per queue, then one vector only, then none (INTx).
+rngs=
 for d in /sys/bus/pci/devices/*; do
-  [ "$(cat "$d/vendor")" = 0x1af4 ] && [ "$(cat "$d/device")" = 0x1044 ] && rng=${d##*/}
+  [ "$(cat "$d/vendor")" = 0x1af4 ] && [ "$(cat "$d/device")" = 0x1044 ] && rngs="$rngs ${d##*/}"
 done
+rng=$(echo $rngs | cut -d' ' -f1)
+rng_fallbacks=$(echo $rngs | cut -s -d' ' -f2-)
 if [ -z "$fs" ] || [ -z "$view" ]; then
   log "virtio-fs devices not found"
   failed=1
@@ -23,16 +26,16 @@ step "virtiofs bind vmfs" virtiofs bind vmfs
 for tag in sharedvec intx; do step "virtiofs bind $tag" virtiofs bind $tag; done
 shared=$(virtiofs probe | awk '$4 == "sharedvec" { print $1 }')
 intx=$(virtiofs probe | awk '$4 == "intx" { print $1 }')
-if [ -n "$rng" ]; then
-  echo vfio-pci > "/sys/bus/pci/devices/$rng/driver_override"
-  [ -e "/sys/bus/pci/devices/$rng/driver" ] && echo "$rng" > "/sys/bus/pci/devices/$rng/driver/unbind"
-  echo "$rng" > /sys/bus/pci/drivers_probe
-fi
+for r in $rngs; do
+  echo vfio-pci > "/sys/bus/pci/devices/$r/driver_override"
+  [ -e "/sys/bus/pci/devices/$r/driver" ] && echo "$r" > "/sys/bus/pci/devices/$r/driver/unbind"
+  echo "$r" > /sys/bus/pci/drivers_probe
+done
 virtiofs probe
 
 export VIRTIOFS_TEST_PCI_DEVICE=$fs VIRTIOFS_TEST_OTHER_FS=$view VIRTIOFS_TEST_RNG_DEVICE=$rng \
        VIRTIOFS_TEST_MOUNT_TOOL=/bin/virtiofs-mount VIRTIOFS_TEST_SHARED_VECTOR_DEVICE=$shared \
-       VIRTIOFS_TEST_INTX_DEVICE=$intx
+       VIRTIOFS_TEST_INTX_DEVICE=$intx VIRTIOFS_TEST_RNG_FALLBACKS="$rng_fallbacks"
 step "vm_tests" vm_tests
 VIRTIOFS_TEST_HOST_VIEW=/host step "integration tests over VFIO" \
   integration_tests --gtest_filter='ClientTest.*:SmallRingTest.*'

@@ -47,6 +47,8 @@ vm_fs_device intx intx vectors=0
 vm_accel "${VIRTIOFS_VM_ACCEL:-tcg}"  # the rig's timings are TCG's unless asked
 vm_qemu 1,maxcpus=2 \
   -device virtio-rng-pci,iommu_platform=on,disable-legacy=on \
+  -device virtio-rng-pci,iommu_platform=on,disable-legacy=on,vectors=1 \
+  -device virtio-rng-pci,iommu_platform=on,disable-legacy=on,vectors=0 \
   -device pcie-root-port,id=rp1,chassis=1 \
   -chardev socket,id=unplug,path="$work/unplug.sock" -device vhost-user-fs-pci,chardev=unplug,tag=unplug,id=unplugfs,bus=rp1 \
   -qmp unix:"$work/qmp.sock",server=on,wait=off \

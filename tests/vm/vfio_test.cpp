@@ -5,6 +5,7 @@
 //   VIRTIOFS_TEST_MOUNT_TOOL  the virtiofs-mount binary
 //   VIRTIOFS_TEST_SHARED_VECTOR_DEVICE, VIRTIOFS_TEST_INTX_DEVICE
 //                             virtio-fs devices with one MSI-X vector, and with none (INTx)
+//   VIRTIOFS_TEST_RNG_FALLBACKS  rng devices (vfio-pci) with one MSI-X vector, and with none
 // The physical-address path runs against the virtio-fs device (no ACCESS_PLATFORM); the IOVA
 // path against the rng, which honours the vIOMMU.
 #include <gtest/gtest.h>
@@ -16,12 +17,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "vfio/discovery.hpp"
 #include "vfio/vfio_transport.hpp"
@@ -178,6 +182,103 @@ TEST_F(VmTest, IovaPathOnAnIommuHonouringRng) {
   size_t nonzero = 0;
   for (uint32_t i = 0; i < used[0].len; ++i) nonzero += buf[i] != std::byte{0};
   EXPECT_GT(nonzero, used[0].len / 2) << "the device wrote through the IOMMU mapping";
+}
+
+// VmLck of this process in KiB: VFIO accounts the pages it pins there (and nothing here mlocks).
+long locked_kib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmLck:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+// Physical addresses are read only from pinned memory: mlock would let the kernel migrate the
+// pages (and the device write into freed ones). The pin is VFIO's, so it shows in VmLck before
+// the first read; then the 1:1 mappings, then a second read that checks nothing moved.
+TEST_F(VmTest, DeviceMemoryIsPinnedBeforeItsAddressesAreRead) {
+  vfio::VfioTransport t(fs_device);
+  t.set_driver_features(t.device_features() & virtio::kDriverFeatures);
+  ASSERT_EQ(t.addressing(), vfio::Addressing::kPhysical);
+  const long before = locked_kib();
+  ASSERT_GE(before, 0);
+  std::vector<std::pair<std::string, long>> steps;
+  t.observe_pinning([&](const char* step) { steps.emplace_back(step, locked_kib()); });
+  auto region = t.allocate_memory(1 << 20, "pin-order");
+  std::vector<std::string> names;
+  for (auto& [name, kib] : steps)
+    if (names.empty() || names.back() != name) names.push_back(name);
+  // The vIOMMU translates all of a 1 GiB guest: every granule is mapped 1:1 too.
+  EXPECT_EQ(names, (std::vector<std::string>{"pinned", "read", "mapped", "read"}));
+  const auto first_read = std::find_if(steps.begin(), steps.end(), [](auto& s) { return s.first == "read"; });
+  ASSERT_NE(first_read, steps.end());
+  EXPECT_GE(first_read->second - before, static_cast<long>(region->size() >> 10))
+      << "the addresses were read before VFIO pinned the memory";
+}
+
+// QEMU sets DEVICE_NEEDS_RESET on a device whose queues it serves itself (virtio_error) when the
+// driver publishes a head the ring does not have, and raises the config interrupt. The rng is
+// such a device: the transport's config watch must fire, on its own vector or (shared vector,
+// INTx) routed by rearm_interrupt from the queue interrupt, and config_changed() say EIO.
+void expect_needs_reset_seen(const std::string& device) {
+  vfio::VfioTransport t(device, 0x1044);
+  t.set_driver_features(t.device_features() & virtio::kDriverFeatures & ~virtio::feature::kRingEventIdx);
+  auto region = t.allocate_memory(64 << 10, "needs-reset");
+  constexpr uint16_t kSize = 8;
+  const virtio::RingMemory rm = setup_rings(t, *region, 1, kSize);
+  const auto watch = t.config_watch();
+  ASSERT_GE(watch.fd, 0);
+  EXPECT_NE(watch.fd, t.call_fd(0)) << "the config watch must not steal queue interrupts";
+  EXPECT_FALSE(t.config_changed()) << "a healthy device reported as broken";
+
+  rm.avail->ring[0].store(0xffff);  // no such descriptor
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  rm.avail->idx.store(1);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  t.notify(0);
+  bool seen = false;
+  for (int turn = 0; turn < 100 && !seen; ++turn) {
+    std::array<pollfd, 2> p{{{watch.fd, POLLIN, 0}, {t.call_fd(0), POLLIN, 0}}};
+    ASSERT_GE(poll(p.data(), p.size(), 10000), 1) << "no interrupt within 10 s";
+    if (p[1].revents & POLLIN) {
+      uint64_t count;
+      [[maybe_unused]] ssize_t n = read(t.call_fd(0), &count, sizeof(count));
+      t.rearm_interrupt(0);
+    }
+    seen = p[0].revents & POLLIN;
+    if (!seen) {
+      pollfd again{watch.fd, POLLIN, 0};
+      seen = poll(&again, 1, 0) == 1;
+    }
+  }
+  ASSERT_TRUE(seen) << "the config interrupt never reached the config watch";
+  EXPECT_EQ(t.config_changed(), std::errc::io_error);
+}
+
+TEST_F(VmTest, NeedsResetComesOnTheConfigVector) {
+  const std::string rng = env("VIRTIOFS_TEST_RNG_DEVICE");
+  if (rng.empty()) GTEST_SKIP() << "no virtio-rng device in this rig";
+  expect_needs_reset_seen(rng);
+}
+
+TEST_F(VmTest, NeedsResetOnASharedVectorAndOnIntx) {
+  // VIRTIOFS_TEST_RNG_FALLBACKS: rng devices with one MSI-X vector and with none.
+  std::istringstream list(env("VIRTIOFS_TEST_RNG_FALLBACKS"));
+  std::string device;
+  std::vector<vfio::IrqMode> modes;
+  while (list >> device) {
+    SCOPED_TRACE(device);
+    {
+      vfio::VfioTransport probe(device, 0x1044);
+      probe.set_driver_features(probe.device_features() & virtio::kDriverFeatures);
+      auto region = probe.allocate_memory(64 << 10, "probe");
+      setup_rings(probe, *region, 1, 8);
+      modes.push_back(probe.irq_mode());
+    }
+    expect_needs_reset_seen(device);
+  }
+  if (modes.empty()) GTEST_SKIP() << "VIRTIOFS_TEST_RNG_FALLBACKS not set";
+  EXPECT_EQ(modes, (std::vector<vfio::IrqMode>{vfio::IrqMode::kMsix, vfio::IrqMode::kIntx}));
 }
 
 TEST_F(VmTest, MsixVectorPerQueue) {

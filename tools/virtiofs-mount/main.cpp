@@ -84,6 +84,7 @@ int run(mount_tool::Options& o, mount::KernelMount& kernel, Daemon& daemon, int 
   bo.debug = o.debug;
   bo.forward_interrupts = o.interrupts;
   bo.io_uring = o.io_uring;
+  bo.remote_locks = o.remote_locks;
   bo.io_uring_depth = o.io_uring_depth;
 
   // The device is opened as Client::connect opens it (same tag rule, same errors).
@@ -152,9 +153,10 @@ int run(mount_tool::Options& o, mount::KernelMount& kernel, Daemon& daemon, int 
   if (backend) backend->stop();
   close(lost_fd);
   if (ended == Ended::kDeviceLost) {
-    // EIO: the device wrote something the protocol forbids and is no longer trusted.
+    // EIO: the device wrote something the protocol forbids and is no longer trusted, or it set
+    // DEVICE_NEEDS_RESET (the session logged which).
     const int e = lost_errno.load();
-    say(LogLevel::kError, o.tag + ": " + (e == EIO ? "device broke the protocol" : "device lost") + " (" +
+    say(LogLevel::kError, o.tag + ": " + (e == EIO ? "device broke the protocol or needs a reset" : "device lost") + " (" +
                               std::strerror(e) + "); unmounted " + o.mountpoint);
     return 1;
   }

@@ -34,6 +34,7 @@ struct Parsed {
   int interrupts = 0;
   int io_uring = 0;
   unsigned io_uring_depth = 8;
+  int remote_locks = 0;
   int default_permissions = 0;
   int no_default_permissions = 0;
   int allow_other = 0;
@@ -56,6 +57,7 @@ const fuse_opt kOptions[] = {
     {"interrupts", offsetof(Parsed, interrupts), 1},
     {"io_uring", offsetof(Parsed, io_uring), 1},
     OPT("io_uring_depth=%u", io_uring_depth),
+    {"remote_locks", offsetof(Parsed, remote_locks), 1},
     // Taken here, not by libfuse: we decide what the kernel gets (the kernel knows no "no_" forms).
     {"default_permissions", offsetof(Parsed, default_permissions), 1},
     {"no_default_permissions", offsetof(Parsed, no_default_permissions), 1},
@@ -154,6 +156,7 @@ void parse(int argc, char** argv, Options& out) {
   out.interrupts = p.interrupts;
   out.io_uring = p.io_uring;
   out.io_uring_depth = p.io_uring_depth;
+  out.remote_locks = p.remote_locks;
   out.debug = cmd.debug;
   out.foreground = cmd.foreground || cmd.debug;
   out.readers = cmd.singlethread ? 1 : p.has_max_threads ? cmd.max_threads : 2;
@@ -237,6 +240,9 @@ void print_usage(const char* program) {
       "                           completion before sleeping on the interrupt (0)\n"
       "    -o interrupts          forward FUSE_INTERRUPT to the device (virtiofsd 7.2 cannot\n"
       "                           take them; off: the kernel is told they are unsupported)\n"
+      "    -o remote_locks        the device keeps POSIX and flock locks, seen by its other\n"
+      "                           clients (off: the guest kernel keeps them, local to this\n"
+      "                           mount); blocking ones wait in virtiofs-mount, not the device\n"
       "\n"
       "Mount:\n"
       "    -f                     stay in the foreground\n"
