@@ -64,7 +64,7 @@ bool Bridge::prepare_ring(const fuse::KernelInit& kernel) {
   }
   try {
     ring_ = std::make_unique<KernelRing>(session_, fuse_fd_, ring_memory_, options_.io_uring_depth,
-                                         kMaxPayload, in_flight_, options_.debug);
+                                         kMaxPayload, in_flight_, options_.debug, options_.poll_us);
   } catch (const std::system_error& e) {
     log::warn("FUSE over io_uring unavailable (%s); serving through "
               "/dev/fuse reads", e.what());

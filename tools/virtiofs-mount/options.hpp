@@ -1,7 +1,7 @@
 // virtiofs-mount's command line, in the form FUSE mount helpers use:
 //   virtiofs-mount [-f] [-d] [-s] [-o OPT[,OPT...]] TAG MOUNTPOINT
 // Our options (socket=, share=, queue_size=, num_queues=, poll_us=, interrupts,
-// io_uring, io_uring_depth=) are taken out; so are the permission options, which we settle
+// io_uring, io_uring_depth=, readahead_kb=, writeback) are taken out; so are the permission options, which we settle
 // (default_permissions always unless no_default_permissions; allow_other by default for root);
 // fstab-only ones are dropped; the rest is left for libfuse, which refuses what it does not know.
 #pragma once
@@ -32,6 +32,8 @@ struct Options {
   bool interrupts = false;  // -o interrupts: forward FUSE_INTERRUPT to the device
   bool io_uring = false;    // -o io_uring: FUSE over io_uring when the kernel offers it
   unsigned io_uring_depth = 8;
+  unsigned readahead_kb = 0;  // -o readahead_kb=N: the bdi's window after mounting (0: kernel's)
+  bool writeback = false;     // -o writeback: share='s virtiofsd offers FUSE_WRITEBACK_CACHE
   bool default_permissions = true;  // the kernel checks owners and modes
   bool allow_other = false;         // other users may use the mount
   bool foreground = false;
