@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -204,9 +205,9 @@ ssize_t Bridge::polled_read(Reader& r, const iovec* iov, int count,
       if (stopping_.load(std::memory_order_acquire)) break;
       if (Clock::now() >= deadline) break;
     }
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+    // Whatever else is runnable on this CPU goes first (the device's threads, the caller, on a
+    // small machine): a spinning reader must not delay the request or reply it waits for.
+    sched_yield();
   }
   // Idle for poll_us: interrupts back on (what came meanwhile is reaped), and sleep until the
   // kernel has a request; stop() interrupts the poll with its signal.

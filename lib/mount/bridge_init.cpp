@@ -49,8 +49,10 @@ void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<cons
   // The kernel holds new requests until every CPU's queue has an entry: register at once.
   if (ring_) ring_->start(max_payload_.load(std::memory_order_relaxed));
   if (options_.debug)
-    log::debug("INIT: kernel 7.%u, device 7.%u -> 7.%u, max_write %u, max_pages %u, flags %#llx",
+    log::debug("INIT: kernel 7.%u, device 7.%u -> 7.%u, max_write %u, max_pages %u, "
+               "max_readahead %u, max_background %u, congestion_threshold %u, flags %#llx",
                kernel.minor, session_.negotiated().minor, out.minor, out.max_write, out.max_pages,
+               out.max_readahead, out.max_background, out.congestion_threshold,
                static_cast<unsigned long long>(out.flags | uint64_t{out.flags2} << 32));
   done({});
 }

@@ -267,6 +267,7 @@ int KernelRing::wait_polled(Queue& q, std::optional<fs::Session::Poller>& poller
     if (!poller) poller.emplace(session_);
     if (poller->poll() > 0) deadline = Clock::now() + budget;  // replies committed: still busy
     if ((spin & 63) == 0 && Clock::now() >= deadline) break;
+    sched_yield();  // as a polled reader: what else is runnable here goes first
   }
   // Idle: interrupts back on (what came meanwhile is committed), then sleep on the CQ.
   poller.reset();

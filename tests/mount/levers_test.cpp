@@ -3,6 +3,7 @@
 // reaches the mount's bdi; a writeback cache (virtiofsd -o writeback, or share=...,writeback)
 // leaves the right bytes, size and times in the host directory once data is synced or closed.
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
