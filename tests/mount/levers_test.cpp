@@ -18,31 +18,7 @@
 namespace virtiofs::test {
 namespace {
 
-class LeverMount : public ::testing::Test {
- public:
-  // virtiofsd with `backend_args` beside -o xattr; virtiofs-mount -d with `options`.
-  void mount_with(const std::string& options, std::vector<std::string> backend_args = {}) {
-    backend_args.insert(backend_args.begin(), {"-o", "xattr"});
-    backend = std::make_unique<Virtiofsd>(share.path(), backend_args);
-    mount = std::make_unique<ForegroundMount>(
-        mnt.path(),
-        std::vector<std::string>{"-d", "-o", "socket=" + backend->socket_path() + options, "testfs"},
-        log_path());
-  }
-  std::string stop() {
-    EXPECT_EQ(mount->stop(), 0) << "virtiofs-mount did not stop cleanly";
-    EXPECT_EQ(mounted_type(mnt.path()), "");
-    mount.reset();
-    return read_file(log_path());
-  }
-  std::string log_path() const { return logs / "mount.log"; }
-  std::string m(const std::string& rel) const { return mnt / rel; }
-  std::string h(const std::string& rel) const { return share / rel; }
-
-  TempDir share, mnt, logs;
-  std::unique_ptr<Virtiofsd> backend;
-  std::unique_ptr<ForegroundMount> mount;
-};
+class LeverMount : public LoggedMountTest {};
 
 // The flags the INIT reply gave the kernel (the -d log's INIT line).
 uint64_t init_flags(const std::string& log) {
@@ -119,7 +95,8 @@ TEST_F(LeverMount, ReadaheadKbReachesTheMountsBdi) {
 }
 
 TEST_F(LeverMount, WritebackCacheLeavesTheRightDataAndSizeOnTheHost) {
-  mount_with("", {"-o", "writeback"});
+  start_backend({"-o", "writeback"});
+  mount_with("");
   const std::string a = random_bytes(3u << 20, 11), b = random_bytes(5000, 12);
   int fd = open(m("w").c_str(), O_CREAT | O_RDWR, 0644);
   ASSERT_GE(fd, 0);
