@@ -27,6 +27,21 @@ uint64_t init_flags(const std::string& log) {
   return std::stoull(match[1].str(), nullptr, 16);
 }
 
+// The mount's readahead window (its bdi's read_ahead_kb). The mount shows before the tool has
+// set it (after INIT): waits, bounded, until it reads `want`, and returns what it read last.
+std::string readahead_window(const std::string& mountpoint, const std::string& want) {
+  std::string got;
+  for (int i = 0; i < 500; ++i) {
+    struct stat st {};
+    if (stat(mountpoint.c_str(), &st) != 0) return "stat failed";
+    got = read_file("/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                    std::to_string(minor(st.st_dev)) + "/read_ahead_kb");
+    if (got == want) break;
+    usleep(10000);
+  }
+  return got;
+}
+
 // Two threads of metadata and data work, each checked on the host.
 unsigned workload(const LeverMount& t) {
   std::atomic<unsigned> failures{0};
@@ -82,15 +97,23 @@ TEST_F(LeverMount, PolledQueueThreadsServeFuseOverIoUring) {
 
 TEST_F(LeverMount, ReadaheadKbReachesTheMountsBdi) {
   mount_with(",readahead_kb=4096");
-  struct stat st {};
-  ASSERT_EQ(stat(mnt.path().c_str(), &st), 0);
-  const std::string bdi = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
-                          std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
-  EXPECT_EQ(read_file(bdi), "4096\n");
+  EXPECT_EQ(readahead_window(mnt.path(), "4096\n"), "4096\n");
   // Large reads still bring the right bytes.
   const std::string data = random_bytes(8u << 20, 5);
   write_file(h("big"), data);
   EXPECT_TRUE(read_file(m("big")) == data);
+  stop();
+}
+
+TEST_F(LeverMount, ReadaheadIsOneMebibyteByDefaultAndZeroKeepsTheKernels) {
+  if (geteuid() != 0) GTEST_SKIP() << "only root may set a bdi's readahead";
+  mount_with("");
+  EXPECT_EQ(readahead_window(mnt.path(), "1024\n"), "1024\n");
+  stop();
+  start_backend();  // virtiofsd serves one connection
+  mount_with(",readahead_kb=0");
+  usleep(200000);  // time to set it, were it set
+  EXPECT_EQ(readahead_window(mnt.path(), "128\n"), "128\n");
   stop();
 }
 

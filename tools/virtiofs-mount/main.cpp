@@ -143,8 +143,9 @@ int run(mount_tool::Options& o, mount::KernelMount& kernel, Daemon& daemon, int 
     bridge.reset();
     return daemon.failed(connect_error("mounting " + o.mountpoint + " failed: " + why));
   }
-  // INIT set the window to min(the bdi's, the device's); only now can it be raised.
-  if (o.readahead_kb) {
+  // INIT set the window to min(the bdi's, the device's); only now can it be raised. Only root
+  // may: a plain user's mount keeps the kernel's unless they asked (then they hear why not).
+  if (o.readahead_kb && (o.readahead_given || geteuid() == 0)) {
     try {
       kernel.set_readahead_kb(o.mountpoint, o.readahead_kb);
     } catch (const std::exception& e) {

@@ -25,6 +25,8 @@ struct DirCloser {
   void operator()(DIR* d) const { closedir(d); }
 };
 
+constexpr unsigned kNoReadahead = ~0u;  // readahead_kb= not given
+
 struct Parsed {
   char* socket = nullptr;
   char* share = nullptr;
@@ -34,7 +36,7 @@ struct Parsed {
   int interrupts = 0;
   int io_uring = 0;
   unsigned io_uring_depth = 8;
-  unsigned readahead_kb = 0;
+  unsigned readahead_kb = kNoReadahead;
   int writeback = 0;
   int default_permissions = 0;
   int no_default_permissions = 0;
@@ -158,7 +160,8 @@ void parse(int argc, char** argv, Options& out) {
   out.interrupts = p.interrupts;
   out.io_uring = p.io_uring;
   out.io_uring_depth = p.io_uring_depth;
-  out.readahead_kb = p.readahead_kb;
+  out.readahead_given = p.readahead_kb != kNoReadahead;
+  if (out.readahead_given) out.readahead_kb = p.readahead_kb;
   out.writeback = p.writeback;
   out.debug = cmd.debug;
   out.foreground = cmd.foreground || cmd.debug;
@@ -257,7 +260,7 @@ void print_usage(const char* program) {
       "                           offers it (Linux 6.14+, fuse module parameter enable_uring);\n"
       "                           /dev/fuse reads otherwise\n"
       "    -o io_uring_depth=N    io_uring entries per CPU, each with 1 MiB of buffer (8)\n"
-      "    -o readahead_kb=N      the mount's readahead window (the kernel's default: 128)\n"
+      "    -o readahead_kb=N      the mount's readahead window (1024; 0: the kernel's, 128)\n"
       "    -o writeback           share=: virtiofsd offers the kernel a writeback cache\n"
       "                           (written data reaches the directory late; see the man page)\n"
       "\n"
