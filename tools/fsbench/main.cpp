@@ -6,8 +6,10 @@
 // the library's completion threads or reaping itself, or resumed inline on the library's
 // threads; see scripts/bench-asio.sh).
 // Caches are dropped where a row says "cold" (run as root). With --rounds N every target runs N
-// times, interleaved, and each figure is the median. --cpu adds this process's CPU time per cold
-// stat (for the library, its completion threads included). Used by scripts/bench.sh.
+// times, interleaved, and each figure is the median. --cpu adds, for every row, the CPU time per
+// operation of this process (for the library, its completion threads included) and of the
+// target's servers named with ,cpu_pids=PID[:PID...] (a FUSE daemon, virtiofsd). Used by
+// scripts/bench.sh and scripts/bench-levers.sh.
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -50,19 +53,43 @@ const Row kRows[] = {
     {"randread-4k", "4 KiB random read, depth 1 (IOPS)"},
     {"seqwrite-1m", "1 MiB sequential write (MB/s)"},
     {"seqread-1m", "1 MiB sequential read, cold (MB/s)"},
-    // With --cpu: this process's CPU time (all its threads, user+system) per cold stat.
-    {"stat-cold-qd1-cpu", "  CPU per stat, depth 1 (us)"},
-    {"stat-cold-qd32-cpu", "  CPU per stat, depth 32 (us)"},
+    // With --cpu, one per row above, in the same order: CPU time (user+system, all threads) of
+    // this process and of the target's cpu_pids while the row ran, per operation (per MB for
+    // the MB/s rows).
+    {"stat-repeat-cpu", "  CPU: stat one file (us/op)"},
+    {"stat-cold-qd1-cpu", "  CPU: stat, cold, depth 1 (us/op)"},
+    {"stat-cold-qd32-cpu", "  CPU: stat, cold, depth 32 (us/op)"},
+    {"open-close-cpu", "  CPU: open+close (us/op)"},
+    {"create-unlink-cpu", "  CPU: create+unlink (us/op)"},
+    {"randread-4k-cpu", "  CPU: 4 KiB random read (us/op)"},
+    {"seqwrite-1m-cpu", "  CPU: 1 MiB seq. write (us/MB)"},
+    {"seqread-1m-cpu", "  CPU: 1 MiB seq. read (us/MB)"},
 };
 constexpr size_t kRowCount = sizeof(kRows) / sizeof(kRows[0]);
-constexpr size_t kCpuRows = 2;  // the last ones
+constexpr size_t kCpuRows = kRowCount / 2;  // the last ones, one per figure
 
-// CPU time this process used so far (every thread, user and system), in microseconds.
-double cpu_us() {
+// CPU time used so far by this process (every thread, user and system) and by the processes
+// `pids` (/proc/PID/stat: all their threads, dead ones included, in clock ticks), in us.
+double cpu_us(const std::vector<int>& pids) {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   auto us = [](const timeval& t) { return t.tv_sec * 1e6 + t.tv_usec; };
-  return us(u.ru_utime) + us(u.ru_stime);
+  double total = us(u.ru_utime) + us(u.ru_stime);
+  static const double tick_us = 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  for (int pid : pids) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(in, line);
+    const size_t paren = line.rfind(')');  // the command name may hold spaces
+    if (paren == std::string::npos) continue;
+    std::istringstream fields(line.substr(paren + 2));
+    std::string skip;
+    for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt
+    double utime = 0, stime = 0;
+    fields >> utime >> stime;
+    total += (utime + stime) * tick_us;
+  }
+  return total;
 }
 
 [[noreturn]] void die(const std::string& what) {
@@ -88,32 +115,40 @@ std::vector<double> measure(Target& t, const Settings& s) {
   t.create_files(names);
   t.create_files({"one"});
   std::vector<double> r(kRowCount);
+  // Row `row`'s figure, and its CPU per unit of work beside it.
+  double cpu = 0;
+  auto charge = [&](size_t row, double units) { r[kCpuRows + row] = (cpu_us(t.cpu_pids) - cpu) / units; };
+  auto timed = [&](size_t row, double units, auto&& op) {
+    cpu = cpu_us(t.cpu_pids);
+    r[row] = rate(kRows[row].title, units, op);
+    charge(row, units);
+  };
 
   size_t n = 0;
+  cpu = cpu_us(t.cpu_pids);
   const auto start = Clock::now();
   while (seconds_since(start) < s.seconds) {
     if (!t.stat_one("one", 256)) die("stat failed");
     n += 256;
   }
   r[0] = n / seconds_since(start);
+  charge(0, n);
   drop_caches();
-  double cpu = cpu_us();
-  r[1] = rate(kRows[1].title, names.size(), [&] { return t.stat_each(names, 1); });
-  r[8] = (cpu_us() - cpu) / names.size();
+  timed(1, names.size(), [&] { return t.stat_each(names, 1); });
   drop_caches();
-  cpu = cpu_us();
-  r[2] = rate(kRows[2].title, names.size(), [&] { return t.stat_each(names, 32); });
-  r[9] = (cpu_us() - cpu) / names.size();
-  r[3] = rate(kRows[3].title, s.ops, [&] { return t.open_close("one", s.ops); });
-  r[4] = rate(kRows[4].title, s.ops / 2, [&] { return t.create_unlink("c", s.ops / 2); });
-  r[6] = rate(kRows[6].title, s.mib * 1.048576, [&] { return t.write_sequential("big", s.mib); });
+  timed(2, names.size(), [&] { return t.stat_each(names, 32); });
+  timed(3, s.ops, [&] { return t.open_close("one", s.ops); });
+  timed(4, s.ops / 2, [&] { return t.create_unlink("c", s.ops / 2); });
+  timed(6, s.mib * 1.048576, [&] { return t.write_sequential("big", s.mib); });
   drop_caches();
-  r[7] = rate(kRows[7].title, s.mib * 1.048576, [&] { return t.read_sequential("big", s.mib); });
+  timed(7, s.mib * 1.048576, [&] { return t.read_sequential("big", s.mib); });
   drop_caches();
+  cpu = cpu_us(t.cpu_pids);
   const auto t0 = Clock::now();
   const size_t reads = t.read_random_4k("big", s.mib, s.seconds);
   if (reads == 0) die("4 KiB random read failed");
   r[5] = reads / seconds_since(t0);
+  charge(5, reads);
 
   names.push_back("one");
   names.push_back("big");
@@ -151,8 +186,21 @@ double median(std::vector<double> v) {
 }
 
 // LABEL=socket:PATH[,poll_us=N][,api=callback|asio|asio-reap|asio-inline] or LABEL=DIR (a work
-// subdirectory is made in DIR).
-std::unique_ptr<Target> open_target(const std::string& where) {
+// subdirectory is made in DIR); either with ,cpu_pids=PID[:PID...] at the end (--cpu).
+std::unique_ptr<Target> open_target_at(const std::string& where);
+std::unique_ptr<Target> open_target(std::string where) {
+  std::vector<int> pids;
+  if (const size_t at = where.find(",cpu_pids="); at != std::string::npos) {
+    std::istringstream list(where.substr(at + 10));
+    for (std::string pid; std::getline(list, pid, ':');) pids.push_back(std::stoi(pid));
+    where.resize(at);
+  }
+  std::unique_ptr<Target> target = open_target_at(where);
+  target->cpu_pids = std::move(pids);
+  return target;
+}
+
+std::unique_ptr<Target> open_target_at(const std::string& where) {
   if (where.rfind("socket:", 0) == 0) {
     std::string path = where.substr(7);
     unsigned poll_us = 0;

@@ -29,6 +29,9 @@ class Target {
   virtual bool read_sequential(const std::string& name, size_t mib) = 0;
   // Reads random 4 KiB blocks of a file of `mib` MiB for about `seconds`; returns reads done.
   virtual size_t read_random_4k(const std::string& name, size_t mib, double seconds) = 0;
+
+  // Processes whose CPU time counts with this target's (--cpu): its servers.
+  std::vector<int> cpu_pids;
 };
 
 // A directory (a mount or the backing directory).
