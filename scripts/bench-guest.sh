@@ -6,8 +6,8 @@
 # -smp 2. Each boot runs one virtiofs-fsbench over both: its rows (cold stat, open+close,
 # create+unlink, 4 KiB random read at depth 1, 1 MiB sequential write and read, tree walk, ...),
 # three interleaved rounds, medians, the range of the per-round ratios to the kernel driver, and
-# under each row the CPU per operation: the whole guest's busy time (/proc/stat: holds the kernel
-# driver's work and virtiofs-mount's alike) and virtiofs-mount's own (/proc/PID/stat). virtiofsd's
+# for each row the CPU per operation: of fsbench and virtiofs-mount (/proc/PID/stat), and the
+# whole guest's busy time (/proc/stat: holds the kernel driver's work and virtiofs-mount's alike). virtiofsd's
 # CPU is read on the host around the whole fsbench run (not per row: the host cannot see where
 # the guest's rows begin), one figure per device.
 #
@@ -67,7 +67,7 @@ for smp in ${VIRTIOFS_BENCH_SMP:-1,maxcpus=2 2}; do
   done
   wait "$vm_qemu_pid" || true
   echo "== guest -smp $smp, $vm_accel_name, $(( $(date +%s) - started )) s: virtiofs-fsbench --cpu $args"
-  echo "   (CPU us/op: all guest CPUs' busy time / virtiofs-mount's own, per operation)"
+  echo "   (\"CPU\": fsbench's and virtiofs-mount's CPU per operation; \"all CPUs\": the guest's busy time)"
   tr -d '\r' < "$console" | sed -n 's/^vm: T //p'
   echo "   virtiofsd CPU on the host during the fsbench run (all rows and rounds):"
   for d in "${devices[@]}"; do

@@ -297,6 +297,36 @@ void Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
   if (role.leave()) drain(q, done, /*may_poll=*/false);
 }
 
+void Completion::enter_owner_polling(unsigned queue) {
+  held_polling = queues_[queue];  // a callback that waits lends it back (wait())
+  queues_[queue]->enter_polling();
+}
+
+size_t Completion::poll_owner(unsigned queue) {
+  RequestQueue& q = *queues_[queue];
+  if (!q.has_used()) return 0;
+  // The thread's batch, marked in use: a callback that waits gets one of its own (wait()).
+  std::vector<Call*> nested;
+  std::vector<Call*>& done = caller_batch.in_use ? nested : caller_batch.calls;
+  const bool outer = !std::exchange(caller_batch.in_use, true);
+  reap_all(q, done, /*polled=*/true);
+  const size_t n = done.size();
+  complete(done);
+  if (outer) caller_batch.in_use = false;
+  return n;
+}
+
+void Completion::leave_owner_polling(unsigned queue) {
+  held_polling = nullptr;
+  RequestQueue& q = *queues_[queue];
+  if (!q.leave_polling()) return;
+  std::vector<Call*> nested;
+  std::vector<Call*>& done = caller_batch.in_use ? nested : caller_batch.calls;
+  const bool outer = !std::exchange(caller_batch.in_use, true);
+  drain(q, done, /*may_poll=*/false);
+  if (outer) caller_batch.in_use = false;
+}
+
 void Completion::wait_as_leader(Source& source, SyncCall& call, std::vector<Call*>& done) {
   bool free = false;
   if (!source.leader.compare_exchange_strong(free, true, std::memory_order_acq_rel)) return;

@@ -91,6 +91,15 @@ class Completion {
   // This thread is one of this completion's threads (a callback runs on it).
   bool on_own_thread() const;
 
+  // ---- The owner polls a queue from its own loop (Session::Poller; queue: 1..) ----
+  // Takes the queue's polling role, as a polling caller in wait() does: interrupts stay off.
+  void enter_owner_polling(unsigned queue);
+  // Reaps what the device put in the used ring and runs those callbacks on this thread; returns
+  // how many calls ended (0 at once when the ring holds nothing new).
+  size_t poll_owner(unsigned queue);
+  // Gives the role back: interrupts on, and what came meanwhile reaped and completed here.
+  void leave_owner_polling(unsigned queue);
+
  private:
   struct Source {
     int fd = -1;

@@ -152,6 +152,16 @@ RequestQueue& Session::pick_queue() {
   return *queues_[1 + ticket % (queues_.size() - 1)];
 }
 
+Session::Poller::Poller(Session& session)
+    : session_(session), queue_(session.pick_queue().index()) {
+  if (session.options_.app_reaps_completions)
+    throw std::system_error(EINVAL, std::system_category(),
+                            "Session::Poller: the application reaps completions");
+  session.completion_->enter_owner_polling(queue_);
+}
+
+Session::Poller::~Poller() { session_.completion_->leave_owner_polling(queue_); }
+
 void Session::submit(Call& call) {
   call.ec = {};
   call.reply = {};

@@ -105,6 +105,27 @@ class Session {
   // calls ended by a failure come through here (or through shutdown). Any thread may call it.
   size_t process_completions(unsigned request_queue);
 
+  // ---- The owner polls (the FUSE bridge's polled readers; not with app_reaps_completions) ----
+  // While a Poller lives, this thread holds the polling role of the request queue its submits
+  // go to, the role a poll_us caller holds in wait(): the device's interrupts for that queue
+  // stay off (no completion thread is woken) and poll() reaps what came and runs those
+  // callbacks here. Its end turns interrupts back on and reaps what arrived meanwhile. Drop it
+  // before anything that may block waiting for a completion: while it lives, nothing else is
+  // woken for this queue.
+  class Poller {
+   public:
+    explicit Poller(Session& session);
+    ~Poller();
+    Poller(const Poller&) = delete;
+    Poller& operator=(const Poller&) = delete;
+    // Returns how many calls ended (0 at once when nothing came).
+    size_t poll() { return session_.completion_->poll_owner(queue_); }
+
+   private:
+    Session& session_;
+    unsigned queue_;
+  };
+
   // Runs once, on whichever thread notices, when the device is lost or breaks (not on shutdown).
   void set_failure_handler(std::function<void(std::error_code)> handler);
 

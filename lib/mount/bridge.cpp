@@ -1,7 +1,9 @@
 #include "mount/bridge.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -112,6 +114,9 @@ Bridge::Bridge(fs::Session& session, int fuse_fd, const BridgeOptions& options)
       close(ended_fd_);
       throw std::system_error(err, std::system_category(), "cloning the /dev/fuse session");
     }
+    // Polled readers read without blocking (and sleep in poll(2)); a clone is its own open
+    // file, so the flag concerns this reader alone.
+    if (options_.poll_us && !options_.io_uring) fcntl(reader->fd, F_SETFL, O_NONBLOCK);
     readers_.push_back(std::move(reader));
   }
   live_readers_ = options_.readers;
@@ -133,20 +138,16 @@ void Bridge::read_loop(Reader& r) {
   sigaddset(&kick, kKickSignal);
   pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
   std::array<iovec, 1 + kLandingChunks> iov;
+  // Held while this reader polls (poll_us): its queue's interrupts are off meanwhile.
+  std::optional<fs::Session::Poller> poller;
+  const bool polled = options_.poll_us > 0 && !options_.io_uring;
   while (!stopping_.load(std::memory_order_acquire)) {
-    if (!r.landing) {
-      uint32_t i;
-      if (!free_requests_.take(std::span(&i, 1))) break;
-      r.landing = requests_[i].get();
-    }
-    if (r.chunk_count < kLandingChunks) {
-      if (!free_chunks_.take(std::span(r.chunks).subspan(r.chunk_count))) break;
-      r.chunk_count = kLandingChunks;
-    }
+    if (!ready_landing(r, poller)) break;
     iov[0] = {r.landing->in_head, kHeadBytes};
     for (uint32_t i = 0; i < kLandingChunks; ++i)
       iov[1 + i] = {chunks_ + size_t{r.chunks[i]} * kChunkBytes, kChunkBytes};
-    const ssize_t n = readv(r.fd, iov.data(), static_cast<int>(iov.size()));
+    const ssize_t n = polled ? polled_read(r, iov.data(), static_cast<int>(iov.size()), poller)
+                             : readv(r.fd, iov.data(), static_cast<int>(iov.size()));
     if (n < 0) {
       // ENOENT: the request was interrupted before it could be read.
       if (errno == EINTR || errno == EAGAIN || errno == ENOENT) continue;
@@ -163,6 +164,7 @@ void Bridge::read_loop(Reader& r) {
       mark_written(chunk_dirty_[r.chunks[i]], std::min<size_t>(n - kHeadBytes - size_t{i} * kChunkBytes, kChunkBytes));
     dispatch(r, static_cast<size_t>(n));
   }
+  poller.reset();
   if (r.landing) free_requests_.give(std::span(&r.landing->index, 1));
   r.landing = nullptr;
   free_chunks_.give(std::span(r.chunks.data(), r.chunk_count));
@@ -170,6 +172,56 @@ void Bridge::read_loop(Reader& r) {
   std::lock_guard lock(live_mu_);
   --live_readers_;
   live_cv_.notify_all();
+}
+
+bool Bridge::ready_landing(Reader& r, std::optional<fs::Session::Poller>& poller) {
+  if (!r.landing) {
+    uint32_t i;
+    if (!free_requests_.try_take(std::span(&i, 1))) {
+      poller.reset();
+      if (!free_requests_.take(std::span(&i, 1))) return false;
+    }
+    r.landing = requests_[i].get();
+  }
+  if (r.chunk_count < kLandingChunks) {
+    const auto missing = std::span(r.chunks).subspan(r.chunk_count);
+    if (!free_chunks_.try_take(missing)) {
+      poller.reset();
+      if (!free_chunks_.take(missing)) return false;
+    }
+    r.chunk_count = kLandingChunks;
+  }
+  return true;
+}
+
+ssize_t Bridge::polled_read(Reader& r, const iovec* iov, int count,
+                            std::optional<fs::Session::Poller>& poller) {
+  using Clock = std::chrono::steady_clock;
+  const auto budget = std::chrono::microseconds(options_.poll_us);
+  auto deadline = Clock::now() + budget;
+  for (unsigned spin = 1;; ++spin) {
+    const ssize_t n = readv(r.fd, iov, count);  // the clone is non-blocking
+    if (n >= 0) spun_reads_.fetch_add(1, std::memory_order_relaxed);
+    if (n >= 0 || errno != EAGAIN) return n;
+    if (!poller) poller.emplace(session_);
+    if (const size_t reaped = poller->poll()) {  // replies went out: still busy
+      reader_reaped_.fetch_add(reaped, std::memory_order_relaxed);
+      deadline = Clock::now() + budget;
+    }
+    if ((spin & 63) == 0) {
+      if (stopping_.load(std::memory_order_acquire)) break;
+      if (Clock::now() >= deadline) break;
+    }
+    // Whatever else is runnable on this CPU goes first (the device's threads, the caller, on a
+    // small machine): a spinning reader must not delay the request or reply it waits for.
+    sched_yield();
+  }
+  // Idle for poll_us: interrupts back on (what came meanwhile is reaped), and sleep until the
+  // kernel has a request; stop() interrupts the poll with its signal.
+  poller.reset();
+  pollfd p{r.fd, POLLIN, 0};
+  if (poll(&p, 1, -1) < 0) return -1;
+  return readv(r.fd, iov, count);  // EAGAIN if another reader took it: the caller reads again
 }
 
 void Bridge::dispatch(Reader& r, size_t n) {

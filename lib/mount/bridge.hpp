@@ -11,9 +11,13 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "fs/session.hpp"
 #include "fuse/forwarding.hpp"
@@ -40,6 +44,12 @@ struct BridgeOptions {
   // the guest kernel; blocking ones wait in the bridge (mount/lock_waits.hpp), and requests then
   // come through /dev/fuse reads only.
   bool remote_locks = false;
+  // Polled readers (SPDK-style): after a request or a reply, a reader keeps reading /dev/fuse
+  // without blocking and reaping its queue's used ring (the device's interrupts off) for this
+  // long before it sleeps, so neither a request nor a reply pays a wake-up on our side. The
+  // price: a CPU per reader while requests keep coming. With io_uring, the queue threads poll
+  // their CQ and the used ring instead, and the readers (FORGET, INTERRUPT) sleep.
+  unsigned poll_us = 0;
 };
 
 class Bridge {
@@ -69,12 +79,22 @@ class Bridge {
   void stop();
   // Requests the kernel sent through FUSE over io_uring (0: all came through /dev/fuse reads).
   uint64_t ring_requests() const { return ring_ ? ring_->requests() : 0; }
+  // poll_us: requests polled readers read without sleeping, and replies they reaped themselves.
+  uint64_t spun_reads() const { return spun_reads_.load(std::memory_order_relaxed); }
+  uint64_t reader_reaped() const { return reader_reaped_.load(std::memory_order_relaxed); }
 
  private:
   struct Request;
   struct Reader;
 
   void read_loop(Reader& reader);
+  // A landing record and chunks for the next read; false once stopping. Lets go of `poller`
+  // before it waits (what frees them comes through the queue it holds).
+  bool ready_landing(Reader& reader, std::optional<fs::Session::Poller>& poller);
+  // poll_us: reads without blocking and reaps the queue until a request comes, or sleeps in
+  // poll(2) (poller dropped) once nothing happened for poll_us. Returns what readv returns.
+  ssize_t polled_read(Reader& reader, const iovec* iov, int count,
+                      std::optional<fs::Session::Poller>& poller);
   // Handles the `n` bytes the reader just read into its landing record.
   void dispatch(Reader& reader, size_t n);
   void handle_init(Reader& reader, const fuse_in_header& header, std::span<const std::byte> args);
@@ -105,6 +125,8 @@ class Bridge {
   std::unique_ptr<LockWaits> lock_waits_;  // with remote_locks
   std::atomic<uint32_t> max_payload_{kMaxPayload};
   std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> spun_reads_{0};
+  std::atomic<uint64_t> reader_reaped_{0};
   int ended_fd_ = -1;
 
   std::mutex init_mu_;

@@ -57,8 +57,10 @@ void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<cons
   // The kernel holds new requests until every CPU's queue has an entry: register at once.
   if (ring_) ring_->start(max_payload_.load(std::memory_order_relaxed));
   if (options_.debug)
-    log::debug("INIT: kernel 7.%u, device 7.%u -> 7.%u, max_write %u, max_pages %u, flags %#llx",
+    log::debug("INIT: kernel 7.%u, device 7.%u -> 7.%u, max_write %u, max_pages %u, "
+               "max_readahead %u, max_background %u, congestion_threshold %u, flags %#llx",
                kernel.minor, session_.negotiated().minor, out.minor, out.max_write, out.max_pages,
+               out.max_readahead, out.max_background, out.congestion_threshold,
                static_cast<unsigned long long>(out.flags | uint64_t{out.flags2} << 32));
   done({});
 }
@@ -77,7 +79,7 @@ bool Bridge::prepare_ring(const fuse::KernelInit& kernel) {
   }
   try {
     ring_ = std::make_unique<KernelRing>(session_, fuse_fd_, ring_memory_, options_.io_uring_depth,
-                                         kMaxPayload, in_flight_, options_.debug);
+                                         kMaxPayload, in_flight_, options_.debug, options_.poll_us);
   } catch (const std::system_error& e) {
     log::warn("FUSE over io_uring unavailable (%s); serving through "
               "/dev/fuse reads", e.what());

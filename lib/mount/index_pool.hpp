@@ -29,6 +29,16 @@ class IndexPool {
     }
     return true;
   }
+  // The same without waiting: false when fewer are free (or closed).
+  bool try_take(std::span<uint32_t> out) {
+    std::lock_guard lock(mu_);
+    if (closed_ || free_.size() < out.size()) return false;
+    for (uint32_t& i : out) {
+      i = free_.back();
+      free_.pop_back();
+    }
+    return true;
+  }
   void give(std::span<const uint32_t> indices) {
     if (indices.empty()) return;
     {

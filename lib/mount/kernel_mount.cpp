@@ -3,10 +3,17 @@
 
 #include <fuse_lowlevel.h>
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 
 namespace virtiofs::mount {
 
@@ -67,6 +74,19 @@ void KernelMount::unmount() {
   if (!mounted_) return;
   mounted_ = false;
   fuse_session_unmount(session_);
+}
+
+void KernelMount::set_readahead_kb(const std::string& mountpoint, unsigned kb) {
+  // The mount's root answers from the bridge, which runs by now. A FUSE bdi is named after the
+  // superblock's device number (fuseblk's carries a suffix, and is not ours).
+  struct stat st{};
+  if (stat(mountpoint.c_str(), &st) != 0)
+    throw std::runtime_error("readahead_kb: " + mountpoint + ": " + std::strerror(errno));
+  const std::string path = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                           std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
+  std::ofstream out(path);
+  out << kb << std::flush;
+  if (!out) throw std::runtime_error("readahead_kb: cannot write " + path + " (root only)");
 }
 
 }  // namespace virtiofs::mount

@@ -28,6 +28,10 @@ class KernelMount {
 
   void mount(const std::string& mountpoint);  // throws std::runtime_error
   int fd() const;
+  // Sets the mount's readahead window (/sys/class/bdi/MAJOR:MINOR/read_ahead_kb, the FUSE
+  // bdi's, which the kernel caps at 128 KiB and lowers to the INIT reply's max_readahead): once
+  // INIT is answered, since the reply would lower it again. Throws std::runtime_error.
+  void set_readahead_kb(const std::string& mountpoint, unsigned kb);
   // Detaches the mount (lazily: files still open keep it until the connection ends) and closes
   // the session fd. Idempotent.
   void unmount();

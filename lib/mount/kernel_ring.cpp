@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -105,8 +106,10 @@ size_t KernelRing::memory_bytes(unsigned depth, uint32_t payload_bytes) {
 }
 
 KernelRing::KernelRing(fs::Session& session, int fuse_fd, std::span<std::byte> memory,
-                       unsigned depth, uint32_t payload_bytes, InFlight& in_flight, bool debug)
-    : session_(session), in_flight_(in_flight), payload_bytes_(payload_bytes), debug_(debug) {
+                       unsigned depth, uint32_t payload_bytes, InFlight& in_flight, bool debug,
+                       unsigned poll_us)
+    : session_(session), in_flight_(in_flight), payload_bytes_(payload_bytes), debug_(debug),
+      poll_us_(poll_us) {
   const unsigned count = kernel_queue_count();
   if (depth == 0 || memory.size() < memory_bytes(depth, payload_bytes))
     throw std::system_error(EINVAL, std::system_category(), "FUSE over io_uring: too little memory");
@@ -226,9 +229,10 @@ void KernelRing::serve(Queue& q) {
   for (auto& e : q.entries) send(*e, uring_abi::kRegister);
 
   bool stopping = false;
+  std::optional<fs::Session::Poller> poller;  // poll_us: held while this thread spins
   while (!stopping) {
     io_uring_cqe* cqe = nullptr;
-    const int r = io_uring_wait_cqe(&q.ring, &cqe);
+    const int r = poll_us_ ? wait_polled(q, poller) : io_uring_wait_cqe(&q.ring, &cqe);
     if (r == -EINTR) continue;
     if (r < 0) {
       log::error("io_uring queue %u: %s", q.qid, std::strerror(-r));
@@ -258,6 +262,26 @@ void KernelRing::serve(Queue& q) {
     }
     io_uring_cq_advance(&q.ring, seen);
   }
+}
+
+int KernelRing::wait_polled(Queue& q, std::optional<fs::Session::Poller>& poller) {
+  using Clock = std::chrono::steady_clock;
+  const auto budget = std::chrono::microseconds(poll_us_);
+  auto deadline = Clock::now() + budget;
+  for (unsigned spin = 1;; ++spin) {
+    // The kernel hands a request to an entry as work for the thread that committed it last
+    // (this one, when it reaped the reply): entering the kernel runs it and fills the CQ.
+    if (io_uring_cq_ready(&q.ring) || (io_uring_get_events(&q.ring), io_uring_cq_ready(&q.ring)))
+      return 0;
+    if (!poller) poller.emplace(session_);
+    if (poller->poll() > 0) deadline = Clock::now() + budget;  // replies committed: still busy
+    if ((spin & 63) == 0 && Clock::now() >= deadline) break;
+    sched_yield();  // as a polled reader: what else is runnable here goes first
+  }
+  // Idle: interrupts back on (what came meanwhile is committed), then sleep on the CQ.
+  poller.reset();
+  io_uring_cqe* cqe = nullptr;
+  return io_uring_wait_cqe(&q.ring, &cqe);
 }
 
 void KernelRing::handle(Entry& e) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
@@ -36,8 +37,10 @@ class KernelRing {
   // Sets up one io_uring per kernel queue on clones of `fuse_fd`. Throws std::system_error when
   // io_uring cannot be used here; nothing is registered yet, so the caller may still decline
   // FUSE over io_uring in its INIT reply.
+  // poll_us (BridgeOptions::poll_us): a queue thread polls its CQ and its session queue's used
+  // ring this long after the last request or reply before it sleeps.
   KernelRing(fs::Session& session, int fuse_fd, std::span<std::byte> memory, unsigned depth,
-             uint32_t payload_bytes, InFlight& in_flight, bool debug);
+             uint32_t payload_bytes, InFlight& in_flight, bool debug, unsigned poll_us = 0);
   ~KernelRing();
   KernelRing(const KernelRing&) = delete;
   KernelRing& operator=(const KernelRing&) = delete;
@@ -56,6 +59,10 @@ class KernelRing {
   struct Queue;
 
   void serve(Queue& q);
+  // poll_us: spins until the CQ has something (running the kernel's pending work for this
+  // thread, which brings requests in) and reaps the session's replies meanwhile; past poll_us
+  // of nothing, lets go of the poller and sleeps in io_uring_wait_cqe.
+  int wait_polled(Queue& q, std::optional<fs::Session::Poller>& poller);
   void handle(Entry& e);
   void answer(Entry& e, int error);  // a reply from the bridge itself: header only
   void send(Entry& e, uint32_t command);
@@ -66,6 +73,7 @@ class KernelRing {
   uint32_t payload_bytes_;
   uint32_t max_payload_ = 0;
   bool debug_;
+  unsigned poll_us_;
   std::vector<std::unique_ptr<Queue>> queues_;
   std::atomic<uint64_t> requests_{0};
   std::atomic<bool> refused_said_{false};

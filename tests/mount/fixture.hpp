@@ -70,4 +70,34 @@ class MountTest : public ::testing::Test {
   std::unique_ptr<ForegroundMount> mount;
 };
 
+// A mount with its -d log kept: virtiofsd (-o xattr and `backend_args`), then virtiofs-mount -d
+// with `-o socket=...` and `options` (",opt,..."); stop() returns what it logged.
+class LoggedMountTest : public ::testing::Test {
+ public:
+  void start_backend(std::vector<std::string> backend_args = {}) {
+    backend_args.insert(backend_args.begin(), {"-o", "xattr"});
+    backend = std::make_unique<Virtiofsd>(share.path(), backend_args);
+  }
+  void mount_with(const std::string& options) {
+    if (!backend) start_backend();
+    mount = std::make_unique<ForegroundMount>(
+        mnt.path(),
+        std::vector<std::string>{"-d", "-o", "socket=" + backend->socket_path() + options, "testfs"},
+        log_path());
+  }
+  std::string stop() {
+    EXPECT_EQ(mount->stop(), 0) << "virtiofs-mount did not stop cleanly";
+    EXPECT_EQ(mounted_type(mnt.path()), "");
+    mount.reset();
+    return read_file(log_path());
+  }
+  std::string log_path() const { return logs / "mount.log"; }
+  std::string m(const std::string& rel) const { return mnt / rel; }
+  std::string h(const std::string& rel) const { return share / rel; }
+
+  TempDir share, mnt, logs;
+  std::unique_ptr<Virtiofsd> backend;
+  std::unique_ptr<ForegroundMount> mount;
+};
+
 }  // namespace virtiofs::test

@@ -61,31 +61,9 @@ void drop_cache(const std::string& path) {
   close(fd);
 }
 
-class IoUringMount : public ::testing::Test {
+class IoUringMount : public LoggedMountTest {
  public:
-  void SetUp() override {
-    backend = std::make_unique<Virtiofsd>(share.path(), std::vector<std::string>{"-o", "xattr"});
-  }
-  void mount_with(const std::string& options) {
-    mount = std::make_unique<ForegroundMount>(
-        mnt.path(),
-        std::vector<std::string>{"-d", "-o", "socket=" + backend->socket_path() + "," + options, "testfs"},
-        log_path());
-  }
-  // Stops the mount and returns what it logged.
-  std::string stop() {
-    EXPECT_EQ(mount->stop(), 0) << "virtiofs-mount did not stop cleanly";
-    EXPECT_EQ(mounted_type(mnt.path()), "");
-    mount.reset();
-    return read_file(log_path());
-  }
-  std::string log_path() const { return logs / "mount.log"; }
-  std::string m(const std::string& rel) const { return mnt / rel; }
-  std::string h(const std::string& rel) const { return share / rel; }
-
-  TempDir share, mnt, logs;
-  std::unique_ptr<Virtiofsd> backend;
-  std::unique_ptr<ForegroundMount> mount;
+  void mount_with(const std::string& options) { LoggedMountTest::mount_with("," + options); }
 };
 
 // Files written, read back from the device, renamed, listed and removed from one thread on each

@@ -14,12 +14,12 @@ step "virtiofs-mount vfiofs /mnt/vfio" virtiofs-mount vfiofs /mnt/vfio
 step "mount -t virtiofs kernfs /mnt/kernel" mount -t virtiofs kernfs /mnt/kernel
 # Each target in its own directory: the mounts see one host directory.
 mkdir -p /mnt/vfio/a /mnt/kernel/b
-set -- virtiofs-mount=/mnt/vfio/a linux-virtiofs=/mnt/kernel/b --pid "virtiofs-mount=$(mount_pid /mnt/vfio)"
+set -- "virtiofs-mount=/mnt/vfio/a,cpu_pids=$(mount_pid /mnt/vfio)" linux-virtiofs=/mnt/kernel/b
 if [ -n "$BENCH_OPTS" ]; then
   label="+$(echo "$BENCH_OPTS" | tr '=' ':')"
   step "virtiofs-mount -o $BENCH_OPTS optfs /mnt/opt" virtiofs-mount -o "$BENCH_OPTS" optfs /mnt/opt
   mkdir -p /mnt/opt/c
-  set -- "$@" "$label=/mnt/opt/c" --pid "$label=$(mount_pid /mnt/opt)"
+  set -- "$@" "$label=/mnt/opt/c,cpu_pids=$(mount_pid /mnt/opt)"
 fi
 log "cpus online: $(grep -c '^processor' /proc/cpuinfo)"
 if [ "$failed" = 0 ]; then

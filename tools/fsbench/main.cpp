@@ -6,11 +6,12 @@
 // the library's completion threads or reaping itself, or resumed inline on the library's
 // threads; see scripts/bench-asio.sh).
 // Caches are dropped where a row says "cold" (run as root). With --rounds N every target runs N
-// times, interleaved, and each figure is the median. --cpu adds under each row the CPU time per
-// operation: of all CPUs (/proc/stat: fair to a kernel driver, whose work is nobody's process
-// time) and of the process running libvirtiofs (this one for a socket: target, with its
-// completion threads; for a mount, the process given with --pid LABEL=PID, virtiofs-mount).
-// Used by scripts/bench.sh.
+// times, interleaved, and each figure is the median. --cpu adds, for every row, the CPU time per
+// operation of this process (for the library, its completion threads included) and of the
+// target's servers named with ,cpu_pids=PID[:PID...] (a FUSE daemon, virtiofsd), and the busy
+// time of all CPUs per operation (/proc/stat: fair to a kernel driver, whose work is no
+// process's; scripts/bench-guest.sh reads it in a guest). Used by scripts/bench.sh,
+// scripts/bench-levers.sh and scripts/bench-guest.sh.
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,12 +21,13 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <string>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <thread>
 #include <vector>
 
-#include "cpu.hpp"
 #include "target.hpp"
 
 using namespace virtiofs::bench;
@@ -55,17 +57,66 @@ const Row kRows[] = {
     {"seqwrite-1m", "1 MiB sequential write (MB/s)"},
     {"seqread-1m", "1 MiB sequential read, cold (MB/s)"},
     {"tree-walk", "tree walk, cold, readdir+stat (entries/s)"},
+    // With --cpu, one per row above, in the same order: CPU time (user+system, all threads) of
+    // this process and of the target's cpu_pids while the row ran, per operation (per MB for
+    // the MB/s rows).
+    {"stat-repeat-cpu", "  CPU: stat one file (us/op)"},
+    {"stat-cold-qd1-cpu", "  CPU: stat, cold, depth 1 (us/op)"},
+    {"stat-cold-qd32-cpu", "  CPU: stat, cold, depth 32 (us/op)"},
+    {"open-close-cpu", "  CPU: open+close (us/op)"},
+    {"create-unlink-cpu", "  CPU: create+unlink (us/op)"},
+    {"randread-4k-cpu", "  CPU: 4 KiB random read (us/op)"},
+    {"seqwrite-1m-cpu", "  CPU: 1 MiB seq. write (us/MB)"},
+    {"seqread-1m-cpu", "  CPU: 1 MiB seq. read (us/MB)"},
+    {"tree-walk-cpu", "  CPU: tree walk (us/entry)"},
+    // And the busy time of all CPUs (user nice system irq softirq steal, /proc/stat) per
+    // operation: in a guest it holds a kernel driver's work as well as a daemon's.
+    {"stat-repeat-all", "  all CPUs: stat one file (us/op)"},
+    {"stat-cold-qd1-all", "  all CPUs: stat, cold, depth 1 (us/op)"},
+    {"stat-cold-qd32-all", "  all CPUs: stat, cold, depth 32 (us/op)"},
+    {"open-close-all", "  all CPUs: open+close (us/op)"},
+    {"create-unlink-all", "  all CPUs: create+unlink (us/op)"},
+    {"randread-4k-all", "  all CPUs: 4 KiB random read (us/op)"},
+    {"seqwrite-1m-all", "  all CPUs: 1 MiB seq. write (us/MB)"},
+    {"seqread-1m-all", "  all CPUs: 1 MiB seq. read (us/MB)"},
+    {"tree-walk-all", "  all CPUs: tree walk (us/entry)"},
 };
 constexpr size_t kRowCount = sizeof(kRows) / sizeof(kRows[0]);
-constexpr size_t kTreeDirs = 10;  // the tree: kTreeDirs directories of files/kTreeDirs files
+constexpr size_t kFigures = kRowCount / 3;  // then their CPU rows, then their all-CPU rows
+constexpr size_t kTreeDirs = 10;            // the tree: kTreeDirs directories of files/kTreeDirs
 
-// One round of one target: each row's figure and, for --cpu, the CPU time per operation (an
-// operation: one stat, open+close, create+unlink, 4 KiB read, 1 MiB request or tree entry).
-struct Round {
-  std::vector<double> value = std::vector<double>(kRowCount);
-  std::vector<double> all = std::vector<double>(kRowCount);   // every CPU's busy time (us/op)
-  std::vector<double> ours = std::vector<double>(kRowCount);  // the libvirtiofs process (us/op)
-};
+// CPU time used so far by this process (every thread, user and system) and by the processes
+// `pids` (/proc/PID/stat: all their threads, dead ones included, in clock ticks), in us.
+double cpu_us(const std::vector<int>& pids) {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto us = [](const timeval& t) { return t.tv_sec * 1e6 + t.tv_usec; };
+  double total = us(u.ru_utime) + us(u.ru_stime);
+  static const double tick_us = 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  for (int pid : pids) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(in, line);
+    const size_t paren = line.rfind(')');  // the command name may hold spaces
+    if (paren == std::string::npos) continue;
+    std::istringstream fields(line.substr(paren + 2));
+    std::string skip;
+    for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt
+    double utime = 0, stime = 0;
+    fields >> utime >> stime;
+    total += (utime + stime) * tick_us;
+  }
+  return total;
+}
+
+// Busy time of all CPUs so far, in us (guest time is inside user).
+double all_cpus_us() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  return (user + nice + system + irq + softirq + steal) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "virtiofs-fsbench: %s\n", what.c_str());
@@ -76,72 +127,77 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// Where a target's libvirtiofs runs: in this process (a socket: target), in the process
-// `pid` (a virtiofs-mount given with --pid), or unknown (NaN: a directory, passthrough_ll).
-struct Measured {
-  Target& t;
-  bool in_process;
-  pid_t pid;
-  Round r;
+// Runs `op` and returns `units` per second; dies naming the row if it fails.
+template <class Op>
+double rate(const char* row, double units, Op&& op) {
+  const auto t = Clock::now();
+  if (!op()) die(std::string(row) + " failed");
+  return units / seconds_since(t);
+}
 
-  // Runs `op`, which returns the operations it did (0: failed), and records row i: ops/s
-  // times `scale`, and the CPU per operation.
-  template <class Op>
-  void row(size_t i, Op&& op, double scale = 1) {
-    const CpuSample c0 = cpu_sample(pid);
-    const auto t0 = Clock::now();
-    const double ops = static_cast<double>(op());
-    const double elapsed = seconds_since(t0);
-    const CpuSample c1 = cpu_sample(pid);
-    if (ops == 0) die(std::string(kRows[i].title) + " failed");
-    r.value[i] = ops * scale / elapsed;
-    r.all[i] = (c1.all_us - c0.all_us) / ops;
-    r.ours[i] = in_process ? (c1.self_us - c0.self_us) / ops
-                : pid      ? (c1.pid_us - c0.pid_us) / ops
-                           : std::nan("");
-  }
-};
-
-Round measure(Target& t, const Settings& s, bool in_process, pid_t pid) {
+std::vector<double> measure(Target& t, const Settings& s) {
   std::vector<std::string> names;
   for (size_t i = 0; i < s.files; ++i) names.push_back("f" + std::to_string(i));
   t.create_files(names);
   t.create_files({"one"});
   const size_t tree_files = std::max<size_t>(1, s.files / kTreeDirs);
   t.make_tree("tree", kTreeDirs, tree_files);
-  Measured m{t, in_process, pid, {}};
-  const size_t n = names.size();
+  std::vector<double> r(kRowCount);
+  // Row `row`'s figure, and its CPU per unit of work beside it: ours, then all CPUs'.
+  double cpu = 0, all = 0;
+  auto start_cpu = [&] {
+    cpu = cpu_us(t.cpu_pids);
+    all = all_cpus_us();
+  };
+  auto charge = [&](size_t row, double units) {
+    r[kFigures + row] = (cpu_us(t.cpu_pids) - cpu) / units;
+    r[2 * kFigures + row] = (all_cpus_us() - all) / units;
+  };
+  auto timed = [&](size_t row, double units, auto&& op) {
+    start_cpu();
+    r[row] = rate(kRows[row].title, units, op);
+    charge(row, units);
+  };
 
-  m.row(0, [&] {
-    size_t done = 0;
-    for (const auto start = Clock::now(); seconds_since(start) < s.seconds; done += 256)
-      if (!t.stat_one("one", 256)) return size_t{0};
-    return done;
-  });
+  size_t n = 0;
+  start_cpu();
+  const auto start = Clock::now();
+  while (seconds_since(start) < s.seconds) {
+    if (!t.stat_one("one", 256)) die("stat failed");
+    n += 256;
+  }
+  r[0] = n / seconds_since(start);
+  charge(0, n);
   drop_caches();
-  m.row(1, [&] { return t.stat_each(names, 1) ? n : 0; });
+  timed(1, names.size(), [&] { return t.stat_each(names, 1); });
   drop_caches();
-  m.row(2, [&] { return t.stat_each(names, 32) ? n : 0; });
-  m.row(3, [&] { return t.open_close("one", s.ops) ? s.ops : 0; });
-  m.row(4, [&] { return t.create_unlink("c", s.ops / 2) ? s.ops / 2 : 0; });
-  m.row(6, [&] { return t.write_sequential("big", s.mib) ? s.mib : 0; }, 1.048576);
+  timed(2, names.size(), [&] { return t.stat_each(names, 32); });
+  timed(3, s.ops, [&] { return t.open_close("one", s.ops); });
+  timed(4, s.ops / 2, [&] { return t.create_unlink("c", s.ops / 2); });
+  timed(6, s.mib * 1.048576, [&] { return t.write_sequential("big", s.mib); });
   drop_caches();
-  m.row(7, [&] { return t.read_sequential("big", s.mib) ? s.mib : 0; }, 1.048576);
+  timed(7, s.mib * 1.048576, [&] { return t.read_sequential("big", s.mib); });
   drop_caches();
-  m.row(5, [&] { return t.read_random_4k("big", s.mib, s.seconds); });
+  start_cpu();
+  const auto t0 = Clock::now();
+  const size_t reads = t.read_random_4k("big", s.mib, s.seconds);
+  if (reads == 0) die("4 KiB random read failed");
+  r[5] = reads / seconds_since(t0);
+  charge(5, reads);
   drop_caches();
-  m.row(8, [&] {
-    const size_t seen = t.walk_tree("tree"), want = kTreeDirs * (tree_files + 1);
-    if (seen != want && seen != 0)
-      die("tree walk saw " + std::to_string(seen) + " entries of " + std::to_string(want));
-    return seen;
-  });
+  start_cpu();
+  const auto t1 = Clock::now();
+  const size_t seen = t.walk_tree("tree"), want = kTreeDirs * (tree_files + 1);
+  if (seen != want)
+    die("tree walk saw " + std::to_string(seen) + " entries of " + std::to_string(want));
+  r[8] = seen / seconds_since(t1);
+  charge(8, seen);
 
   names.push_back("one");
   names.push_back("big");
   t.remove_files(names);
   t.remove_tree("tree", kTreeDirs, tree_files);
-  return m.r;
+  return r;
 }
 
 // GETATTR (stat) of one file from `threads` threads for `seconds`: ops/s. On the library each
@@ -166,18 +222,29 @@ double stat_from_threads(Target& t, unsigned threads, double seconds) {
   return done / elapsed;
 }
 
-// The median of `v` (not empty); NaN if any figure is.
+// The median of `v` (not empty).
 double median(std::vector<double> v) {
-  for (double x : v)
-    if (std::isnan(x)) return x;
   std::sort(v.begin(), v.end());
   const size_t m = v.size() / 2;
   return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
 // LABEL=socket:PATH[,poll_us=N][,api=callback|asio|asio-reap|asio-inline] or LABEL=DIR (a work
-// subdirectory is made in DIR).
-std::unique_ptr<Target> open_target(const std::string& where) {
+// subdirectory is made in DIR); either with ,cpu_pids=PID[:PID...] at the end (--cpu).
+std::unique_ptr<Target> open_target_at(const std::string& where);
+std::unique_ptr<Target> open_target(std::string where) {
+  std::vector<int> pids;
+  if (const size_t at = where.find(",cpu_pids="); at != std::string::npos) {
+    std::istringstream list(where.substr(at + 10));
+    for (std::string pid; std::getline(list, pid, ':');) pids.push_back(std::stoi(pid));
+    where.resize(at);
+  }
+  std::unique_ptr<Target> target = open_target_at(where);
+  target->cpu_pids = std::move(pids);
+  return target;
+}
+
+std::unique_ptr<Target> open_target_at(const std::string& where) {
   if (where.rfind("socket:", 0) == 0) {
     std::string path = where.substr(7);
     unsigned poll_us = 0;
@@ -218,7 +285,6 @@ int main(int argc, char** argv) {
   bool cpu_rows = false;
   std::string ratio_to, data_path;
   std::vector<std::pair<std::string, std::string>> targets;
-  std::vector<std::pair<std::string, pid_t>> pids;  // --pid LABEL=PID
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&] {
@@ -233,17 +299,12 @@ int main(int argc, char** argv) {
     else if (a == "--ratio-to") ratio_to = value();
     else if (a == "--data") data_path = value();
     else if (a == "--cpu") cpu_rows = true;
-    else if (a == "--pid") {
-      const std::string v = value();
-      const auto eq = v.find('=');
-      if (eq == std::string::npos) die("--pid needs LABEL=PID");
-      pids.emplace_back(v.substr(0, eq), static_cast<pid_t>(std::stol(v.substr(eq + 1))));
-    } else if (a == "--stat-threads") stat_threads = static_cast<unsigned>(std::stoul(value()));
+    else if (a == "--stat-threads") stat_threads = static_cast<unsigned>(std::stoul(value()));
     else if (const auto eq = a.find('='); eq != std::string::npos && eq > 0)
       targets.emplace_back(a.substr(0, eq), a.substr(eq + 1));
     else
       die("usage: virtiofs-fsbench [--mib N] [--files N] [--ops N] [--seconds S] [--rounds N] "
-          "[--ratio-to LABEL] [--data FILE] [--stat-threads N] [--cpu [--pid LABEL=PID]...] "
+          "[--ratio-to LABEL] [--data FILE] [--stat-threads N] [--cpu] "
           "LABEL=DIR|LABEL=socket:PATH[,poll_us=N][,api=callback|asio|asio-reap|asio-inline]...");
   }
   if (targets.empty()) die("no targets");
@@ -251,19 +312,12 @@ int main(int argc, char** argv) {
   size_t ref = 0;
   for (size_t i = 0; i < n; ++i)
     if (targets[i].first == ratio_to) ref = i;
-  std::vector<pid_t> pid_of(n, 0);
-  for (auto& [label, pid] : pids) {
-    size_t i = 0;
-    while (i < n && targets[i].first != label) ++i;
-    if (i == n) die("--pid " + label + ": no such target");
-    pid_of[i] = pid;
-  }
 
   // Every target stays open for all rounds (virtiofsd serves one connection). Each round runs
   // them all, starting one further along, so that none always runs first or last: the machine
   // drifts, and a figure is the median of its rounds.
   std::vector<std::unique_ptr<Target>> opened(n);
-  std::vector<std::vector<Round>> by_round(n);  // [target][round]
+  std::vector<std::vector<std::vector<double>>> by_round(n);  // [target][round][row]
   for (size_t i = 0; i < n; ++i) {
     try {
       opened[i] = open_target(targets[i].second);
@@ -275,14 +329,8 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < n; ++k) {
       const size_t i = (k + round) % n;
       try {
-        if (stat_threads) {
-          Round r;
-          r.value[0] = stat_from_threads(*opened[i], stat_threads, s.seconds);
-          by_round[i].push_back(r);
-        } else {
-          const bool in_process = targets[i].second.rfind("socket:", 0) == 0;
-          by_round[i].push_back(measure(*opened[i], s, in_process, pid_of[i]));
-        }
+        by_round[i].push_back(stat_threads ? std::vector<double>{stat_from_threads(*opened[i], stat_threads, s.seconds)}
+                                           : measure(*opened[i], s));
       } catch (const std::exception& e) {
         die(targets[i].first + ": " + e.what());
       }
@@ -291,35 +339,17 @@ int main(int argc, char** argv) {
   for (auto& [label, where] : targets)
     if (where.rfind("socket:", 0) != 0) rmdir((where + "/.fsbench").c_str());
 
-  // A figure: a row's value, or with --cpu its CPU per operation (all CPUs, ours).
-  enum Kind { kValue, kAll, kOurs };
-  auto figure = [&](const Round& r, size_t row, Kind k) {
-    return k == kValue ? r.value[row] : k == kAll ? r.all[row] : r.ours[row];
-  };
-  auto med = [&](size_t i, size_t row, Kind k) {
-    std::vector<double> v;
-    for (auto& r : by_round[i]) v.push_back(figure(r, row, k));
-    return median(v);
-  };
-  const size_t rows = stat_threads ? 1 : kRowCount;
-  // The printed lines: each row, and with --cpu its CPU line under it.
-  std::vector<std::pair<size_t, bool>> lines;  // (row, is the CPU line)
-  for (size_t row = 0; row < rows; ++row) {
-    lines.emplace_back(row, false);
-    if (cpu_rows && !stat_threads) lines.emplace_back(row, true);
-  }
+  const size_t rows = stat_threads ? 1 : cpu_rows ? kRowCount : kFigures;
+  std::vector<std::vector<double>> results(n, std::vector<double>(rows));  // medians
+  for (size_t i = 0; i < n; ++i)
+    for (size_t row = 0; row < rows; ++row) {
+      std::vector<double> v;
+      for (auto& r : by_round[i]) v.push_back(r[row]);
+      results[i][row] = median(v);
+    }
 
   const std::string threads_title = "stat one file, " + std::to_string(stat_threads) + " threads (ops/s)";
-  const char* cpu_title = "  CPU us/op: all CPUs/libvirtiofs";
-  auto title = [&](size_t row, bool cpu) {
-    return cpu ? cpu_title : stat_threads ? threads_title.c_str() : kRows[row].title;
-  };
-  auto number = [](double v) {
-    char b[32];
-    if (std::isnan(v)) return std::string("-");
-    std::snprintf(b, sizeof(b), v >= 100 ? "%.0f" : v >= 10 ? "%.1f" : "%.2f", v);
-    return std::string(b);
-  };
+  auto title = [&](size_t row) { return stat_threads ? threads_title.c_str() : kRows[row].title; };
   auto header = [&](const char* first, const std::string& what) {
     std::printf("%-42s", first);
     for (auto& [label, where] : targets) std::printf(" %15s", label.c_str());
@@ -330,31 +360,25 @@ int main(int argc, char** argv) {
   };
   const std::string ratio_word = "ratio to " + targets[ref].first;
   header(rounds > 1 ? ("median of " + std::to_string(rounds) + " rounds").c_str() : "", ratio_word);
-  for (auto [row, cpu] : lines) {
-    std::printf("%-42s", title(row, cpu));
-    for (size_t i = 0; i < n; ++i) {
-      if (cpu)
-        std::printf(" %15s", (number(med(i, row, kAll)) + "/" + number(med(i, row, kOurs))).c_str());
-      else
-        std::printf(" %15.0f", med(i, row, kValue));
-    }
+  for (size_t row = 0; row < rows; ++row) {
+    std::printf("%-42s", title(row));
+    const bool cpu_row = !stat_threads && row >= kFigures;
+    for (auto& r : results) std::printf(cpu_row ? " %15.1f" : " %15.0f", r[row]);
     std::printf("   %*s", static_cast<int>(ratio_word.size() + 1), "");
-    const Kind k = cpu ? kAll : kValue;  // the CPU line's ratio: all CPUs
     for (size_t i = 0; i < n; ++i)
-      if (i != ref) std::printf(" %14.2fx", med(i, row, k) / med(ref, row, k));
+      if (i != ref) std::printf(" %14.2fx", results[i][row] / results[ref][row]);
     std::printf("\n");
   }
   if (rounds > 1) {
     // How far a ratio moved between rounds: the lowest and highest of the per-round ratios.
     std::printf("\n%-42s   %s, lowest-highest of the rounds:\n", "", ratio_word.c_str());
-    for (auto [row, cpu] : lines) {
-      std::printf("%-42s", title(row, cpu));
-      const Kind k = cpu ? kAll : kValue;
+    for (size_t row = 0; row < rows; ++row) {
+      std::printf("%-42s", title(row));
       for (size_t i = 0; i < n; ++i) {
         if (i == ref) continue;
         double lo = 1e300, hi = 0;
         for (unsigned round = 0; round < rounds; ++round) {
-          const double q = figure(by_round[i][round], row, k) / figure(by_round[ref][round], row, k);
+          const double q = by_round[i][round][row] / by_round[ref][round][row];
           if (!std::isfinite(q)) continue;  // a CPU figure below the clock tick's resolution
           lo = std::min(lo, q);
           hi = std::max(hi, q);
@@ -371,13 +395,10 @@ int main(int argc, char** argv) {
     out << "row";
     for (auto& [label, where] : targets) out << " " << label;
     out << "\n";
-    for (auto [row, cpu] : lines) {
-      for (Kind k : cpu ? std::vector<Kind>{kAll, kOurs} : std::vector<Kind>{kValue}) {
-        out << (stat_threads ? "stat-threads" : kRows[row].key)
-            << (k == kAll ? "-cpu" : k == kOurs ? "-cpu-ours" : "");
-        for (size_t i = 0; i < n; ++i) out << " " << med(i, row, k);
-        out << "\n";
-      }
+    for (size_t row = 0; row < rows; ++row) {
+      out << (stat_threads ? "stat-threads" : kRows[row].key);
+      for (auto& r : results) out << " " << r[row];
+      out << "\n";
     }
   }
   return 0;

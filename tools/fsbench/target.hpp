@@ -35,6 +35,9 @@ class Target {
   // Walks the tree as `find -ls` does: reads each directory, stats each entry, descends into
   // the directories; returns the entries seen (0 on an error).
   virtual size_t walk_tree(const std::string& name) = 0;
+
+  // Processes whose CPU time counts with this target's (--cpu): its servers.
+  std::vector<int> cpu_pids;
 };
 
 // A directory (a mount or the backing directory).

@@ -57,7 +57,7 @@ std::string find_virtiofsd() {
       "virtiofsd not found (install qemu-system-common, or set VIRTIOFSD=/path/to/virtiofsd)");
 }
 
-Backend::Backend(const std::string& share_dir, bool debug) {
+Backend::Backend(const std::string& share_dir, bool debug, bool writeback) {
   const std::string binary = find_virtiofsd();
   const char* runtime = std::getenv("XDG_RUNTIME_DIR");
   std::string base = geteuid() == 0 || !runtime ? "/tmp" : runtime;
@@ -87,6 +87,7 @@ Backend::Backend(const std::string& share_dir, bool debug) {
                                      "-o", "xattr", "-o",
                                      geteuid() == 0 ? "sandbox=chroot" : "sandbox=namespace",
                                      "-o", debug ? "log_level=debug" : "log_level=warn"};
+  if (writeback) argv_s.insert(argv_s.end(), {"-o", "writeback"});
   std::vector<char*> argv;
   for (auto& s : argv_s) argv.push_back(s.data());
   argv.push_back(nullptr);

@@ -11,8 +11,9 @@ namespace virtiofs::mount_tool {
 
 class Backend {
  public:
-  // Throws std::runtime_error (no virtiofsd found, cannot start it).
-  Backend(const std::string& share_dir, bool debug);
+  // Throws std::runtime_error (no virtiofsd found, cannot start it). writeback: virtiofsd
+  // offers FUSE_WRITEBACK_CACHE (-o writeback).
+  Backend(const std::string& share_dir, bool debug, bool writeback = false);
   ~Backend();
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;

@@ -68,7 +68,7 @@ int run(mount_tool::Options& o, mount::KernelMount& kernel, Daemon& daemon, int 
   std::unique_ptr<Backend> backend;
   std::string socket = o.socket;
   if (!o.share.empty()) {
-    backend = std::make_unique<Backend>(o.share, o.debug);
+    backend = std::make_unique<Backend>(o.share, o.debug, o.writeback);
     socket = backend->socket_path();
   }
   auto connect_error = [&](const std::string& what) {
@@ -86,6 +86,7 @@ int run(mount_tool::Options& o, mount::KernelMount& kernel, Daemon& daemon, int 
   bo.io_uring = o.io_uring;
   bo.remote_locks = o.remote_locks;
   bo.io_uring_depth = o.io_uring_depth;
+  bo.poll_us = o.poll_us;
 
   // The device is opened as Client::connect opens it (same tag rule, same errors).
   virtiofs::Options where;
@@ -94,7 +95,9 @@ int run(mount_tool::Options& o, mount::KernelMount& kernel, Daemon& daemon, int 
   where.tag = o.tag;
   where.queue_size = static_cast<uint16_t>(o.queue_size);
   where.num_request_queues = o.num_queues;
-  where.poll_us = o.poll_us;
+  // The bridge's own threads poll (BridgeOptions::poll_us); the session's completion threads
+  // would only spin beside them for the same replies.
+  where.poll_us = 0;
   std::unique_ptr<fs::Session> session;
   const std::string device = !socket.empty() ? "vhost-user backend at " + socket
                              : !o.pci_device.empty() ? "VFIO device " + o.pci_device
@@ -102,8 +105,11 @@ int run(mount_tool::Options& o, mount::KernelMount& kernel, Daemon& daemon, int 
   try {
     client::OpenedDevice opened = client::open_device(where);
     fs::SessionOptions so = opened.session;
-    // Each reader thread submits on one queue: by default there is a reader per queue.
-    if (!o.readers_given) bo.readers = std::max(bo.readers, so.num_request_queues);
+    // Each reader thread submits on one queue: by default there is a reader per queue. Polled
+    // readers each take a CPU while busy: by default one per queue, no more.
+    if (!o.readers_given)
+      bo.readers = o.poll_us && !o.io_uring ? so.num_request_queues
+                                            : std::max(bo.readers, so.num_request_queues);
     so.staging_bytes = mount::Bridge::staging_bytes(so, bo);
     session = std::make_unique<fs::Session>(std::move(opened.transport), so);
   } catch (const std::exception& e) {
@@ -138,13 +144,28 @@ int run(mount_tool::Options& o, mount::KernelMount& kernel, Daemon& daemon, int 
     bridge.reset();
     return daemon.failed(connect_error("mounting " + o.mountpoint + " failed: " + why));
   }
+  // INIT set the window to min(the bdi's, the device's); only now can it be raised. Only root
+  // may: a plain user's mount keeps the kernel's unless they asked (then they hear why not).
+  if (o.readahead_kb && (o.readahead_given || geteuid() == 0)) {
+    try {
+      kernel.set_readahead_kb(o.mountpoint, o.readahead_kb);
+    } catch (const std::exception& e) {
+      say(LogLevel::kWarning, e.what());
+    }
+  }
   // The terminal goes: from now on messages go to syslog.
   if (!o.foreground) log_to_syslog();
   daemon.succeeded();
 
   const Ended ended = serve(signal_fd, bridge->ended_fd(), lost_fd);
-  if (o.debug)
+  if (o.debug) {
     say(LogLevel::kDebug, std::to_string(bridge->ring_requests()) + " requests came through FUSE over io_uring");
+    if (o.poll_us)
+      say(LogLevel::kDebug, "polled readers: " + std::to_string(bridge->spun_reads()) +
+                                " requests read without sleeping, " + std::to_string(bridge->reader_reaped()) +
+                                " replies reaped; the session polled " + std::to_string(session->stats().polled) +
+                                " replies, took " + std::to_string(session->stats().interrupts) + " interrupts");
+  }
   kernel.unmount();
   bridge->stop();
   session->shutdown();  // DESTROY, drain what the device still holds

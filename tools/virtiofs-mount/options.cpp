@@ -25,6 +25,8 @@ struct DirCloser {
   void operator()(DIR* d) const { closedir(d); }
 };
 
+constexpr unsigned kNoReadahead = ~0u;  // readahead_kb= not given
+
 struct Parsed {
   char* socket = nullptr;
   char* share = nullptr;
@@ -35,6 +37,8 @@ struct Parsed {
   int io_uring = 0;
   unsigned io_uring_depth = 8;
   int remote_locks = 0;
+  unsigned readahead_kb = kNoReadahead;
+  int writeback = 0;
   int default_permissions = 0;
   int no_default_permissions = 0;
   int allow_other = 0;
@@ -58,6 +62,8 @@ const fuse_opt kOptions[] = {
     {"io_uring", offsetof(Parsed, io_uring), 1},
     OPT("io_uring_depth=%u", io_uring_depth),
     {"remote_locks", offsetof(Parsed, remote_locks), 1},
+    OPT("readahead_kb=%u", readahead_kb),
+    {"writeback", offsetof(Parsed, writeback), 1},
     // Taken here, not by libfuse: we decide what the kernel gets (the kernel knows no "no_" forms).
     {"default_permissions", offsetof(Parsed, default_permissions), 1},
     {"no_default_permissions", offsetof(Parsed, no_default_permissions), 1},
@@ -157,6 +163,9 @@ void parse(int argc, char** argv, Options& out) {
   out.io_uring = p.io_uring;
   out.io_uring_depth = p.io_uring_depth;
   out.remote_locks = p.remote_locks;
+  out.readahead_given = p.readahead_kb != kNoReadahead;
+  if (out.readahead_given) out.readahead_kb = p.readahead_kb;
+  out.writeback = p.writeback;
   out.debug = cmd.debug;
   out.foreground = cmd.foreground || cmd.debug;
   out.readers = cmd.singlethread ? 1 : p.has_max_threads ? cmd.max_threads : 2;
@@ -182,6 +191,10 @@ void validate(Options& o) {
     throw UsageError("poll_us=" + std::to_string(o.poll_us) + " is more than a second");
   if (o.io_uring_depth == 0 || o.io_uring_depth > 128)
     throw UsageError("io_uring_depth=" + std::to_string(o.io_uring_depth) + " is not between 1 and 128");
+  if (o.readahead_kb > 65536)
+    throw UsageError("readahead_kb=" + std::to_string(o.readahead_kb) + " is more than 65536 (64 MiB)");
+  if (o.writeback && o.share.empty())
+    throw UsageError("writeback is for share= (with socket= or a VFIO device, the device decides)");
   if (o.readers == 0 || o.readers > 64)
     throw UsageError("max_threads=" + std::to_string(o.readers) + " is not between 1 and 64");
   if (!o.socket.empty() && !o.share.empty())
@@ -236,8 +249,9 @@ void print_usage(const char* program) {
       "    -o queue_size=N        descriptors per virtqueue, a power of two (128)\n"
       "    -o num_queues=N        request queues, each with its own completion thread\n"
       "                           (default: all the device offers)\n"
-      "    -o poll_us=N           busy-poll each queue N microseconds after its last\n"
-      "                           completion before sleeping on the interrupt (0)\n"
+      "    -o poll_us=N           readers (io_uring: queue threads) keep reading /dev/fuse\n"
+      "                           and the used ring without sleeping until N microseconds\n"
+      "                           passed with nothing to do (0): no wake-ups, a CPU each\n"
       "    -o interrupts          forward FUSE_INTERRUPT to the device (virtiofsd 7.2 cannot\n"
       "                           take them; off: the kernel is told they are unsupported)\n"
       "    -o remote_locks        the device keeps POSIX and flock locks, seen by its other\n"
@@ -252,6 +266,9 @@ void print_usage(const char* program) {
       "                           offers it (Linux 6.14+, fuse module parameter enable_uring);\n"
       "                           /dev/fuse reads otherwise\n"
       "    -o io_uring_depth=N    io_uring entries per CPU, each with 1 MiB of buffer (8)\n"
+      "    -o readahead_kb=N      the mount's readahead window (1024; 0: the kernel's, 128)\n"
+      "    -o writeback           share=: virtiofsd offers the kernel a writeback cache\n"
+      "                           (written data reaches the directory late; see the man page)\n"
       "\n"
       "Permissions (see the man page):\n"
       "    (always)               the kernel checks owners and modes (default_permissions)\n"

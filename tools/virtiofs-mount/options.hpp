@@ -1,8 +1,9 @@
 // virtiofs-mount's command line, in the form FUSE mount helpers use:
 //   virtiofs-mount [-f] [-d] [-s] [-o OPT[,OPT...]] TAG MOUNTPOINT
 // Our options (socket=, share=, queue_size=, num_queues=, poll_us=, interrupts,
-// io_uring, io_uring_depth=, remote_locks) are taken out; so are the permission options, which we settle
-// (default_permissions always unless no_default_permissions; allow_other by default for root);
+// io_uring, io_uring_depth=, remote_locks, readahead_kb=, writeback) are taken out; so are the
+// permission options, which we settle (default_permissions always unless
+// no_default_permissions; allow_other by default for root);
 // fstab-only ones are dropped; the rest is left for libfuse, which refuses what it does not know.
 #pragma once
 
@@ -33,6 +34,11 @@ struct Options {
   bool io_uring = false;    // -o io_uring: FUSE over io_uring when the kernel offers it
   unsigned io_uring_depth = 8;
   bool remote_locks = false;  // -o remote_locks: the device keeps locks, not the guest kernel
+  // -o readahead_kb=N: the bdi's window after mounting (0: the kernel's 128 KiB). 1 MiB by
+  // default: a sequential read then goes out in READs of max_pages (1 MiB), not of 128 KiB.
+  unsigned readahead_kb = 1024;
+  bool readahead_given = false;
+  bool writeback = false;     // -o writeback: share='s virtiofsd offers FUSE_WRITEBACK_CACHE
   bool default_permissions = true;  // the kernel checks owners and modes
   bool allow_other = false;         // other users may use the mount
   bool foreground = false;
