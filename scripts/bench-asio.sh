@@ -10,7 +10,8 @@
 #   asio-inline - the coroutines on system_executor: resumed inline on the library's completion
 #              thread, where the callbacks run (what the Asio layer itself costs);
 # each on its own virtiofsd 7.2 over one directory, three interleaved rounds, medians, and the
-# range of the per-round ratios to `callback`; --cpu adds the process's CPU time per stat.
+# range of the per-round ratios to `callback`; --cpu adds the CPU per operation of this process
+# (the library and its threads) and of all CPUs, a row for each.
 # The other rows run the same code on all three (a measure of the noise). Run as root.
 #   bash scripts/bench-asio.sh [virtiofs-fsbench options]
 set -euo pipefail

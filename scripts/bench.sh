@@ -12,8 +12,12 @@
 #  4. the Asio front end against the callback API (scripts/bench-asio.sh).
 # With --chart FILE.png it also draws the ratios to passthrough_ll (gnuplot).
 #   bash scripts/bench.sh [--chart docs/benchmarks.png] [virtiofs-fsbench options, e.g. --mib 64 --rounds 5]
+# With --guest: the guest benchmark instead, virtiofs-mount over VFIO against the guest kernel's
+# virtio-fs driver in a QEMU guest (scripts/bench-guest.sh: its knobs, e.g.
+# VIRTIOFS_BENCH_MOUNT_OPTS=poll_us=50 for a third column).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --guest ]; then shift; exec bash scripts/bench-guest.sh "$@"; fi
 chart=""
 if [ "${1:-}" = "--chart" ]; then chart=$(realpath -m "$2"); shift 2; fi
 bash scripts/build.sh >/dev/null

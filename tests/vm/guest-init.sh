@@ -2,32 +2,7 @@
 # PID 1 of the VM rig's guest (see run.sh). Loads the drivers, binds the virtio-fs device and the
 # IOMMU-honouring rng to vfio-pci, runs the tests and the side-by-side workload, and powers off.
 # Lines starting "vm: " are read by run.sh.
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
-log() { echo "vm: $*"; }
-failed=0
-step() {
-  name=$1
-  shift
-  if "$@"; then log "PASS $name"; else log "FAIL $name"; failed=1; fi
-}
-finish() {
-  [ "$failed" = 0 ] && log "RESULT PASS" || log "RESULT FAIL"
-  sync
-  poweroff -f
-}
-
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci fuse virtiofs \
-         irqbypass vfio vfio_iommu_type1 vfio_virqfd vfio-pci-core vfio-pci; do
-  insmod "/lib/modules/$m.ko" 2>/dev/null
-done
-log "booted in $(cut -d' ' -f1 /proc/uptime) s"
-# The physical-address path needs hugepages for device memory.
-echo 128 > /proc/sys/vm/nr_hugepages
+. /lib/guest-lib.sh
 
 virtiofs probe
 fs=$(virtiofs probe | awk '$4 == "vmfs" { print $1 }')
@@ -93,7 +68,7 @@ if step "virtiofs-mount vmfs /mnt/vfio" virtiofs-mount vmfs /mnt/vfio; then
   step "read/write/rename/readdir through virtiofs-mount" rig_workload /mnt/vfio
   mkdir -p /mnt/vfio/bench
   log "fsbench this-driver:"
-  virtiofs-fsbench --mib 32 --files 300 --ops 400 this-driver=/mnt/vfio/bench | sed 's/^/vm: A /'
+  virtiofs-fsbench --mib 32 --files 200 --ops 400 this-driver=/mnt/vfio/bench | sed 's/^/vm: A /'
   step "umount /mnt/vfio" umount /mnt/vfio
   sleep 1
 fi
@@ -134,7 +109,7 @@ step "virtiofs unbind vmfs" virtiofs unbind vmfs
 if step "mount -t virtiofs vmfs /mnt/kernel" mount -t virtiofs vmfs /mnt/kernel; then
   mkdir -p /mnt/kernel/bench
   log "fsbench linux-virtiofs:"
-  virtiofs-fsbench --mib 32 --files 300 --ops 400 linux-virtiofs=/mnt/kernel/bench | sed 's/^/vm: B /'
+  virtiofs-fsbench --mib 32 --files 200 --ops 400 linux-virtiofs=/mnt/kernel/bench | sed 's/^/vm: B /'
   umount /mnt/kernel
 fi
 finish

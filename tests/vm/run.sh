@@ -15,108 +15,46 @@ if [ $# -ne 5 ]; then
   exit 2
 fi
 binaries=("$@")
-timeout_s=${VIRTIOFS_VM_TIMEOUT:-600}
-need() { echo "vm rig: $1 (run: bash scripts/install-deps.sh)" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "vm rig: run as root" >&2; exit 1; }
-command -v qemu-system-x86_64 >/dev/null || need "qemu-system-x86_64 missing"
-[ -x /bin/busybox ] || need "busybox-static missing"
-virtiofsd=/usr/lib/qemu/virtiofsd
-[ -x "$virtiofsd" ] || need "virtiofsd missing"
-# The newest Debian kernel with its modules installed (the host may run another kernel).
-kver=
-for k in $(ls /boot 2>/dev/null | sed -n 's/^vmlinuz-//p' | sort -V); do
-  [ -d "/lib/modules/$k/kernel/drivers/vfio" ] && kver=$k
-done
-[ -n "$kver" ] || need "no kernel image with vfio modules in /boot and /lib/modules"
-
-work=$(mktemp -d /tmp/virtiofs-vm.XXXXXX)
-pids=()
-cleanup() {
-  [ -n "${VIRTIOFS_VM_KEEP:-}" ] && cp "$work/console.log" "$VIRTIOFS_VM_KEEP" 2>/dev/null
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$here/boot.sh"
+vm_setup virtiofs-vm
+work=$vm_work
+if [ -n "${VIRTIOFS_VM_KEEP:-}" ]; then
+  trap 'cp "$work/console.log" "$VIRTIOFS_VM_KEEP" 2>/dev/null; vm_cleanup' EXIT
+fi
 started=$(date +%s%N)
 
-# The uncompressed kernel boots much faster under TCG than the XZ bzImage (no decompression).
-offset=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "/boot/vmlinuz-$kver" | head -1 | cut -d: -f1)
-[ -n "$offset" ] || need "cannot find the XZ payload in /boot/vmlinuz-$kver"
-tail -c +$((offset + 1)) "/boot/vmlinuz-$kver" | xz -dc > "$work/vmlinux" 2>/dev/null || true
-readelf -h "$work/vmlinux" >/dev/null 2>&1 || need "could not extract vmlinux from /boot/vmlinuz-$kver"
-
-# Initramfs: busybox, the modules, our binaries and the shared libraries they need.
-root=$work/root
-mkdir -p "$root"/{bin,lib/modules,proc,sys,dev,tmp,mnt,host}
-cp /bin/busybox "$root/bin/busybox"
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci fuse virtiofs \
-         irqbypass vfio vfio_iommu_type1 vfio_virqfd vfio-pci-core vfio-pci; do
-  f=$(find "/lib/modules/$kver/kernel" -name "$m.ko*" | head -1)
-  [ -n "$f" ] || continue  # built in
-  case $f in
-    *.xz) xz -dc "$f" > "$root/lib/modules/$m.ko" ;;
-    *.zst) zstd -dqc "$f" > "$root/lib/modules/$m.ko" ;;
-    *) cp "$f" "$root/lib/modules/$m.ko" ;;
-  esac
-done
-for b in "${binaries[@]}"; do
-  cp "$b" "$root/bin/"
-  for lib in $(ldd "$b" | grep -o '/[^ ]*'); do
-    mkdir -p "$root$(dirname "$lib")"
-    cp -L "$lib" "$root$lib"
-  done
-done
-cp "${VIRTIOFS_VM_INIT:-$here/guest-init.sh}" "$root/init"  # override: for debugging the rig
-(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) > "$work/initrd.img"
+vm_kernel
+vm_stage "${VIRTIOFS_VM_INIT:-$here/guest-init.sh}" "${binaries[@]}"  # override: for debugging the rig
+vm_pack
 
 # Two virtiofsd on one host directory: "vmfs" is the device under test; "hostview" (cache=none)
 # lets the guest see the directory directly to check results.
 share=$work/share
 mkdir -p "$share"
-"$virtiofsd" --socket-path="$work/fs.sock" -o source="$share" -o cache=auto -o xattr \
-  -o log_level=warn 2> "$work/virtiofsd-fs.log" &
-pids+=($!)
-"$virtiofsd" --socket-path="$work/view.sock" -o source="$share" -o cache=none -o xattr \
-  -o log_level=warn 2> "$work/virtiofsd-view.log" &
-pids+=($!)
+vm_virtiofsd fs "$share" -o cache=auto -o xattr -o log_level=warn
+vm_virtiofsd view "$share" -o cache=none -o xattr -o log_level=warn
 # Two more devices on the same directory for the interrupt fallbacks: one MSI-X vector shared
 # by config and both queues, and no MSI-X at all (INTx).
 for dev in shared intx unplug; do
-  "$virtiofsd" --socket-path="$work/$dev.sock" -o source="$share" -o cache=none \
-    -o log_level=${VIRTIOFS_VM_LOG:-warn} 2> "$work/virtiofsd-$dev.log" &
-  pids+=($!)
+  vm_virtiofsd $dev "$share" -o cache=none -o log_level=${VIRTIOFS_VM_LOG:-warn}
 done
-for _ in $(seq 100); do
-  [ -S "$work/fs.sock" ] && [ -S "$work/view.sock" ] && [ -S "$work/shared.sock" ] && \
-    [ -S "$work/intx.sock" ] && [ -S "$work/unplug.sock" ] && break
-  sleep 0.05
-done
+vm_wait_sockets fs view shared intx unplug
 
-# maxcpus=2 makes TCG translate for parallel vCPUs, so guest fences become host fences: with
-# plain -smp 1 TCG drops them, and the store-load ordering the ring needs against virtiofsd (a
-# host thread) is lost (seen here: interrupts lost after a few hundred requests). One vCPU still
-# runs, for steadier timings.
-timeout -s KILL "$timeout_s" qemu-system-x86_64 \
-  -machine q35 -accel tcg -cpu max -smp 1,maxcpus=2 -m 1G -nodefaults -display none -no-reboot \
-  -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
-  -device intel-iommu,intremap=on \
-  -chardev socket,id=fs,path="$work/fs.sock" -device vhost-user-fs-pci,chardev=fs,tag=vmfs \
-  -chardev socket,id=view,path="$work/view.sock" -device vhost-user-fs-pci,chardev=view,tag=hostview \
-  -chardev socket,id=shared,path="$work/shared.sock" -device vhost-user-fs-pci,chardev=shared,tag=sharedvec,vectors=1 \
-  -chardev socket,id=intx,path="$work/intx.sock" -device vhost-user-fs-pci,chardev=intx,tag=intx,vectors=0 \
+vm_fs_device fs vmfs
+vm_fs_device view hostview
+vm_fs_device shared sharedvec vectors=1
+vm_fs_device intx intx vectors=0
+vm_accel "${VIRTIOFS_VM_ACCEL:-tcg}"  # the rig's timings are TCG's unless asked
+vm_qemu 1,maxcpus=2 \
   -device virtio-rng-pci,iommu_platform=on,disable-legacy=on \
   -device virtio-rng-pci,iommu_platform=on,disable-legacy=on,vectors=1 \
   -device virtio-rng-pci,iommu_platform=on,disable-legacy=on,vectors=0 \
   -device pcie-root-port,id=rp1,chassis=1 \
   -chardev socket,id=unplug,path="$work/unplug.sock" -device vhost-user-fs-pci,chardev=unplug,tag=unplug,id=unplugfs,bus=rp1 \
   -qmp unix:"$work/qmp.sock",server=on,wait=off \
-  -serial file:"$work/console.log" \
-  -kernel "$work/vmlinux" -initrd "$work/initrd.img" \
-  -append "console=ttyS0 intel_iommu=on panic=-1 quiet loglevel=3" &
-qemu=$!
-pids+=($qemu)
+  -serial file:"$work/console.log"
+qemu=$vm_qemu_pid
+timeout_s=${VIRTIOFS_VM_TIMEOUT:-600}
 # When the guest asks, remove its "unplug" device as an operator would (QEMU monitor device_del).
 (
   for _ in $(seq "$timeout_s"); do
@@ -136,7 +74,7 @@ for cmd in ({"execute": "qmp_capabilities"},
     print("qmp:", f.readline().strip())
 PY
 ) > "$work/qmp.log" 2>&1 &
-pids+=($!)
+vm_pids+=($!)
 status=0
 wait "$qemu" || status=$?
 elapsed=$(awk -v a="$started" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')

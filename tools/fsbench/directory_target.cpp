@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -6,6 +7,7 @@
 #include <chrono>
 #include <fstream>
 #include <random>
+#include <string_view>
 #include <thread>
 
 #include "target.hpp"
@@ -110,8 +112,47 @@ class DirectoryTarget final : public Target {
     close(fd);
     return done;
   }
+  void make_tree(const std::string& name, size_t dirs, size_t files) override {
+    mkdir(path(name).c_str(), 0755);
+    for (size_t d = 0; d < dirs; ++d) {
+      const std::string dir = path(name) + "/d" + std::to_string(d);
+      mkdir(dir.c_str(), 0755);
+      for (size_t f = 0; f < files; ++f)
+        close(open((dir + "/f" + std::to_string(f)).c_str(), O_CREAT | O_WRONLY, 0644));
+    }
+  }
+  void remove_tree(const std::string& name, size_t dirs, size_t files) override {
+    for (size_t d = 0; d < dirs; ++d) {
+      const std::string dir = path(name) + "/d" + std::to_string(d);
+      for (size_t f = 0; f < files; ++f) unlink((dir + "/f" + std::to_string(f)).c_str());
+      rmdir(dir.c_str());
+    }
+    rmdir(path(name).c_str());
+  }
+  size_t walk_tree(const std::string& name) override { return walk(path(name)); }
 
  private:
+  // Entries below dir (0 when something failed).
+  static size_t walk(const std::string& dir) {
+    DIR* d = opendir(dir.c_str());
+    if (!d) return 0;
+    size_t seen = 0;
+    bool ok = true;
+    while (dirent* e = readdir(d)) {
+      if (std::string_view n = e->d_name; n == "." || n == "..") continue;
+      struct stat st;
+      if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) { ok = false; break; }
+      ++seen;
+      if (S_ISDIR(st.st_mode)) {
+        const size_t below = walk(dir + "/" + e->d_name);
+        if (below == 0) { ok = false; break; }
+        seen += below;
+      }
+    }
+    closedir(d);
+    return ok ? seen : 0;
+  }
+
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
   std::string dir_;
 };

@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <fcntl.h>
 
 #include <atomic>
@@ -148,8 +149,68 @@ class LibraryTarget final : public Target {
     }
     return done;
   }
+  void make_tree(const std::string& name, size_t dirs, size_t files) override {
+    fs_->mkdir(path(name));
+    for (size_t d = 0; d < dirs; ++d) {
+      const std::string dir = path(name) + "/d" + std::to_string(d);
+      fs_->mkdir(dir);
+      Entry e;
+      if (fs_->resolve(dir, e)) continue;
+      for (size_t f = 0; f < files; ++f) {
+        Created c;
+        if (fs_->create(e.inode, "f" + std::to_string(f), O_WRONLY, 0644, c)) continue;
+        fs_->release(c.entry.inode, c.file.fh);
+        fs_->forget(c.entry.inode, 1);
+      }
+      fs_->forget(e.inode, 1);
+    }
+  }
+  void remove_tree(const std::string& name, size_t dirs, size_t files) override {
+    for (size_t d = 0; d < dirs; ++d) {
+      const std::string dir = path(name) + "/d" + std::to_string(d);
+      for (size_t f = 0; f < files; ++f) fs_->unlink(dir + "/f" + std::to_string(f));
+      fs_->rmdir(dir);
+    }
+    fs_->rmdir(path(name));
+  }
+  size_t walk_tree(const std::string& name) override {
+    Entry e;
+    if (fs_->resolve(path(name), e)) return 0;
+    const size_t seen = walk(e.inode);
+    fs_->forget(e.inode, 1);
+    return seen;
+  }
 
  private:
+  // Entries below dir through READDIRPLUS (each entry's attributes come with it, as the kernel
+  // asks for them); 0 when something failed.
+  size_t walk(Inode dir) {
+    OpenFile d;
+    if (fs_->opendir(dir, d)) return 0;
+    size_t seen = 0;
+    bool ok = true;
+    std::vector<std::pair<DirEntry, Entry>> batch;
+    for (uint64_t offset = 0; ok;) {
+      if (fs_->readdirplus(dir, d.fh, offset, batch)) { ok = false; break; }
+      if (batch.empty()) break;
+      for (auto& [de, entry] : batch) {
+        offset = de.offset;
+        if (entry.inode == 0) continue;  // "." and "..": no reference
+        if (ok && de.name != "." && de.name != "..") {
+          ++seen;
+          if (de.type == DT_DIR) {
+            const size_t below = walk(entry.inode);
+            ok = below != 0;
+            seen += below;
+          }
+        }
+        fs_->forget(entry.inode, 1);
+      }
+    }
+    fs_->releasedir(dir, d.fh);
+    return ok ? seen : 0;
+  }
+
   std::string path(const std::string& name) const { return subdir_ + "/" + name; }
   std::unique_ptr<Client> fs_;
   IoBuffer block_;

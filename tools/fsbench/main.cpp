@@ -8,11 +8,14 @@
 // Caches are dropped where a row says "cold" (run as root). With --rounds N every target runs N
 // times, interleaved, and each figure is the median. --cpu adds, for every row, the CPU time per
 // operation of this process (for the library, its completion threads included) and of the
-// target's servers named with ,cpu_pids=PID[:PID...] (a FUSE daemon, virtiofsd). Used by
-// scripts/bench.sh and scripts/bench-levers.sh.
+// target's servers named with ,cpu_pids=PID[:PID...] (a FUSE daemon, virtiofsd), and the busy
+// time of all CPUs per operation (/proc/stat: fair to a kernel driver, whose work is no
+// process's; scripts/bench-guest.sh reads it in a guest). Used by scripts/bench.sh,
+// scripts/bench-levers.sh and scripts/bench-guest.sh.
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -53,6 +56,7 @@ const Row kRows[] = {
     {"randread-4k", "4 KiB random read, depth 1 (IOPS)"},
     {"seqwrite-1m", "1 MiB sequential write (MB/s)"},
     {"seqread-1m", "1 MiB sequential read, cold (MB/s)"},
+    {"tree-walk", "tree walk, cold, readdir+stat (entries/s)"},
     // With --cpu, one per row above, in the same order: CPU time (user+system, all threads) of
     // this process and of the target's cpu_pids while the row ran, per operation (per MB for
     // the MB/s rows).
@@ -64,9 +68,22 @@ const Row kRows[] = {
     {"randread-4k-cpu", "  CPU: 4 KiB random read (us/op)"},
     {"seqwrite-1m-cpu", "  CPU: 1 MiB seq. write (us/MB)"},
     {"seqread-1m-cpu", "  CPU: 1 MiB seq. read (us/MB)"},
+    {"tree-walk-cpu", "  CPU: tree walk (us/entry)"},
+    // And the busy time of all CPUs (user nice system irq softirq steal, /proc/stat) per
+    // operation: in a guest it holds a kernel driver's work as well as a daemon's.
+    {"stat-repeat-all", "  all CPUs: stat one file (us/op)"},
+    {"stat-cold-qd1-all", "  all CPUs: stat, cold, depth 1 (us/op)"},
+    {"stat-cold-qd32-all", "  all CPUs: stat, cold, depth 32 (us/op)"},
+    {"open-close-all", "  all CPUs: open+close (us/op)"},
+    {"create-unlink-all", "  all CPUs: create+unlink (us/op)"},
+    {"randread-4k-all", "  all CPUs: 4 KiB random read (us/op)"},
+    {"seqwrite-1m-all", "  all CPUs: 1 MiB seq. write (us/MB)"},
+    {"seqread-1m-all", "  all CPUs: 1 MiB seq. read (us/MB)"},
+    {"tree-walk-all", "  all CPUs: tree walk (us/entry)"},
 };
 constexpr size_t kRowCount = sizeof(kRows) / sizeof(kRows[0]);
-constexpr size_t kCpuRows = kRowCount / 2;  // the last ones, one per figure
+constexpr size_t kFigures = kRowCount / 3;  // then their CPU rows, then their all-CPU rows
+constexpr size_t kTreeDirs = 10;            // the tree: kTreeDirs directories of files/kTreeDirs
 
 // CPU time used so far by this process (every thread, user and system) and by the processes
 // `pids` (/proc/PID/stat: all their threads, dead ones included, in clock ticks), in us.
@@ -92,6 +109,15 @@ double cpu_us(const std::vector<int>& pids) {
   return total;
 }
 
+// Busy time of all CPUs so far, in us (guest time is inside user).
+double all_cpus_us() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  return (user + nice + system + irq + softirq + steal) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "virtiofs-fsbench: %s\n", what.c_str());
   std::exit(1);
@@ -114,18 +140,27 @@ std::vector<double> measure(Target& t, const Settings& s) {
   for (size_t i = 0; i < s.files; ++i) names.push_back("f" + std::to_string(i));
   t.create_files(names);
   t.create_files({"one"});
+  const size_t tree_files = std::max<size_t>(1, s.files / kTreeDirs);
+  t.make_tree("tree", kTreeDirs, tree_files);
   std::vector<double> r(kRowCount);
-  // Row `row`'s figure, and its CPU per unit of work beside it.
-  double cpu = 0;
-  auto charge = [&](size_t row, double units) { r[kCpuRows + row] = (cpu_us(t.cpu_pids) - cpu) / units; };
-  auto timed = [&](size_t row, double units, auto&& op) {
+  // Row `row`'s figure, and its CPU per unit of work beside it: ours, then all CPUs'.
+  double cpu = 0, all = 0;
+  auto start_cpu = [&] {
     cpu = cpu_us(t.cpu_pids);
+    all = all_cpus_us();
+  };
+  auto charge = [&](size_t row, double units) {
+    r[kFigures + row] = (cpu_us(t.cpu_pids) - cpu) / units;
+    r[2 * kFigures + row] = (all_cpus_us() - all) / units;
+  };
+  auto timed = [&](size_t row, double units, auto&& op) {
+    start_cpu();
     r[row] = rate(kRows[row].title, units, op);
     charge(row, units);
   };
 
   size_t n = 0;
-  cpu = cpu_us(t.cpu_pids);
+  start_cpu();
   const auto start = Clock::now();
   while (seconds_since(start) < s.seconds) {
     if (!t.stat_one("one", 256)) die("stat failed");
@@ -143,16 +178,25 @@ std::vector<double> measure(Target& t, const Settings& s) {
   drop_caches();
   timed(7, s.mib * 1.048576, [&] { return t.read_sequential("big", s.mib); });
   drop_caches();
-  cpu = cpu_us(t.cpu_pids);
+  start_cpu();
   const auto t0 = Clock::now();
   const size_t reads = t.read_random_4k("big", s.mib, s.seconds);
   if (reads == 0) die("4 KiB random read failed");
   r[5] = reads / seconds_since(t0);
   charge(5, reads);
+  drop_caches();
+  start_cpu();
+  const auto t1 = Clock::now();
+  const size_t seen = t.walk_tree("tree"), want = kTreeDirs * (tree_files + 1);
+  if (seen != want)
+    die("tree walk saw " + std::to_string(seen) + " entries of " + std::to_string(want));
+  r[8] = seen / seconds_since(t1);
+  charge(8, seen);
 
   names.push_back("one");
   names.push_back("big");
   t.remove_files(names);
+  t.remove_tree("tree", kTreeDirs, tree_files);
   return r;
 }
 
@@ -295,7 +339,7 @@ int main(int argc, char** argv) {
   for (auto& [label, where] : targets)
     if (where.rfind("socket:", 0) != 0) rmdir((where + "/.fsbench").c_str());
 
-  const size_t rows = stat_threads ? 1 : cpu_rows ? kRowCount : kRowCount - kCpuRows;
+  const size_t rows = stat_threads ? 1 : cpu_rows ? kRowCount : kFigures;
   std::vector<std::vector<double>> results(n, std::vector<double>(rows));  // medians
   for (size_t i = 0; i < n; ++i)
     for (size_t row = 0; row < rows; ++row) {
@@ -307,7 +351,7 @@ int main(int argc, char** argv) {
   const std::string threads_title = "stat one file, " + std::to_string(stat_threads) + " threads (ops/s)";
   auto title = [&](size_t row) { return stat_threads ? threads_title.c_str() : kRows[row].title; };
   auto header = [&](const char* first, const std::string& what) {
-    std::printf("%-36s", first);
+    std::printf("%-42s", first);
     for (auto& [label, where] : targets) std::printf(" %15s", label.c_str());
     std::printf("   %s:", what.c_str());
     for (size_t i = 0; i < n; ++i)
@@ -317,8 +361,8 @@ int main(int argc, char** argv) {
   const std::string ratio_word = "ratio to " + targets[ref].first;
   header(rounds > 1 ? ("median of " + std::to_string(rounds) + " rounds").c_str() : "", ratio_word);
   for (size_t row = 0; row < rows; ++row) {
-    std::printf("%-36s", title(row));
-    const bool cpu_row = !stat_threads && row >= kRowCount - kCpuRows;
+    std::printf("%-42s", title(row));
+    const bool cpu_row = !stat_threads && row >= kFigures;
     for (auto& r : results) std::printf(cpu_row ? " %15.1f" : " %15.0f", r[row]);
     std::printf("   %*s", static_cast<int>(ratio_word.size() + 1), "");
     for (size_t i = 0; i < n; ++i)
@@ -327,19 +371,20 @@ int main(int argc, char** argv) {
   }
   if (rounds > 1) {
     // How far a ratio moved between rounds: the lowest and highest of the per-round ratios.
-    std::printf("\n%-36s   %s, lowest-highest of the rounds:\n", "", ratio_word.c_str());
+    std::printf("\n%-42s   %s, lowest-highest of the rounds:\n", "", ratio_word.c_str());
     for (size_t row = 0; row < rows; ++row) {
-      std::printf("%-36s", title(row));
+      std::printf("%-42s", title(row));
       for (size_t i = 0; i < n; ++i) {
         if (i == ref) continue;
         double lo = 1e300, hi = 0;
         for (unsigned round = 0; round < rounds; ++round) {
           const double q = by_round[i][round][row] / by_round[ref][round][row];
+          if (!std::isfinite(q)) continue;  // a CPU figure below the clock tick's resolution
           lo = std::min(lo, q);
           hi = std::max(hi, q);
         }
         char cell[32];
-        std::snprintf(cell, sizeof(cell), "%.2f-%.2fx", lo, hi);
+        std::snprintf(cell, sizeof(cell), lo <= hi ? "%.2f-%.2fx" : "-", lo, hi);
         std::printf(" %15s", cell);
       }
       std::printf("\n");

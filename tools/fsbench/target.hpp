@@ -29,6 +29,12 @@ class Target {
   virtual bool read_sequential(const std::string& name, size_t mib) = 0;
   // Reads random 4 KiB blocks of a file of `mib` MiB for about `seconds`; returns reads done.
   virtual size_t read_random_4k(const std::string& name, size_t mib, double seconds) = 0;
+  // A tree `name`/d<i>/f<j> of `dirs` directories with `files` empty files each (not timed).
+  virtual void make_tree(const std::string& name, size_t dirs, size_t files) = 0;
+  virtual void remove_tree(const std::string& name, size_t dirs, size_t files) = 0;
+  // Walks the tree as `find -ls` does: reads each directory, stats each entry, descends into
+  // the directories; returns the entries seen (0 on an error).
+  virtual size_t walk_tree(const std::string& name) = 0;
 
   // Processes whose CPU time counts with this target's (--cpu): its servers.
   std::vector<int> cpu_pids;

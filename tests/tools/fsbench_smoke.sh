@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# virtiofs-fsbench on a directory and on the library (virtiofsd), tiny sizes, two rounds: every
+# row runs (fsbench dies naming a row that fails, and checks the tree walk's entry count), and
+# --cpu adds a CPU row (this process and the target's cpu_pids) and an all-CPU row for each.
+#   fsbench_smoke.sh VIRTIOFS_FSBENCH VIRTIOFSD   (root: drops caches, runs virtiofsd)
+set -euo pipefail
+fsbench=$1 virtiofsd=$2
+work=$(mktemp -d)
+vpid=
+cleanup() { kill "$vpid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -p "$work/share" "$work/dir"
+"$virtiofsd" --socket-path="$work/s.sock" -o source="$work/share" -o cache=auto \
+  -o sandbox=chroot -o log_level=warn 2>/dev/null &
+vpid=$!
+for _ in $(seq 100); do [ -S "$work/s.sock" ] && break; sleep 0.05; done
+# cpu_pids: a process that idles (sleep): its CPU counts with the target's.
+sleep 60 &
+idle=$!
+"$fsbench" --cpu --rounds 2 --mib 2 --files 40 --ops 20 --seconds 0.1 \
+  dir="$work/dir" watched="$work/dir,cpu_pids=$idle" lib=socket:"$work/s.sock" > "$work/out"
+kill "$idle"
+cat "$work/out"
+fail() { echo "fsbench_smoke: $*" >&2; exit 1; }
+# The first table: 9 rows, then 9 CPU rows (this process and cpu_pids), 9 all-CPU rows.
+table=$(sed '/^$/q' "$work/out")
+[ "$(grep -c '^  CPU: ' <<< "$table")" = 9 ] || fail "not one CPU row per row"
+[ "$(grep -c '^  all CPUs: ' <<< "$table")" = 9 ] || fail "not one all-CPU row per row"
+walk=$(grep '^tree walk' <<< "$table") || fail "no tree walk row"
+read -r -a w <<< "${walk#*(entries/s)}"
+for v in "${w[@]:0:3}"; do [ "$v" -gt 0 ] || fail "tree walk rate $v"; done
+grep -q '^  CPU: tree walk' <<< "$table" || fail "no CPU row for the tree walk"
+grep -q "lowest-highest" "$work/out" || fail "no per-round ratio ranges"
+echo "fsbench_smoke: PASS"
