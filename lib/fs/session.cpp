@@ -218,7 +218,21 @@ void Session::set_failure_handler(std::function<void(std::error_code)> handler) 
   failure_handler_ = std::move(handler);
 }
 
+void Session::stop_device() {
+  std::lock_guard lock(stop_mu_);
+  if (device_stopped_) return;
+  device_stopped_ = true;
+  try {
+    transport_->stop();
+  } catch (const std::exception&) {
+    // The backend is already gone: nothing left to stop.
+  }
+}
+
 void Session::fail_all(std::error_code ec) {
+  // NEEDS_RESET or a bad reply does not stop the device's DMA (a vhost backend still finishes
+  // descriptors): stop it before slots, chunks and zero-copy reply buffers go back.
+  stop_device();
   if (!shut_down_.load(std::memory_order_acquire)) {
     std::function<void(std::error_code)> report;
     {
@@ -228,12 +242,12 @@ void Session::fail_all(std::error_code ec) {
     }
     if (report) report(ec);
   }
+  // Every queue fails before any call ends: a callback that submits and waits must find its
+  // new call failed, not queued to the stopped device.
   std::vector<Call*> failed;
-  for (auto& q : queues_) {
-    q->fail(ec, failed);
-    completion_->hand_over(failed);  // the application's calls end in process_completions
-    end_calls(failed);
-  }
+  for (auto& q : queues_) q->fail(ec, failed);
+  completion_->hand_over(failed);  // the application's calls end in process_completions
+  end_calls(failed);
   notify_drained();
 }
 
@@ -309,12 +323,7 @@ void Session::shutdown() {
   // The device stops before the calls still with it end: their buffers go back to their owners
   // only once nothing writes into them. Ending them also ends a callback blocked in a wait on
   // a completion thread, which must happen before the threads are joined.
-  try {
-    transport_->stop();
-  } catch (const std::exception&) {
-    // The backend is already gone: nothing left to stop.
-  }
-  fail_all(std::make_error_code(std::errc::not_connected));
+  fail_all(std::make_error_code(std::errc::not_connected));  // stops the device first
   completion_->stop();
 }
 
