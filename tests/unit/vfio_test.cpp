@@ -301,6 +301,8 @@ TEST(ScratchIova, HighestAlignedFitBelowTheCeiling) {
   EXPECT_EQ(highest_iova(ranges, 3 * kMiB, k2M, 0xfef80000), 0xfea00000u);
   EXPECT_THROW(highest_iova(ranges, 3 * kMiB, k2M, kMiB), std::system_error);
   EXPECT_THROW(highest_iova({}, 4096, 4096, ~uint64_t{0}), std::system_error);
+  // The whole 64-bit space is one valid range (its length does not fit in 64 bits).
+  EXPECT_EQ(highest_iova({{0, ~uint64_t{0}}}, 4096, 4096, ~uint64_t{0}), ~uint64_t{0} - 4095);
 }
 
 }  // namespace
