@@ -16,9 +16,11 @@ void LockWaits::begin(fs::Call& call, uint64_t unique) {
 }
 
 bool LockWaits::again(fs::Call& call, uint64_t unique) {
+  int error = kStopError;
   {
     std::lock_guard lock(mu_);
     auto it = waits_.find(unique);
+    if (it != waits_.end() && it->second.interrupted) error = EINTR;
     if (it != waits_.end() && !it->second.interrupted && !stopping_) {
       Wait& w = it->second;
       w.parked = true;
@@ -29,7 +31,7 @@ bool LockWaits::again(fs::Call& call, uint64_t unique) {
     }
     waits_.erase(unique);
   }
-  answer_(call, EINTR);
+  answer_(call, error);
   return false;
 }
 
@@ -72,7 +74,7 @@ void LockWaits::stop() {
     cv_.notify_all();
   }
   thread_.join();
-  for (fs::Call* c : parked) answer_(*c, EINTR);
+  for (fs::Call* c : parked) answer_(*c, kStopError);
 }
 
 void LockWaits::run() {

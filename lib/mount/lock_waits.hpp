@@ -7,6 +7,7 @@
 // attempts, and an unlock always has a slot. A signal (FUSE_INTERRUPT) ends the wait with EINTR.
 #pragma once
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -22,6 +23,9 @@ namespace virtiofs::mount {
 class LockWaits {
  public:
   static constexpr std::chrono::milliseconds kMaxPause{32};
+  // How a wait ends when the bridge stops. Not EINTR: the kernel turns that into ERESTARTSYS,
+  // which with no signal pending reaches fcntl/flock as errno 512.
+  static constexpr int kStopError = ENOLCK;
 
   // `resubmit` sends the call to the device again; `answer` ends it with an errno (EINTR).
   LockWaits(std::function<void(fs::Call&)> resubmit, std::function<void(fs::Call&, int)> answer);
@@ -31,15 +35,15 @@ class LockWaits {
 
   // A blocking lock request goes to the device (as SETLK) for the first time.
   void begin(fs::Call& call, uint64_t unique);
-  // The device said the lock is held: asks again later (true), or, interrupted or stopping,
-  // answers it EINTR at once (false; the caller must not touch it after either).
+  // The device said the lock is held: asks again later (true), or answers it at once: EINTR
+  // if interrupted, kStopError if stopping (false; the caller must not touch it after either).
   bool again(fs::Call& call, uint64_t unique);
   // The device's answer was final: the request is no longer waited for.
   void end(uint64_t unique);
   // The kernel interrupted `unique`. True if it is a lock wait (EINTR now if parked, else when
   // the device's answer says busy); false: not ours.
   bool interrupt(uint64_t unique);
-  // Ends every parked wait with EINTR, and any later one as it comes back; stops the thread.
+  // Ends every parked wait with kStopError, and any later one as it comes back; stops the thread.
   void stop();
 
  private:
