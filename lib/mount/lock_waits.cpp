@@ -1,5 +1,6 @@
 #include "mount/lock_waits.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <vector>
 
@@ -12,7 +13,12 @@ LockWaits::~LockWaits() { stop(); }
 
 void LockWaits::begin(fs::Call& call, uint64_t unique) {
   std::lock_guard lock(mu_);
-  waits_[unique] = Wait{&call};
+  Wait& w = waits_[unique] = Wait{&call};
+  // Its INTERRUPT may have come first (another reader took it): the kernel sends it only once.
+  if (auto it = std::find(early_.begin(), early_.end(), unique); it != early_.end()) {
+    early_.erase(it);
+    w.interrupted = true;
+  }
 }
 
 bool LockWaits::again(fs::Call& call, uint64_t unique) {
@@ -45,7 +51,13 @@ bool LockWaits::interrupt(uint64_t unique) {
   {
     std::lock_guard lock(mu_);
     auto it = waits_.find(unique);
-    if (it == waits_.end()) return false;
+    if (it == waits_.end()) {
+      // Not (yet) a wait: kept in case its request is a SETLKW still on its way to begin().
+      // Uniques never repeat, so the oldest can go when the set is full.
+      if (early_.size() == kMaxEarly) early_.pop_front();
+      early_.push_back(unique);
+      return false;
+    }
     if (!it->second.parked) {
       it->second.interrupted = true;  // at the device: EINTR when it says busy
       return true;

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -26,6 +27,8 @@ class LockWaits {
   // How a wait ends when the bridge stops. Not EINTR: the kernel turns that into ERESTARTSYS,
   // which with no signal pending reaches fcntl/flock as errno 512.
   static constexpr int kStopError = ENOLCK;
+  // INTERRUPTs for no known wait, remembered for a SETLKW that reaches begin() later.
+  static constexpr size_t kMaxEarly = 64;
 
   // `resubmit` sends the call to the device again; `answer` ends it with an errno (EINTR).
   LockWaits(std::function<void(fs::Call&)> resubmit, std::function<void(fs::Call&, int)> answer);
@@ -41,7 +44,8 @@ class LockWaits {
   // The device's answer was final: the request is no longer waited for.
   void end(uint64_t unique);
   // The kernel interrupted `unique`. True if it is a lock wait (EINTR now if parked, else when
-  // the device's answer says busy); false: not ours.
+  // the device's answer says busy); false: not (yet) ours. Two readers share the kernel's
+  // queue, so the INTERRUPT may come before its SETLKW reached begin(): begin() then finds it.
   bool interrupt(uint64_t unique);
   // Ends every parked wait with kStopError, and any later one as it comes back; stops the thread.
   void stop();
@@ -61,6 +65,7 @@ class LockWaits {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint64_t, Wait> waits_;  // by unique: every lock wait, parked or at the device
+  std::deque<uint64_t> early_;      // INTERRUPTs that found no wait, oldest first (kMaxEarly)
   bool stopping_ = false;
   std::thread thread_;
 };
