@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 #include <system_error>
+#include <thread>
 
 #include "fs/call_ending.hpp"
 #include "fuse/init.hpp"
@@ -210,6 +211,13 @@ void Session::device_misbehaved() {
   // The rings still work: references handed out before the bad reply (READDIRPLUS entries the
   // owner forgot) go back before the device is dropped.
   hiprio_->flush_now();
+  // fail_all stops the device first, so they must have reached it: wait, bounded. Not on a
+  // completion thread, which may be the one to reap them (they are lost then).
+  if (!completion_->on_own_thread()) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.device_timeout;
+    while (!hiprio_->settled() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   fail_all(std::make_error_code(std::errc::io_error));
 }
 

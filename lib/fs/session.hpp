@@ -84,7 +84,9 @@ class Session {
   // hiprio, never lost while the device lives.
   void forget(Inode inode, uint64_t nlookup);
   // The owner found a reply malformed past what the session checks (e.g. directory entries):
-  // the device can no longer be trusted, so everything fails with EIO from now on.
+  // the device can no longer be trusted, so everything fails with EIO from now on. Pending
+  // FORGETs go first (waited for within SessionOptions::device_timeout, except on a completion
+  // thread), then the device is stopped, then the calls end.
   void device_misbehaved();
   // Sends pending FORGETs, then DESTROY, waits for in-flight requests, stops the device, ends
   // what is left with ENOTCONN and stops the completion threads: all within
