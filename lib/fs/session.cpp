@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 #include <system_error>
+#include <thread>
 
 #include "fs/call_ending.hpp"
 #include "fuse/init.hpp"
@@ -220,6 +221,13 @@ void Session::device_misbehaved() {
   // The rings still work: references handed out before the bad reply (READDIRPLUS entries the
   // owner forgot) go back before the device is dropped.
   hiprio_->flush_now();
+  // fail_all stops the device first, so they must have reached it: wait, bounded. Not on a
+  // completion thread, which may be the one to reap them (they are lost then).
+  if (!completion_->on_own_thread()) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.device_timeout;
+    while (!hiprio_->settled() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   fail_all(std::make_error_code(std::errc::io_error));
 }
 
@@ -228,7 +236,21 @@ void Session::set_failure_handler(std::function<void(std::error_code)> handler) 
   failure_handler_ = std::move(handler);
 }
 
+void Session::stop_device() {
+  std::lock_guard lock(stop_mu_);
+  if (device_stopped_) return;
+  device_stopped_ = true;
+  try {
+    transport_->stop();
+  } catch (const std::exception&) {
+    // The backend is already gone: nothing left to stop.
+  }
+}
+
 void Session::fail_all(std::error_code ec) {
+  // NEEDS_RESET or a bad reply does not stop the device's DMA (a vhost backend still finishes
+  // descriptors): stop it before slots, chunks and zero-copy reply buffers go back.
+  stop_device();
   if (!shut_down_.load(std::memory_order_acquire)) {
     std::function<void(std::error_code)> report;
     {
@@ -238,12 +260,12 @@ void Session::fail_all(std::error_code ec) {
     }
     if (report) report(ec);
   }
+  // Every queue fails before any call ends: a callback that submits and waits must find its
+  // new call failed, not queued to the stopped device.
   std::vector<Call*> failed;
-  for (auto& q : queues_) {
-    q->fail(ec, failed);
-    completion_->hand_over(failed);  // the application's calls end in process_completions
-    end_calls(failed);
-  }
+  for (auto& q : queues_) q->fail(ec, failed);
+  completion_->hand_over(failed);  // the application's calls end in process_completions
+  end_calls(failed);
   notify_drained();
 }
 
@@ -319,12 +341,7 @@ void Session::shutdown() {
   // The device stops before the calls still with it end: their buffers go back to their owners
   // only once nothing writes into them. Ending them also ends a callback blocked in a wait on
   // a completion thread, which must happen before the threads are joined.
-  try {
-    transport_->stop();
-  } catch (const std::exception&) {
-    // The backend is already gone: nothing left to stop.
-  }
-  fail_all(std::make_error_code(std::errc::not_connected));
+  fail_all(std::make_error_code(std::errc::not_connected));  // stops the device first
   completion_->stop();
 }
 

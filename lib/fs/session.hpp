@@ -84,7 +84,9 @@ class Session {
   // hiprio, never lost while the device lives.
   void forget(Inode inode, uint64_t nlookup);
   // The owner found a reply malformed past what the session checks (e.g. directory entries):
-  // the device can no longer be trusted, so everything fails with EIO from now on.
+  // the device can no longer be trusted, so everything fails with EIO from now on. Pending
+  // FORGETs go first (waited for within SessionOptions::device_timeout, except on a completion
+  // thread), then the device is stopped, then the calls end.
   void device_misbehaved();
   // Sends pending FORGETs, then DESTROY, waits for in-flight requests, stops the device, ends
   // what is left with ENOTCONN and stops the completion threads: all within
@@ -149,8 +151,12 @@ class Session {
   RequestQueue& pick_queue();
   // The queue index of an application-reaped request queue; throws EINVAL naming the fix.
   unsigned app_queue(unsigned request_queue) const;
-  // Marks every queue failed with ec and completes all pending calls with it.
+  // Stops the device (once), then marks every queue failed with ec and completes all pending
+  // calls with it: whoever abandons the device (NEEDS_RESET, loss, a bad reply, a timeout,
+  // shutdown) comes through here, so no call ends while the device may still write its buffers.
   void fail_all(std::error_code ec);
+  // Transport::stop once, whichever thread comes first; a second caller waits until it is done.
+  void stop_device();
   void notify_drained();
   // Waits for a call until the deadline; past it the device counts as failed (ETIMEDOUT) and
   // the call ends with that. False on timeout.
@@ -180,6 +186,8 @@ class Session {
   std::atomic<bool> quiescing_{false};  // shutdown() began: completions wake its waits
   std::mutex drain_mu_;
   std::condition_variable drained_;
+  std::mutex stop_mu_;
+  bool device_stopped_ = false;  // under stop_mu_
 };
 
 }  // namespace virtiofs::fs

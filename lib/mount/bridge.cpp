@@ -369,6 +369,11 @@ void Bridge::forward(Reader& r, const fuse_in_header& header, uint32_t reply_byt
     // Never a blocking request at the device: SETLK, asked again while busy (lock_waits.hpp).
     const uint32_t setlk = FUSE_SETLK;
     std::memcpy(q.in_head + offsetof(fuse_in_header, opcode), &setlk, sizeof(setlk));
+    uint32_t lk_flags = 0;  // POSIX allows EACCES for a held fcntl lock; flock says EWOULDBLOCK
+    if (n >= sizeof(fuse_in_header) + sizeof(fuse_lk_in))
+      std::memcpy(&lk_flags, q.in_head + sizeof(fuse_in_header) + offsetof(fuse_lk_in, lk_flags),
+                  sizeof(lk_flags));
+    q.busy_eacces = !(lk_flags & FUSE_LK_FLOCK);
     lock_waits_->begin(q, q.unique);
   }
   if (hiprio) {

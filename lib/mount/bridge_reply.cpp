@@ -20,12 +20,18 @@ void Bridge::on_reply(fs::Call& call) {
     // The lock is held elsewhere: ask again later (lock_waits.hpp). Anything else is final.
     // The device's errno comes as the call's error (EIO, ENOTCONN are the session's own).
     const int error = q.ec ? q.ec.value() : -q.reply.header.error;
-    if (error == EAGAIN || error == EACCES) {
+    if (error == EAGAIN || (error == EACCES && q.busy_eacces)) {
       b.lock_waits_->again(q, q.unique);
       return;
     }
     b.lock_waits_->end(q.unique);
     q.lock_wait = false;
+  }
+  if (q.opcode == FUSE_INTERRUPT && b.lock_waits_ && !q.ec && q.reply.header.error == -ENOSYS) {
+    // Passed on, this ENOSYS would turn INTERRUPTs off for the whole mount, and lock waits
+    // end by them: the kernel needs no answer to an INTERRUPT, so none goes.
+    b.finish(q);
+    return;
   }
   if (q.ec) {
     b.reply_error(q.fd, q.unique, q.ec.value());
@@ -58,6 +64,7 @@ void Bridge::finish(Request& q) {
   free_chunks_.give(std::span(q.chunks.data(), q.chunk_count));
   q.chunk_count = 0;
   q.raw = nullptr;
+  q.lock_wait = false;  // also when the wait ended EINTR/ENOLCK (LockWaits' answer)
   free_requests_.give(std::span(&q.index, 1));
   in_flight_.done();
 }

@@ -22,6 +22,7 @@ struct Bridge::Request : fs::Call {
   uint64_t unique = 0;
   uint32_t opcode = 0;
   bool lock_wait = false;  // a SETLKW sent as SETLK, asked again while busy (remote_locks)
+  bool busy_eacces = false;  // a POSIX lock wait: EACCES may mean busy too (never for flock)
   std::array<uint32_t, kLandingChunks + 1> chunks{};  // request payload, then reply room
   uint32_t chunk_count = 0;
   std::array<fs::DeviceBuffer, 1 + kLandingChunks> in{};

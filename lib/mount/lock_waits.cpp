@@ -1,5 +1,6 @@
 #include "mount/lock_waits.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <vector>
 
@@ -12,13 +13,20 @@ LockWaits::~LockWaits() { stop(); }
 
 void LockWaits::begin(fs::Call& call, uint64_t unique) {
   std::lock_guard lock(mu_);
-  waits_[unique] = Wait{&call};
+  Wait& w = waits_[unique] = Wait{&call};
+  // Its INTERRUPT may have come first (another reader took it): the kernel sends it only once.
+  if (auto it = std::find(early_.begin(), early_.end(), unique); it != early_.end()) {
+    early_.erase(it);
+    w.interrupted = true;
+  }
 }
 
 bool LockWaits::again(fs::Call& call, uint64_t unique) {
+  int error = kStopError;
   {
     std::lock_guard lock(mu_);
     auto it = waits_.find(unique);
+    if (it != waits_.end() && it->second.interrupted) error = EINTR;
     if (it != waits_.end() && !it->second.interrupted && !stopping_) {
       Wait& w = it->second;
       w.parked = true;
@@ -29,7 +37,7 @@ bool LockWaits::again(fs::Call& call, uint64_t unique) {
     }
     waits_.erase(unique);
   }
-  answer_(call, EINTR);
+  answer_(call, error);
   return false;
 }
 
@@ -43,7 +51,13 @@ bool LockWaits::interrupt(uint64_t unique) {
   {
     std::lock_guard lock(mu_);
     auto it = waits_.find(unique);
-    if (it == waits_.end()) return false;
+    if (it == waits_.end()) {
+      // Not (yet) a wait: kept in case its request is a SETLKW still on its way to begin().
+      // Uniques never repeat, so the oldest can go when the set is full.
+      if (early_.size() == kMaxEarly) early_.pop_front();
+      early_.push_back(unique);
+      return false;
+    }
     if (!it->second.parked) {
       it->second.interrupted = true;  // at the device: EINTR when it says busy
       return true;
@@ -72,7 +86,7 @@ void LockWaits::stop() {
     cv_.notify_all();
   }
   thread_.join();
-  for (fs::Call* c : parked) answer_(*c, EINTR);
+  for (fs::Call* c : parked) answer_(*c, kStopError);
 }
 
 void LockWaits::run() {

@@ -139,7 +139,8 @@ uint64_t highest_iova(const std::vector<IovaRange>& ranges, size_t bytes, size_t
   bool found = false;
   for (const auto& r : ranges) {
     const uint64_t end = std::min(r.last, ceiling);  // inclusive
-    if (bytes == 0 || end < r.first || end - r.first + 1 < bytes) continue;
+    // end - first + 1 wraps to 0 for [0, UINT64_MAX]: compare one less on both sides.
+    if (bytes == 0 || end < r.first || end - r.first < bytes - 1) continue;
     const uint64_t start = (end - bytes + 1) & ~(uint64_t{align} - 1);
     if (start < r.first) continue;
     if (!found || start > best) best = start, found = true;

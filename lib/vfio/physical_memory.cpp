@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -17,6 +18,12 @@ namespace {
 constexpr size_t kPage = 4096;
 constexpr uint64_t kPresent = uint64_t{1} << 63;
 constexpr uint64_t kPfnMask = (uint64_t{1} << 55) - 1;
+
+std::string hex(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
 
 }  // namespace
 
@@ -60,7 +67,7 @@ std::vector<uint64_t> read_pagemap(const void* base, size_t bytes) {
 std::vector<uint64_t> pin_physical(std::byte* base, size_t bytes, size_t granule, const PinSteps& steps) {
   if (granule < kPage || granule % kPage || bytes % granule || bytes == 0)
     fail(EINVAL, "physical memory granules must be whole pages");
-  steps.pin(base, bytes);
+  const auto [scratch, scratch_bytes] = steps.pin(base, bytes);
   // From here every exit undoes the 1:1 mappings made so far and the pin.
   std::vector<std::pair<uint64_t, size_t>> mapped;
   struct Undo {
@@ -84,6 +91,12 @@ std::vector<uint64_t> pin_physical(std::byte* base, size_t bytes, size_t granule
 
   const size_t per_granule = granule / kPage;
   auto addresses = granule_addresses(steps.read_pagemap(base, bytes), per_granule, granule);
+  for (uint64_t phys : addresses)
+    // The IOMMU would take it (can_map) yet refuse the map (EEXIST): say why instead.
+    if (scratch_bytes && phys < scratch + scratch_bytes && scratch < phys + granule)
+      fail(EEXIST, "device memory at physical address 0x" + hex(phys) +
+                       " lies in the IOVA range its pin took (0x" + hex(scratch) +
+                       "): it cannot be mapped 1:1 there");
   for (size_t i = 0; i < addresses.size(); ++i) {
     // 1:1, for platforms where the device's DMA does go through the IOMMU.
     if (!steps.can_map(addresses[i], granule)) continue;

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace virtiofs::vfio {
@@ -28,7 +29,8 @@ std::vector<uint64_t> read_pagemap(const void* base, size_t bytes);
 // What pin_physical does, as a seam: VFIO and pagemap for real, recorders in tests.
 struct PinSteps {
   // Pins [base, base+bytes) for as long as the device may use it (throws when it cannot).
-  std::function<void(std::byte* base, size_t bytes)> pin;
+  // Returns the IOVA range the pin itself occupies (size 0: none), which no 1:1 map may take.
+  std::function<std::pair<uint64_t, size_t>(std::byte* base, size_t bytes)> pin;
   std::function<void()> unpin;
   std::function<std::vector<uint64_t>(const std::byte* base, size_t bytes)> read_pagemap;
   // Whether the IOMMU takes a 1:1 mapping of [phys, phys+bytes), and making/undoing it.

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <optional>
 #include <system_error>
 
 #include "virtio/setup_error.hpp"
@@ -99,10 +100,11 @@ PinSteps VfioTransport::pin_steps() {
     if (pin_observer_) pin_observer_(step);
   };
   auto scratch = std::make_shared<std::pair<uint64_t, size_t>>();
+  auto previous_ceiling = std::make_shared<std::optional<uint64_t>>();
   PinSteps s;
   // The pin is a mapping at a scratch IOVA at the top of what the IOMMU allows, above any
   // physical address the 1:1 mappings below take.
-  s.pin = [this, seen, scratch](std::byte* base, size_t bytes) {
+  s.pin = [this, seen, scratch, previous_ceiling](std::byte* base, size_t bytes) {
     const uint64_t iova = container_->find_iova_top(bytes, virtio::DmaRegion::kHugePageBytes, scratch_ceiling_);
     try {
       container_->map_dma(base, iova, bytes);
@@ -112,10 +114,15 @@ PinSteps VfioTransport::pin_steps() {
                                  "reserve hugepages outside movable memory (hugepages= at boot)");
     }
     *scratch = {iova, bytes};
+    previous_ceiling->emplace(scratch_ceiling_);
     scratch_ceiling_ = iova ? iova - 1 : 0;  // the next region's pin goes below
     seen("pinned");
+    return *scratch;
   };
-  s.unpin = [this, scratch] { container_->unmap_dma(scratch->first, scratch->second); };
+  s.unpin = [this, scratch, previous_ceiling] {
+    container_->unmap_dma(scratch->first, scratch->second);
+    if (*previous_ceiling) scratch_ceiling_ = **previous_ceiling;  // the range is free again
+  };
   s.read_pagemap = [seen](const std::byte* base, size_t bytes) {
     seen("read");
     return read_pagemap(base, bytes);
@@ -200,7 +207,9 @@ void VfioTransport::rearm_interrupt(unsigned index) {
     pci_->unmask_intx();
     return;
   }
-  // One MSI-X vector for all: with MSI-X the ISR need not tell (§4.1.4.5), the status does.
+  // One MSI-X vector for all: the device sets the ISR's config bit before a config
+  // notification either way (§4.1.4.5), but reading the ISR clears it and costs the same one
+  // MMIO read as the status, which tells NEEDS_RESET directly.
   if (virtio_->status() & status::kNeedsReset) signal_config();
 }
 

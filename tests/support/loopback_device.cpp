@@ -124,6 +124,7 @@ void LoopbackDevice::stop() {
     q->model.reset();
     q->avail = nullptr;
   }
+  stopped_ = true;
 }
 
 std::vector<DeviceChain> LoopbackDevice::pop(Queue& q, size_t max) {

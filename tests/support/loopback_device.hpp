@@ -88,8 +88,8 @@ class LoopbackDevice final : public DeviceQueues {
   // Signals the queue's call eventfd whatever EVENT_IDX says (a spurious interrupt).
   void interrupt(unsigned queue);
   bool lost() const { return lost_.load(); }
-  // The driver stopped the device (Transport::stop).
-  bool stopped() const { return stopping_.load(); }
+  // The driver stopped the device (Transport::stop returned: no queue is served any more).
+  bool stopped() const { return stopped_.load(); }
   uint64_t kicks(unsigned queue) const;
   uint64_t chains_taken(unsigned queue) const;
   // Whether the driver now asks to be interrupted for the queue's next used element, and how
@@ -158,6 +158,7 @@ class LoopbackDevice final : public DeviceQueues {
   std::atomic<bool> needs_reset_{false};
   std::atomic<bool> lost_{false};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> stopped_{false};
   bool started_ = false;
 };
 

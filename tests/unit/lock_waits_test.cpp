@@ -90,6 +90,21 @@ TEST_F(LockWaitsTest, AnInterruptWhileAtTheDeviceEndsItWhenTheDeviceSaysBusy) {
   EXPECT_EQ(r.answered[0].second, EINTR);
 }
 
+// Another reader took the INTERRUPT before the SETLKW's reader reached begin(): the kernel
+// sends it once, so the wait must still end with EINTR when the device says busy.
+TEST_F(LockWaitsTest, AnInterruptBeforeItsWaitBeganStillEndsIt) {
+  EXPECT_FALSE(waits.interrupt(7));  // no wait yet: passed on as usual
+  waits.begin(call, 7);
+  EXPECT_FALSE(waits.again(call, 7));
+  ASSERT_EQ(r.answers(), 1u);
+  EXPECT_EQ(r.answered[0].second, EINTR);
+  // Remembered ones are bounded and a later wait is not affected by an old unique.
+  for (uint64_t u = 100; u < 100 + 2 * LockWaits::kMaxEarly; ++u) waits.interrupt(u);
+  fs::Call other;
+  waits.begin(other, 100);  // pushed out of the bounded set
+  EXPECT_TRUE(waits.again(other, 100));
+}
+
 TEST_F(LockWaitsTest, OnlyLockWaitsAreOurs) {
   EXPECT_FALSE(waits.interrupt(9));
   waits.begin(call, 7);
@@ -106,7 +121,10 @@ TEST_F(LockWaitsTest, StoppingEndsEveryWait) {
   ASSERT_EQ(r.answers(), 1u);
   EXPECT_EQ(r.answered[0].first, &call);
   EXPECT_FALSE(waits.again(other, 8));  // came back busy after the stop
-  EXPECT_EQ(r.answers(), 2u);
+  ASSERT_EQ(r.answers(), 2u);
+  // No signal is pending: EINTR would reach the caller as ERESTARTSYS (errno 512).
+  EXPECT_EQ(r.answered[0].second, ENOLCK);
+  EXPECT_EQ(r.answered[1].second, ENOLCK);
 }
 
 }  // namespace

@@ -119,4 +119,45 @@ INSTANTIATE_TEST_SUITE_P(Session, NeedsResetRace, ::testing::Values(Order::kToge
                            return p.param == Order::kTogether ? "Together" : "AnswersFirst";
                          });
 
+
+// Whatever makes the session abandon the device (NEEDS_RESET, a reply the owner finds bad, the
+// device lost), the device is stopped before the first call ends: a device that still writes
+// into a slot, a chunk or a zero-copy reply buffer handed back would corrupt its next owner.
+enum class Abandon { kNeedsReset, kMisbehaved, kLost };
+
+class AbandonedDevice : public NeedsReset, public ::testing::WithParamInterface<Abandon> {};
+
+TEST_P(AbandonedDevice, IsStoppedBeforeAnyCallEnds) {
+  device().set_all_stepped(true);
+  const size_t first = calls.size();
+  std::vector<bool> stopped_at_end(4, false);
+  for (size_t i = 0; i < 4; ++i) {
+    TestCall& c = new_call(fuse::make_getattr(kRootInode, nullptr));
+    c.before_done = [&, i] { stopped_at_end[i] = device().stopped(); };
+    session->submit(c);
+  }
+  ASSERT_TRUE(device().wait_available(1, 4, kBound));
+  device().take(1);  // the device holds them: it could still write their replies
+  switch (GetParam()) {
+    case Abandon::kNeedsReset: device().set_needs_reset(); break;
+    case Abandon::kMisbehaved: session->device_misbehaved(); break;
+    case Abandon::kLost: device().lose(); break;
+  }
+  ASSERT_TRUE(recorder.wait_count(first + 4));
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(calls[first + i].ec) << "call " << i;
+    EXPECT_TRUE(stopped_at_end[i]) << "call " << i << " ended while the device was not stopped";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Session, AbandonedDevice,
+                         ::testing::Values(Abandon::kNeedsReset, Abandon::kMisbehaved, Abandon::kLost),
+                         [](const auto& p) {
+                           switch (p.param) {
+                             case Abandon::kNeedsReset: return "NeedsReset";
+                             case Abandon::kMisbehaved: return "Misbehaved";
+                             default: return "Lost";
+                           }
+                         });
+
 }  // namespace

@@ -224,6 +224,7 @@ struct FakePinning {
   size_t mapped = 0;
   std::string fail_at;  // a step that throws
   uint64_t translated_below = ~uint64_t{0};  // what the IOMMU takes 1:1
+  std::pair<uint64_t, size_t> scratch{0, 0};  // the IOVA range the pin takes
 
   PinSteps steps() {
     PinSteps s;
@@ -231,7 +232,11 @@ struct FakePinning {
       log.push_back(name);
       if (name == fail_at) throw std::system_error(ENOMEM, std::generic_category(), name);
     };
-    s.pin = [this, step](std::byte*, size_t) { step("pin"); pinned = true; };
+    s.pin = [this, step](std::byte*, size_t) {
+      step("pin");
+      pinned = true;
+      return scratch;
+    };
     s.unpin = [this, step] { step("unpin"); pinned = false; };
     s.read_pagemap = [this, step](const std::byte*, size_t) {
       // Reading an address that is not pinned yet is the bug this order prevents.
@@ -258,6 +263,23 @@ TEST(PinPhysical, PinsBeforeReadingThenMapsThenVerifies) {
             (std::vector<uint64_t>{0x400000, 0x300000}));
   EXPECT_EQ(f.log, (std::vector<std::string>{"pin", "read", "map", "read"}));
   EXPECT_TRUE(f.pinned);
+}
+
+// A granule whose physical address lies in the pin's own IOVA range: the IOMMU allows the
+// address, but the 1:1 map would fail (EEXIST) with a misleading message. Refused, saying why.
+TEST(PinPhysical, AGranuleInsideThePinsIovaRangeIsRefused) {
+  FakePinning f;
+  f.reads = {pagemap_of({0x300, 0x401}, kPer)};
+  f.scratch = {0x400000, 2 * kGranule};  // holds the second granule's 0x401000
+  try {
+    pin_physical(pin_memory, sizeof(pin_memory), kGranule, f.steps());
+    ADD_FAILURE() << "a granule inside the pin's IOVA range was accepted";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), EEXIST);
+    EXPECT_NE(std::string(e.what()).find("401000"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(f.log, (std::vector<std::string>{"pin", "read", "unpin"}));
+  EXPECT_FALSE(f.pinned);
 }
 
 TEST(PinPhysical, EveryFailureAfterThePinUndoesIt) {
@@ -301,6 +323,8 @@ TEST(ScratchIova, HighestAlignedFitBelowTheCeiling) {
   EXPECT_EQ(highest_iova(ranges, 3 * kMiB, k2M, 0xfef80000), 0xfea00000u);
   EXPECT_THROW(highest_iova(ranges, 3 * kMiB, k2M, kMiB), std::system_error);
   EXPECT_THROW(highest_iova({}, 4096, 4096, ~uint64_t{0}), std::system_error);
+  // The whole 64-bit space is one valid range (its length does not fit in 64 bits).
+  EXPECT_EQ(highest_iova({{0, ~uint64_t{0}}}, 4096, 4096, ~uint64_t{0}), ~uint64_t{0} - 4095);
 }
 
 }  // namespace
