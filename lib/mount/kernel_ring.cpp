@@ -271,10 +271,12 @@ int KernelRing::wait_polled(Queue& q, std::optional<fs::Session::Poller>& poller
   for (unsigned spin = 1;; ++spin) {
     // The kernel hands a request to an entry as work for the thread that committed it last
     // (this one, when it reaped the reply): entering the kernel runs it and fills the CQ.
-    if (io_uring_cq_ready(&q.ring) || (io_uring_get_events(&q.ring), io_uring_cq_ready(&q.ring)))
-      return 0;
+    const bool request = io_uring_cq_ready(&q.ring) ||
+                         (io_uring_get_events(&q.ring), io_uring_cq_ready(&q.ring));
+    // Reaped before each batch of requests too: with requests always waiting, replies would sit.
     if (!poller) poller.emplace(session_);
     if (poller->poll() > 0) deadline = Clock::now() + budget;  // replies committed: still busy
+    if (request) return 0;
     if ((spin & 63) == 0 && Clock::now() >= deadline) break;
     sched_yield();  // as a polled reader: what else is runnable here goes first
   }

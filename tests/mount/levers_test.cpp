@@ -4,11 +4,15 @@
 // leaves the right bytes, size and times in the host directory once data is synced or closed.
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <csignal>
 #include <regex>
 #include <thread>
 
@@ -81,6 +85,50 @@ TEST_F(LeverMount, PolledReadersServeEverythingWithoutSleepingBetweenRequests) {
       << log.substr(log.size() > 2000 ? log.size() - 2000 : 0);
   EXPECT_GT(std::stoul(match[1].str()), 500u);
   EXPECT_GT(std::stoul(match[2].str()), 500u);
+}
+
+// More 1 MiB READs in flight than the bridge's chunk pool holds (16 MiB beyond the landings):
+// a polled reader waiting for reply room must not hold its queue's poller, whose replies are
+// what gives chunks back (it hung the mount). Bounded: on a hang the mount is killed, which
+// ends the READs (ENOTCONN), and the test fails.
+TEST_F(LeverMount, PolledReadersSurviveMoreLargeReadsThanTheChunkPoolHolds) {
+  start_backend({"-o", "cache=none"});  // each 1 MiB preadv: one 1 MiB READ
+  mount_with(",poll_us=2000");
+  constexpr unsigned kThreads = 32, kRounds = 20;
+  const std::string data = random_bytes(size_t{kThreads} << 20, 21);
+  write_file(h("big"), data);
+  std::atomic<unsigned> ready{0}, done{0}, failures{0};
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < kThreads; ++i)
+    threads.emplace_back([&, i] {
+      const int fd = open(m("big").c_str(), O_RDONLY);
+      std::string buf(1u << 20, '\0');
+      ++ready;
+      while (ready.load() < kThreads) sched_yield();  // all at once
+      for (unsigned k = 0; k < kRounds && fd >= 0; ++k) {
+        iovec iov{buf.data(), buf.size()};
+        const size_t at = size_t{(i + k) % kThreads} << 20;
+        if (preadv(fd, &iov, 1, static_cast<off_t>(at)) != static_cast<ssize_t>(buf.size()) ||
+            buf.compare(0, buf.size(), data, at, buf.size()) != 0)
+          ++failures;
+        ++done;
+      }
+      if (fd < 0) ++failures;
+      else close(fd);
+    });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (done.load() < kThreads * kRounds && std::chrono::steady_clock::now() < deadline) usleep(10000);
+  const unsigned finished = done.load();
+  if (finished < kThreads * kRounds) {
+    kill(mount->pid(), SIGKILL);  // the pending READs fail with ENOTCONN
+    for (auto& th : threads) th.join();
+    mount->wait(10000);
+    umount2(mnt.path().c_str(), MNT_DETACH);
+    FAIL() << "the mount hung: " << finished << " of " << kThreads * kRounds << " reads done";
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0u);
+  stop();
 }
 
 TEST_F(LeverMount, PolledQueueThreadsServeFuseOverIoUring) {
