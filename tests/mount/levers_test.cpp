@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <csignal>
 #include <regex>
 #include <thread>
@@ -141,6 +142,22 @@ TEST_F(LeverMount, PolledQueueThreadsServeFuseOverIoUring) {
   std::smatch match;
   ASSERT_TRUE(std::regex_search(log, match, std::regex("the session polled (\\d+) replies")));
   EXPECT_GT(std::stoul(match[1].str()), 100u) << "the queue threads reaped nothing themselves";
+}
+
+// -o io_uring,poll_us with no FUSE over io_uring (kernel without it, or enable_uring off): the
+// /dev/fuse readers poll instead (decided from whether the ring was set up, not from the option).
+TEST_F(LeverMount, PollUsStillPollsWhenIoUringIsDeclined) {
+  std::optional<UringParameter> off;
+  if (UringParameter::exists()) off.emplace(false);
+  mount_with(",io_uring,poll_us=20000");
+  for (unsigned k = 0; k < 100; ++k) write_file(m("f" + std::to_string(k)), "1");  // 4+ requests each
+  const std::string log = stop();
+  EXPECT_NE(log.find("the /dev/fuse readers poll instead"), std::string::npos);
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(log, match, std::regex("polled readers: (\\d+) requests read without "
+                                                       "sleeping, (\\d+) replies reaped")));
+  EXPECT_GT(std::stoul(match[1].str()), 200u);
+  EXPECT_GT(std::stoul(match[2].str()), 200u);
 }
 
 TEST_F(LeverMount, ReadaheadKbReachesTheMountsBdi) {
