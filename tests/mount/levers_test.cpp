@@ -2,6 +2,7 @@
 // (-o poll_us=N) serve everything and take requests and replies without sleeping; readahead_kb=
 // reaches the mount's bdi; a writeback cache (virtiofsd -o writeback, or share=...,writeback)
 // leaves the right bytes, size and times in the host directory once data is synced or closed.
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
 #include <sys/mount.h>
@@ -129,6 +130,41 @@ TEST_F(LeverMount, PolledReadersSurviveMoreLargeReadsThanTheChunkPoolHolds) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0u);
+  stop();
+}
+
+// The voluntary context switches of all of a process's threads (each a sleep, then a wake-up).
+unsigned long sleeps_of(pid_t pid) {
+  unsigned long total = 0;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  DIR* dir = opendir(tasks.c_str());
+  if (!dir) return 0;
+  while (const dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::smatch match;
+    const std::string status = read_file(tasks + "/" + e->d_name + "/status");
+    if (std::regex_search(status, match, std::regex("\\nvoluntary_ctxt_switches:\\s*(\\d+)")))
+      total += std::stoul(match[1].str());
+  }
+  closedir(dir);
+  return total;
+}
+
+// Idle polled readers sleep so that a request wakes one of them, not all (poll(2) woke all).
+TEST_F(LeverMount, ARequestWakesOneSleepingPolledReader) {
+  mount_with(",poll_us=100,max_threads=4");
+  write_file(m("one"), "1");
+  constexpr unsigned kRequests = 200;
+  usleep(20000);
+  const unsigned long before = sleeps_of(mount->pid());
+  for (unsigned k = 0; k < kRequests; ++k) {  // one LOOKUP each, spaced: the readers sleep between
+    struct stat st {};
+    stat(m("none" + std::to_string(k)).c_str(), &st);
+    usleep(5000);
+  }
+  const unsigned long sleeps = sleeps_of(mount->pid()) - before;
+  // Per request: one reader, and the completion thread for the reply (interrupts back on).
+  EXPECT_LT(sleeps, 3 * kRequests) << "more than one reader woken per request";
   stop();
 }
 
