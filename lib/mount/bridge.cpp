@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -17,6 +16,7 @@
 
 #include "mount/bridge_request.hpp"
 #include "mount/reply_room.hpp"
+#include "mount/spin_budget.hpp"
 #include "log/log.hpp"
 
 namespace virtiofs::mount {
@@ -210,32 +210,25 @@ ssize_t Bridge::blocking_read(Reader& r, const iovec* iov, int count) {
 }
 
 ssize_t Bridge::polled_read(Reader& r, const iovec* iov, int count) {
-  using Clock = std::chrono::steady_clock;
-  const auto budget = std::chrono::microseconds(options_.poll_us);
-  auto deadline = Clock::now() + budget;
+  SpinBudget spin(options_.poll_us);
   if (!set_nonblocking(r, true)) return -1;
-  for (unsigned spin = 1;; ++spin) {
+  for (;;) {
     const ssize_t n = readv(r.fd, iov, count);
     const int read_errno = errno;
     // Reaped after every read too: with requests always waiting, replies would sit otherwise.
     if (!r.poller) r.poller.emplace(session_);
     if (const size_t reaped = r.poller->poll()) {  // replies went out: still busy
       reader_reaped_.fetch_add(reaped, std::memory_order_relaxed);
-      deadline = Clock::now() + budget;
+      spin.renew();
     }
     if (n >= 0) spun_reads_.fetch_add(1, std::memory_order_relaxed);
     errno = read_errno;
     if (n >= 0 || read_errno != EAGAIN) return n;
-    if ((spin & 63) == 0) {
-      if (stopping_.load(std::memory_order_acquire)) {
-        errno = EINTR;  // the caller sees stopping_ at once, rather than after a sleep
-        return -1;
-      }
-      if (Clock::now() >= deadline) break;
+    if (stopping_.load(std::memory_order_acquire)) {
+      errno = EINTR;  // the caller sees stopping_ at once, rather than after a sleep
+      return -1;
     }
-    // Whatever else is runnable on this CPU goes first (the device's threads, the caller, on a
-    // small machine): a spinning reader must not delay the request or reply it waits for.
-    sched_yield();
+    if (spin.spent()) break;
   }
   // Idle for poll_us: interrupts back on (what came meanwhile is reaped), and sleep until the
   // kernel has a request.
