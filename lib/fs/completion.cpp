@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "fs/call_ending.hpp"
+#include "fs/caller_batch.hpp"
 #include "log/log.hpp"
 
 namespace virtiofs::fs {
@@ -17,13 +18,8 @@ namespace virtiofs::fs {
 thread_local const Completion* Completion::current_owner_ = nullptr;
 thread_local Completion::Completer* Completion::current_ = nullptr;
 
-namespace {
-
-// The queue whose polling role this thread holds (at most one: a wait inside a callback hands
-// it back first, see Completion::wait).
-thread_local RequestQueue* held_polling = nullptr;
-
-}  // namespace
+using detail::BatchScope;
+using detail::held_polling;
 
 // Holds q's polling role for a scope: the device's interrupts stay off while this thread reaps
 // q itself. A callback that waits meanwhile lends the role back (Completion::wait).
@@ -50,15 +46,6 @@ class Completion::PollingRole {
 };
 
 namespace {
-
-// Calls a waiting thread reaps for others, completed from there: reserved once per thread. A
-// callback run from that batch that blocks in another wait() gets a batch of its own.
-struct CallerBatch {
-  std::vector<Call*> calls;
-  bool in_use = false;
-  CallerBatch() { calls.reserve(2 * RequestQueue::kReapBatch); }
-};
-thread_local CallerBatch caller_batch;
 
 // A thread's own eventfd, for SyncCall::set_waker: made once per thread, closed with it.
 struct ThreadWaker {
@@ -237,10 +224,8 @@ void Completion::wait(SyncCall& call) {
     RequestQueue& q = *queues_[call.queue_index];
     Source& source = *source_of_[call.queue_index];
     // A callback that waits from inside a batch being completed gets a batch of its own.
-    std::vector<Call*> nested;
-    std::vector<Call*>& done = caller_batch.in_use ? nested : caller_batch.calls;
-    const bool outer = !caller_batch.in_use;
-    caller_batch.in_use = true;
+    BatchScope batch;
+    std::vector<Call*>& done = batch.calls();
     // A callback run while its thread polls a queue (interrupts off) hands the role back for
     // the wait: the queue must wake a sleeper, and what came meanwhile is reaped here. It costs
     // nothing unless a callback really blocks. Only a role on this session's queue is lent: a
@@ -271,7 +256,6 @@ void Completion::wait(SyncCall& call) {
       lent->enter_polling();
       held_polling = lent;
     }
-    if (outer) caller_batch.in_use = false;
   }
   // Always through the call's mutex: the completer may still hold it (SyncCall).
   call.wait();
@@ -295,36 +279,6 @@ void Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
   // be signalled, so it is reaped here, as the completion thread would have (without polling
   // on: this caller's reply is in, or its polling time is up).
   if (role.leave()) drain(q, done, /*may_poll=*/false);
-}
-
-void Completion::enter_owner_polling(unsigned queue) {
-  held_polling = queues_[queue];  // a callback that waits lends it back (wait())
-  queues_[queue]->enter_polling();
-}
-
-size_t Completion::poll_owner(unsigned queue) {
-  RequestQueue& q = *queues_[queue];
-  if (!q.has_used()) return 0;
-  // The thread's batch, marked in use: a callback that waits gets one of its own (wait()).
-  std::vector<Call*> nested;
-  std::vector<Call*>& done = caller_batch.in_use ? nested : caller_batch.calls;
-  const bool outer = !std::exchange(caller_batch.in_use, true);
-  reap_all(q, done, /*polled=*/true);
-  const size_t n = done.size();
-  complete(done);
-  if (outer) caller_batch.in_use = false;
-  return n;
-}
-
-void Completion::leave_owner_polling(unsigned queue) {
-  held_polling = nullptr;
-  RequestQueue& q = *queues_[queue];
-  if (!q.leave_polling()) return;
-  std::vector<Call*> nested;
-  std::vector<Call*>& done = caller_batch.in_use ? nested : caller_batch.calls;
-  const bool outer = !std::exchange(caller_batch.in_use, true);
-  drain(q, done, /*may_poll=*/false);
-  if (outer) caller_batch.in_use = false;
 }
 
 void Completion::wait_as_leader(Source& source, SyncCall& call, std::vector<Call*>& done) {

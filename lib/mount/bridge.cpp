@@ -1,9 +1,7 @@
 #include "mount/bridge.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -18,6 +16,7 @@
 
 #include "mount/bridge_request.hpp"
 #include "mount/reply_room.hpp"
+#include "mount/spin_budget.hpp"
 #include "log/log.hpp"
 
 namespace virtiofs::mount {
@@ -114,12 +113,10 @@ Bridge::Bridge(fs::Session& session, int fuse_fd, const BridgeOptions& options)
       close(ended_fd_);
       throw std::system_error(err, std::system_category(), "cloning the /dev/fuse session");
     }
-    // Polled readers read without blocking (and sleep in poll(2)); a clone is its own open
-    // file, so the flag concerns this reader alone.
-    if (options_.poll_us && !options_.io_uring) fcntl(reader->fd, F_SETFL, O_NONBLOCK);
     readers_.push_back(std::move(reader));
   }
   live_readers_ = options_.readers;
+  readers_poll_.store(options_.poll_us > 0, std::memory_order_release);
   for (auto& r : readers_) r->thread = std::thread([this, rp = r.get()] { read_loop(*rp); });
 }
 
@@ -138,16 +135,16 @@ void Bridge::read_loop(Reader& r) {
   sigaddset(&kick, kKickSignal);
   pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
   std::array<iovec, 1 + kLandingChunks> iov;
-  // Held while this reader polls (poll_us): its queue's interrupts are off meanwhile.
-  std::optional<fs::Session::Poller> poller;
-  const bool polled = options_.poll_us > 0 && !options_.io_uring;
   while (!stopping_.load(std::memory_order_acquire)) {
-    if (!ready_landing(r, poller)) break;
+    if (!ready_landing(r)) break;
     iov[0] = {r.landing->in_head, kHeadBytes};
     for (uint32_t i = 0; i < kLandingChunks; ++i)
       iov[1 + i] = {chunks_ + size_t{r.chunks[i]} * kChunkBytes, kChunkBytes};
-    const ssize_t n = polled ? polled_read(r, iov.data(), static_cast<int>(iov.size()), poller)
-                             : readv(r.fd, iov.data(), static_cast<int>(iov.size()));
+    // Decided per read: the readers poll unless INIT set up the io_uring path (whose queue
+    // threads poll then), also when io_uring was asked for and not had.
+    const ssize_t n = readers_poll_.load(std::memory_order_acquire)
+                          ? polled_read(r, iov.data(), static_cast<int>(iov.size()))
+                          : blocking_read(r, iov.data(), static_cast<int>(iov.size()));
     if (n < 0) {
       // ENOENT: the request was interrupted before it could be read.
       if (errno == EINTR || errno == EAGAIN || errno == ENOENT) continue;
@@ -164,7 +161,7 @@ void Bridge::read_loop(Reader& r) {
       mark_written(chunk_dirty_[r.chunks[i]], std::min<size_t>(n - kHeadBytes - size_t{i} * kChunkBytes, kChunkBytes));
     dispatch(r, static_cast<size_t>(n));
   }
-  poller.reset();
+  r.poller.reset();
   if (r.landing) free_requests_.give(std::span(&r.landing->index, 1));
   r.landing = nullptr;
   free_chunks_.give(std::span(r.chunks.data(), r.chunk_count));
@@ -174,11 +171,11 @@ void Bridge::read_loop(Reader& r) {
   live_cv_.notify_all();
 }
 
-bool Bridge::ready_landing(Reader& r, std::optional<fs::Session::Poller>& poller) {
+bool Bridge::ready_landing(Reader& r) {
   if (!r.landing) {
     uint32_t i;
     if (!free_requests_.try_take(std::span(&i, 1))) {
-      poller.reset();
+      r.poller.reset();
       if (!free_requests_.take(std::span(&i, 1))) return false;
     }
     r.landing = requests_[i].get();
@@ -186,7 +183,7 @@ bool Bridge::ready_landing(Reader& r, std::optional<fs::Session::Poller>& poller
   if (r.chunk_count < kLandingChunks) {
     const auto missing = std::span(r.chunks).subspan(r.chunk_count);
     if (!free_chunks_.try_take(missing)) {
-      poller.reset();
+      r.poller.reset();
       if (!free_chunks_.take(missing)) return false;
     }
     r.chunk_count = kLandingChunks;
@@ -194,34 +191,49 @@ bool Bridge::ready_landing(Reader& r, std::optional<fs::Session::Poller>& poller
   return true;
 }
 
-ssize_t Bridge::polled_read(Reader& r, const iovec* iov, int count,
-                            std::optional<fs::Session::Poller>& poller) {
-  using Clock = std::chrono::steady_clock;
-  const auto budget = std::chrono::microseconds(options_.poll_us);
-  auto deadline = Clock::now() + budget;
-  for (unsigned spin = 1;; ++spin) {
-    const ssize_t n = readv(r.fd, iov, count);  // the clone is non-blocking
-    if (n >= 0) spun_reads_.fetch_add(1, std::memory_order_relaxed);
-    if (n >= 0 || errno != EAGAIN) return n;
-    if (!poller) poller.emplace(session_);
-    if (const size_t reaped = poller->poll()) {  // replies went out: still busy
+bool Bridge::set_nonblocking(Reader& r, bool on) {
+  if (r.nonblocking == on) return true;
+  // A clone is its own open file: the flag concerns this reader alone.
+  if (fcntl(r.fd, F_SETFL, on ? O_NONBLOCK : 0) < 0) {
+    log::error("reader fd: setting O_NONBLOCK %s: %s", on ? "on" : "off", std::strerror(errno));
+    return false;
+  }
+  r.nonblocking = on;
+  return true;
+}
+
+ssize_t Bridge::blocking_read(Reader& r, const iovec* iov, int count) {
+  // A blocking read waits exclusively: the kernel wakes one sleeping reader per request, where
+  // poll(2) would wake them all. stop()'s signal interrupts it (EINTR).
+  if (!set_nonblocking(r, false)) return -1;
+  return readv(r.fd, iov, count);
+}
+
+ssize_t Bridge::polled_read(Reader& r, const iovec* iov, int count) {
+  SpinBudget spin(options_.poll_us);
+  if (!set_nonblocking(r, true)) return -1;
+  for (;;) {
+    const ssize_t n = readv(r.fd, iov, count);
+    const int read_errno = errno;
+    // Reaped after every read too: with requests always waiting, replies would sit otherwise.
+    if (!r.poller) r.poller.emplace(session_);
+    if (const size_t reaped = r.poller->poll()) {  // replies went out: still busy
       reader_reaped_.fetch_add(reaped, std::memory_order_relaxed);
-      deadline = Clock::now() + budget;
+      spin.renew();
     }
-    if ((spin & 63) == 0) {
-      if (stopping_.load(std::memory_order_acquire)) break;
-      if (Clock::now() >= deadline) break;
+    if (n >= 0) spun_reads_.fetch_add(1, std::memory_order_relaxed);
+    errno = read_errno;
+    if (n >= 0 || read_errno != EAGAIN) return n;
+    if (stopping_.load(std::memory_order_acquire)) {
+      errno = EINTR;  // the caller sees stopping_ at once, rather than after a sleep
+      return -1;
     }
-    // Whatever else is runnable on this CPU goes first (the device's threads, the caller, on a
-    // small machine): a spinning reader must not delay the request or reply it waits for.
-    sched_yield();
+    if (spin.spent()) break;
   }
   // Idle for poll_us: interrupts back on (what came meanwhile is reaped), and sleep until the
-  // kernel has a request; stop() interrupts the poll with its signal.
-  poller.reset();
-  pollfd p{r.fd, POLLIN, 0};
-  if (poll(&p, 1, -1) < 0) return -1;
-  return readv(r.fd, iov, count);  // EAGAIN if another reader took it: the caller reads again
+  // kernel has a request.
+  r.poller.reset();
+  return blocking_read(r, iov, count);
 }
 
 void Bridge::dispatch(Reader& r, size_t n) {
@@ -345,7 +357,14 @@ void Bridge::forward(Reader& r, const fuse_in_header& header, uint32_t reply_byt
     q.out[n_out++] = {q.out_head, std::min(reply_bytes, kHeadBytes)};
     clear_reply_room(q.out_head, q.out_dirty, q.out[0].len);
     const uint32_t more = chunks_for(reply_bytes, kHeadBytes);
-    if (more && !free_chunks_.take(std::span(q.chunks).subspan(q.chunk_count, more))) {
+    const auto room = std::span(q.chunks).subspan(q.chunk_count, more);
+    // Never wait holding the poller: the replies that give chunks back come through it.
+    bool got = !more || free_chunks_.try_take(room);
+    if (!got) {
+      r.poller.reset();
+      got = free_chunks_.take(room);
+    }
+    if (!got) {
       q.ec = std::make_error_code(std::errc::not_connected);
       on_reply(q);
       return;

@@ -88,13 +88,15 @@ class Bridge {
   struct Reader;
 
   void read_loop(Reader& reader);
-  // A landing record and chunks for the next read; false once stopping. Lets go of `poller`
-  // before it waits (what frees them comes through the queue it holds).
-  bool ready_landing(Reader& reader, std::optional<fs::Session::Poller>& poller);
-  // poll_us: reads without blocking and reaps the queue until a request comes, or sleeps in
-  // poll(2) (poller dropped) once nothing happened for poll_us. Returns what readv returns.
-  ssize_t polled_read(Reader& reader, const iovec* iov, int count,
-                      std::optional<fs::Session::Poller>& poller);
+  // A landing record and chunks for the next read; false once stopping. Lets go of the
+  // reader's poller before it waits (what frees them comes through the queue it holds).
+  bool ready_landing(Reader& reader);
+  // poll_us: reads without blocking and reaps the queue (after every read too) until a request
+  // comes, or, once nothing happened for poll_us, drops the poller and sleeps in a blocking
+  // read. Returns what readv returns.
+  ssize_t polled_read(Reader& reader, const iovec* iov, int count);
+  ssize_t blocking_read(Reader& reader, const iovec* iov, int count);
+  bool set_nonblocking(Reader& reader, bool on);
   // Handles the `n` bytes the reader just read into its landing record.
   void dispatch(Reader& reader, size_t n);
   void handle_init(Reader& reader, const fuse_in_header& header, std::span<const std::byte> args);
@@ -125,6 +127,8 @@ class Bridge {
   std::unique_ptr<LockWaits> lock_waits_;  // with remote_locks
   std::atomic<uint32_t> max_payload_{kMaxPayload};
   std::atomic<bool> stopping_{false};
+  // poll_us, unless INIT set up the io_uring path (its queue threads poll then).
+  std::atomic<bool> readers_poll_{false};
   std::atomic<uint64_t> spun_reads_{0};
   std::atomic<uint64_t> reader_reaped_{0};
   int ended_fd_ = -1;

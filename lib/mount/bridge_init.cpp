@@ -19,6 +19,8 @@ void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<cons
     init_error_ = std::move(error);
     init_cv_.notify_all();
   };
+  // Session::init waits for the device's reply without taking the polling role back: no poller.
+  r.poller.reset();
   fuse::KernelInit kernel;
   if (fuse::parse_kernel_init(args, kernel)) {
     reply_error(r.fd, header.unique, EPROTO);
@@ -50,6 +52,9 @@ void Bridge::handle_init(Reader& r, const fuse_in_header& header, std::span<cons
     // Between kernel and bridge only: the device never hears of it.
     out.flags |= FUSE_INIT_EXT;
     out.flags2 |= static_cast<uint32_t>(uring_abi::kFuseOverIoUring >> 32);
+    readers_poll_.store(false, std::memory_order_release);  // the queue threads poll instead
+  } else if (options_.io_uring && options_.poll_us) {
+    log::warn("-o poll_us: no FUSE over io_uring, the /dev/fuse readers poll instead");
   }
   fuse_out_header h{static_cast<uint32_t>(sizeof(fuse_out_header) + len), 0, header.unique};
   iovec iov[2] = {{&h, sizeof(h)}, {&out, len}};

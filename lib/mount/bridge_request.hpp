@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <thread>
 
 #include "mount/bridge.hpp"
@@ -36,6 +37,10 @@ struct Bridge::Reader {
   Request* landing = nullptr;  // the record the next read lands in
   std::array<uint32_t, kLandingChunks> chunks{};
   uint32_t chunk_count = 0;
+  // Held while this reader polls (poll_us): its queue's interrupts are off meanwhile, so it
+  // is dropped before anything that may block (the replies that would free it come through it).
+  std::optional<fs::Session::Poller> poller;
+  bool nonblocking = false;  // the clone's O_NONBLOCK, as last set
 };
 
 }  // namespace virtiofs::mount

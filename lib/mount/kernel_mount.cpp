@@ -4,13 +4,13 @@
 #include <fuse_lowlevel.h>
 
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -77,16 +77,21 @@ void KernelMount::unmount() {
 }
 
 void KernelMount::set_readahead_kb(const std::string& mountpoint, unsigned kb) {
-  // The mount's root answers from the bridge, which runs by now. A FUSE bdi is named after the
-  // superblock's device number (fuseblk's carries a suffix, and is not ours).
-  struct stat st{};
-  if (stat(mountpoint.c_str(), &st) != 0)
+  // A FUSE bdi is named after the superblock's device number (fuseblk's carries a suffix, and is
+  // not ours). AT_STATX_DONT_SYNC: the root's cached attributes do, and no GETATTR goes to a
+  // device that may stall before startup is over.
+  struct statx st {};
+  if (statx(AT_FDCWD, mountpoint.c_str(), AT_STATX_DONT_SYNC, STATX_TYPE, &st) != 0)
     throw std::runtime_error("readahead_kb: " + mountpoint + ": " + std::strerror(errno));
-  const std::string path = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
-                           std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
-  std::ofstream out(path);
-  out << kb << std::flush;
-  if (!out) throw std::runtime_error("readahead_kb: cannot write " + path + " (root only)");
+  const std::string path = "/sys/class/bdi/" + std::to_string(st.stx_dev_major) + ":" +
+                           std::to_string(st.stx_dev_minor) + "/read_ahead_kb";
+  const std::string value = std::to_string(kb);
+  const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  const bool written =
+      fd >= 0 && write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+  const int err = errno;
+  if (fd >= 0) close(fd);
+  if (!written) throw std::runtime_error("readahead_kb: writing " + path + ": " + std::strerror(err));
 }
 
 }  // namespace virtiofs::mount

@@ -21,6 +21,7 @@
 #include <system_error>
 
 #include "fuse/forwarding.hpp"
+#include "mount/spin_budget.hpp"
 #include "mount/entry_carving.hpp"
 #include "mount/fuse_uring_abi.hpp"
 #include "mount/reply_room.hpp"
@@ -265,19 +266,17 @@ void KernelRing::serve(Queue& q) {
 }
 
 int KernelRing::wait_polled(Queue& q, std::optional<fs::Session::Poller>& poller) {
-  using Clock = std::chrono::steady_clock;
-  const auto budget = std::chrono::microseconds(poll_us_);
-  auto deadline = Clock::now() + budget;
-  for (unsigned spin = 1;; ++spin) {
+  SpinBudget spin(poll_us_);
+  do {
     // The kernel hands a request to an entry as work for the thread that committed it last
     // (this one, when it reaped the reply): entering the kernel runs it and fills the CQ.
-    if (io_uring_cq_ready(&q.ring) || (io_uring_get_events(&q.ring), io_uring_cq_ready(&q.ring)))
-      return 0;
+    const bool request = io_uring_cq_ready(&q.ring) ||
+                         (io_uring_get_events(&q.ring), io_uring_cq_ready(&q.ring));
+    // Reaped before each batch of requests too: with requests always waiting, replies would sit.
     if (!poller) poller.emplace(session_);
-    if (poller->poll() > 0) deadline = Clock::now() + budget;  // replies committed: still busy
-    if ((spin & 63) == 0 && Clock::now() >= deadline) break;
-    sched_yield();  // as a polled reader: what else is runnable here goes first
-  }
+    if (poller->poll() > 0) spin.renew();  // replies committed: still busy
+    if (request) return 0;
+  } while (!spin.spent());  // stop()'s wake-up is a CQE too: seen here as a request is
   // Idle: interrupts back on (what came meanwhile is committed), then sleep on the CQ.
   poller.reset();
   io_uring_cqe* cqe = nullptr;

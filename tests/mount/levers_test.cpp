@@ -2,13 +2,19 @@
 // (-o poll_us=N) serve everything and take requests and replies without sleeping; readahead_kb=
 // reaches the mount's bdi; a writeback cache (virtiofsd -o writeback, or share=...,writeback)
 // leaves the right bytes, size and times in the host directory once data is synced or closed.
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <optional>
+#include <csignal>
 #include <regex>
 #include <thread>
 
@@ -83,6 +89,85 @@ TEST_F(LeverMount, PolledReadersServeEverythingWithoutSleepingBetweenRequests) {
   EXPECT_GT(std::stoul(match[2].str()), 500u);
 }
 
+// More 1 MiB READs in flight than the bridge's chunk pool holds (16 MiB beyond the landings):
+// a polled reader waiting for reply room must not hold its queue's poller, whose replies are
+// what gives chunks back (it hung the mount). Bounded: on a hang the mount is killed, which
+// ends the READs (ENOTCONN), and the test fails.
+TEST_F(LeverMount, PolledReadersSurviveMoreLargeReadsThanTheChunkPoolHolds) {
+  start_backend({"-o", "cache=none"});  // each 1 MiB preadv: one 1 MiB READ
+  mount_with(",poll_us=2000");
+  constexpr unsigned kThreads = 32, kRounds = 20;
+  const std::string data = random_bytes(size_t{kThreads} << 20, 21);
+  write_file(h("big"), data);
+  std::atomic<unsigned> ready{0}, done{0}, failures{0};
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < kThreads; ++i)
+    threads.emplace_back([&, i] {
+      const int fd = open(m("big").c_str(), O_RDONLY);
+      std::string buf(1u << 20, '\0');
+      ++ready;
+      while (ready.load() < kThreads) sched_yield();  // all at once
+      for (unsigned k = 0; k < kRounds && fd >= 0; ++k) {
+        iovec iov{buf.data(), buf.size()};
+        const size_t at = size_t{(i + k) % kThreads} << 20;
+        if (preadv(fd, &iov, 1, static_cast<off_t>(at)) != static_cast<ssize_t>(buf.size()) ||
+            buf.compare(0, buf.size(), data, at, buf.size()) != 0)
+          ++failures;
+        ++done;
+      }
+      if (fd < 0) ++failures;
+      else close(fd);
+    });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (done.load() < kThreads * kRounds && std::chrono::steady_clock::now() < deadline) usleep(10000);
+  const unsigned finished = done.load();
+  if (finished < kThreads * kRounds) {
+    kill(mount->pid(), SIGKILL);  // the pending READs fail with ENOTCONN
+    for (auto& th : threads) th.join();
+    mount->wait(10000);
+    umount2(mnt.path().c_str(), MNT_DETACH);
+    FAIL() << "the mount hung: " << finished << " of " << kThreads * kRounds << " reads done";
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0u);
+  stop();
+}
+
+// The voluntary context switches of all of a process's threads (each a sleep, then a wake-up).
+unsigned long sleeps_of(pid_t pid) {
+  unsigned long total = 0;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  DIR* dir = opendir(tasks.c_str());
+  if (!dir) return 0;
+  while (const dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::smatch match;
+    const std::string status = read_file(tasks + "/" + e->d_name + "/status");
+    if (std::regex_search(status, match, std::regex("\\nvoluntary_ctxt_switches:\\s*(\\d+)")))
+      total += std::stoul(match[1].str());
+  }
+  closedir(dir);
+  return total;
+}
+
+// Idle polled readers sleep so that a request wakes one of them, not all (poll(2) woke all).
+TEST_F(LeverMount, ARequestWakesOneSleepingPolledReader) {
+  mount_with(",poll_us=100,max_threads=4");
+  write_file(m("one"), "1");
+  constexpr unsigned kRequests = 200;
+  usleep(20000);
+  const unsigned long before = sleeps_of(mount->pid());
+  for (unsigned k = 0; k < kRequests; ++k) {  // one LOOKUP each, spaced: the readers sleep between
+    struct stat st {};
+    stat(m("none" + std::to_string(k)).c_str(), &st);
+    usleep(5000);
+  }
+  const unsigned long sleeps = sleeps_of(mount->pid()) - before;
+  // Per request: one reader, and the completion thread for the reply (interrupts back on).
+  EXPECT_LT(sleeps, 3 * kRequests) << "more than one reader woken per request";
+  stop();
+}
+
 TEST_F(LeverMount, PolledQueueThreadsServeFuseOverIoUring) {
   if (!UringParameter::exists()) GTEST_SKIP() << "this kernel has no FUSE over io_uring";
   UringParameter on(true);
@@ -95,7 +180,24 @@ TEST_F(LeverMount, PolledQueueThreadsServeFuseOverIoUring) {
   EXPECT_GT(std::stoul(match[1].str()), 100u) << "the queue threads reaped nothing themselves";
 }
 
+// -o io_uring,poll_us with no FUSE over io_uring (kernel without it, or enable_uring off): the
+// /dev/fuse readers poll instead (decided from whether the ring was set up, not from the option).
+TEST_F(LeverMount, PollUsStillPollsWhenIoUringIsDeclined) {
+  std::optional<UringParameter> off;
+  if (UringParameter::exists()) off.emplace(false);
+  mount_with(",io_uring,poll_us=20000");
+  for (unsigned k = 0; k < 100; ++k) write_file(m("f" + std::to_string(k)), "1");  // 4+ requests each
+  const std::string log = stop();
+  EXPECT_NE(log.find("the /dev/fuse readers poll instead"), std::string::npos);
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(log, match, std::regex("polled readers: (\\d+) requests read without "
+                                                       "sleeping, (\\d+) replies reaped")));
+  EXPECT_GT(std::stoul(match[1].str()), 200u);
+  EXPECT_GT(std::stoul(match[2].str()), 200u);
+}
+
 TEST_F(LeverMount, ReadaheadKbReachesTheMountsBdi) {
+  if (geteuid() != 0) GTEST_SKIP() << "only root may set a bdi's readahead";
   mount_with(",readahead_kb=4096");
   EXPECT_EQ(readahead_window(mnt.path(), "4096\n"), "4096\n");
   // Large reads still bring the right bytes.
