@@ -22,7 +22,8 @@
 #                                   poll_us=50), to measure a lever against the default mount
 #                                   and the kernel driver in the same boot;
 #   VIRTIOFS_BENCH_SMP="1,maxcpus=2 2"  the boots (QEMU -smp values);
-#   VIRTIOFS_BENCH_ARGS             virtiofs-fsbench sizes (default below: ~4 min a boot, TCG);
+#   VIRTIOFS_BENCH_ARGS             virtiofs-fsbench sizes (default below: ~4 min a boot, TCG;
+#                                   arguments to this script replace it);
 #   VIRTIOFS_VM_ACCEL=auto|tcg|kvm  (default auto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ bash scripts/build.sh >/dev/null
 vm_setup virtiofs-bench
 opts=${VIRTIOFS_BENCH_MOUNT_OPTS:-}
 args=${VIRTIOFS_BENCH_ARGS:---rounds 3 --mib 64 --files 1000 --ops 1000 --seconds 2}
+[ $# = 0 ] || args="$*"  # bench.sh --guest --rounds 5 ...: fsbench options, as VIRTIOFS_BENCH_ARGS
+# A -smp 2 boot under load took 370 s: more room than the rig's default 600 s.
+VIRTIOFS_VM_TIMEOUT=${VIRTIOFS_VM_TIMEOUT:-1200}
 vm_kernel
 vm_stage tests/vm/bench-init.sh build/virtiofs build/virtiofs-mount build/virtiofs-fsbench
 printf 'BENCH_ARGS="%s"\nBENCH_OPTS="%s"\n' "$args" "$opts" > "$vm_root/etc/vm.env"
@@ -66,6 +70,7 @@ for smp in ${VIRTIOFS_BENCH_SMP:-1,maxcpus=2 2}; do
     sleep 0.2
   done
   wait "$vm_qemu_pid" || true
+  touch "$console"  # QEMU may not have made it: the diagnostics below still run
   echo "== guest -smp $smp, $vm_accel_name, $(( $(date +%s) - started )) s: virtiofs-fsbench --cpu $args"
   echo "   (\"CPU\": fsbench's and virtiofs-mount's CPU per operation; \"all CPUs\": the guest's busy time)"
   tr -d '\r' < "$console" | sed -n 's/^vm: T //p'

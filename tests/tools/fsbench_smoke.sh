@@ -6,8 +6,8 @@
 set -euo pipefail
 fsbench=$1 virtiofsd=$2
 work=$(mktemp -d)
-vpid=
-cleanup() { kill "$vpid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+vpid= idle=
+cleanup() { kill $vpid $idle 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 mkdir -p "$work/share" "$work/dir"
 "$virtiofsd" --socket-path="$work/s.sock" -o source="$work/share" -o cache=auto \
@@ -31,4 +31,10 @@ read -r -a w <<< "${walk#*(entries/s)}"
 for v in "${w[@]:0:3}"; do [ "$v" -gt 0 ] || fail "tree walk rate $v"; done
 grep -q '^  CPU: tree walk' <<< "$table" || fail "no CPU row for the tree walk"
 grep -q "lowest-highest" "$work/out" || fail "no per-round ratio ranges"
+# A ratio to a zero figure is "-", never nan or inf.
+! grep -qiE 'nan|inf' "$work/out" || fail "a ratio printed as nan or inf"
+# CPU accounting works: the busy directory target used CPU on the write row (us per op > 0).
+cpu=$(grep '^  CPU: 1 MiB seq. write' <<< "$table") || fail "no CPU row for the write"
+read -r -a c <<< "${cpu#*)}"
+awk -v v="${c[0]}" 'BEGIN { exit !(v > 0) }' || fail "CPU per write is ${c[0]}: no accounting"
 echo "fsbench_smoke: PASS"

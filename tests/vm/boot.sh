@@ -39,10 +39,24 @@ vm_setup() {
   trap 'exit 130' INT TERM
 }
 
+# QEMU runs under timeout(1), in timeout's own process group: SIGKILL to timeout would orphan
+# QEMU, so TERM first (timeout forwards it; QEMU alone restores a console's terminal), then
+# after up to 2 s KILL each pid and its process group.
 vm_cleanup() {
-  local p
-  for p in "${vm_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  local p alive
+  for p in "${vm_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 20); do
+    alive=0
+    for p in "${vm_pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${vm_pids[@]}"; do
+    kill -9 -- -"$p" 2>/dev/null || true
+    kill -9 "$p" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
+  [ -z "${vm_tty:-}" ] || stty sane <&"$vm_tty" 2>/dev/null || true
   rm -rf "$vm_work"
 }
 
@@ -94,6 +108,8 @@ vm_pack() {
 vm_virtiofsd() {
   local name=$1 dir=$2
   shift 2
+  # A virtiofsd leaves its socket file behind when it exits: a new one must not be taken as up.
+  rm -f "$vm_work/$name.sock"
   "$vm_virtiofsd_bin" --socket-path="$vm_work/$name.sock" -o source="$dir" "$@" \
     2> "$vm_work/virtiofsd-$name.log" &
   vm_pid[$name]=$!
@@ -117,22 +133,30 @@ vm_fs_device() {
 
 # KVM only where it really runs a guest: /dev/kvm can exist and still fail (nested
 # virtualisation without the MSRs QEMU sets: it aborts, or a vCPU spins). The probe boots the
-# kernel to its "no root" panic, which -no-reboot turns into an exit; at most 15 s.
+# kernel to its "no root" panic, which -no-reboot turns into an exit; at most 15 s. It uses
+# vm_qemu's machine (vm_machine_args) so that it tests what will run. Under KVM the interrupt
+# remapping of intel-iommu needs kernel-irqchip=split (q35's default "on" is refused).
+# In the background, in vm_pids: an interrupted script stops it too.
 vm_accel() {
-  local mode=${1:-auto}
+  local mode=${1:-auto} probe
   vm_accel_args=(-accel tcg -cpu max)
   vm_accel_name="TCG (asked for)"
   if [ "$mode" = tcg ]; then return; fi
   vm_accel_name="TCG (no /dev/kvm)"
-  [ -e /dev/kvm ] && vm_accel_name="TCG (/dev/kvm is there but does not run a guest)"
-  if [ -e /dev/kvm ] && (timeout -s KILL 15 qemu-system-x86_64 -machine q35 -accel kvm -cpu host \
-       -m 256M -nodefaults -display none -no-reboot -serial none -kernel "$vm_work/vmlinux" \
-       -append "panic=-1 loglevel=0" >/dev/null 2>&1; exit $?) 2>/dev/null; then
-    vm_accel_args=(-accel kvm -cpu host)
-    vm_accel_name=KVM
-  elif [ "$mode" = kvm ]; then
-    vm_die "KVM asked for but it does not run a guest here"
+  if [ -e /dev/kvm ]; then
+    vm_accel_name="TCG (/dev/kvm is there but does not run a guest)"
+    timeout -s KILL 15 qemu-system-x86_64 -accel kvm,kernel-irqchip=split -cpu host \
+      "${vm_machine_args[@]}" -serial none -kernel "$vm_work/vmlinux" -append "panic=-1 loglevel=0" \
+      >/dev/null 2>&1 </dev/null &
+    probe=$!
+    vm_pids+=($probe)
+    if wait "$probe" 2>/dev/null; then  # (no "Aborted" message)
+      vm_accel_args=(-accel kvm,kernel-irqchip=split -cpu host)
+      vm_accel_name=KVM
+      return
+    fi
   fi
+  [ "$mode" != kvm ] || vm_die "KVM asked for but it does not run a guest here"
 }
 
 # vm_qemu SMP [more QEMU arguments]: starts the guest in the background (vm_qemu_pid), bounded
@@ -145,15 +169,17 @@ vm_accel() {
 # host fences: with plain -smp 1 TCG drops them, and the store-load ordering the ring needs
 # against virtiofsd (a host thread) is lost (seen here: interrupts lost after a few hundred
 # requests). One vCPU still runs, for steadier timings.
+vm_machine_args=(-machine q35 -m 1G -nodefaults -display none -no-reboot
+  -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem
+  -device intel-iommu,intremap=on)
 vm_qemu() {
   local smp=$1 limit=() timeout_s=${VIRTIOFS_VM_TIMEOUT:-600}
   shift
   [ "$timeout_s" = 0 ] || limit=(timeout -s KILL "$timeout_s")
   exec {vm_stdin}<&0
-  "${limit[@]}" qemu-system-x86_64 \
-    -machine q35 "${vm_accel_args[@]}" -smp "$smp" -m 1G -nodefaults -display none -no-reboot \
-    -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
-    -device intel-iommu,intremap=on \
+  # An interactive console: the cleanup restores the terminal if QEMU could not.
+  [ "$timeout_s" != 0 ] || ! [ -t 0 ] || vm_tty=$vm_stdin
+  "${limit[@]}" qemu-system-x86_64 "${vm_accel_args[@]}" -smp "$smp" "${vm_machine_args[@]}" \
     "${vm_devices[@]}" \
     -kernel "$vm_work/vmlinux" -initrd "$vm_work/initrd.img" \
     -append "console=ttyS0 intel_iommu=on panic=-1 quiet loglevel=3" "$@" <&$vm_stdin &
@@ -163,9 +189,14 @@ vm_qemu() {
 
 # CPU seconds (user+system) a process and its children have used so far (virtiofsd's sandbox
 # forks: the child does the work).
+# A process can exit between the listing and the read (mawk dies on a missing file): only
+# readable files, and 0 rather than a failure (callers run under set -e).
 vm_cpu_seconds() {
-  local procs=("/proc/$1/stat") c
-  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do procs+=("/proc/$c/stat"); done
+  local procs=() c
+  for c in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    [ -r "/proc/$c/stat" ] && procs+=("/proc/$c/stat")
+  done
+  [ ${#procs[@]} -gt 0 ] || { printf 0; return 0; }
   awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); t += $12 + $13 } END { printf "%.2f", t / hz }' \
-    "${procs[@]}" 2>/dev/null
+    "${procs[@]}" 2>/dev/null || printf 0
 }

@@ -109,13 +109,14 @@ double cpu_us(const std::vector<int>& pids) {
   return total;
 }
 
-// Busy time of all CPUs so far, in us (guest time is inside user).
+// Busy time of all CPUs so far, in us (guest time is inside user). Not steal: in a guest that
+// is time the host ran something else.
 double all_cpus_us() {
   std::ifstream in("/proc/stat");
   std::string cpu;
-  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
-  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
-  return (user + nice + system + irq + softirq + steal) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq;
+  return (user + nice + system + irq + softirq) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 [[noreturn]] void die(const std::string& what) {
@@ -366,7 +367,12 @@ int main(int argc, char** argv) {
     for (auto& r : results) std::printf(cpu_row ? " %15.1f" : " %15.0f", r[row]);
     std::printf("   %*s", static_cast<int>(ratio_word.size() + 1), "");
     for (size_t i = 0; i < n; ++i)
-      if (i != ref) std::printf(" %14.2fx", results[i][row] / results[ref][row]);
+      if (i != ref) {
+        // A zero reference (CPU rows come in 10 ms ticks) gives no ratio: "-", not nan/inf.
+        const double ratio = results[i][row] / results[ref][row];
+        if (std::isfinite(ratio)) std::printf(" %14.2fx", ratio);
+        else std::printf(" %15s", "-");
+      }
     std::printf("\n");
   }
   if (rounds > 1) {
