@@ -88,6 +88,14 @@ struct Options {
   // aborts on one, long after the mistake. kDefault follows the library's build, not the
   // application's NDEBUG. Costs a locked hash-map update per reference and per forget.
   LookupAccounting lookup_accounting = LookupAccounting::kDefault;
+  // The path conveniences' cache of names and attributes, as the kernel's dcache and FUSE
+  // attribute cache: each (directory, name) a path walk looked up is kept, holding its lookup
+  // reference, for the device's entry_valid, and its node's attributes for attr_valid (a device
+  // answering with 0, as virtiofsd's cache=none, caches nothing). This client's own changes
+  // (create, unlink, rename, setattr, write, ...) update it at once; a change made elsewhere is
+  // seen once the device's timeout passes. At most this many names, least recently used first
+  // out (their references forgotten); 0 turns it off. The inode operations are never cached.
+  size_t path_cache_entries = 4096;
 };
 
 // A buffer in device memory (Client::allocate_buffer). read/write calls whose buffer lies in
@@ -152,6 +160,10 @@ class VIRTIOFS_API Client {
   // std::system_error(ENOMEM) when the memory is used up or was not asked for.
   IoBuffer allocate_buffer(size_t bytes);
   Stats stats() const;
+  // Empties the path cache (Options::path_cache_entries): every cached reference goes back to
+  // the device with FORGET, and the next path call asks the device again (as writing 2 to
+  // /proc/sys/vm/drop_caches does for a kernel mount).
+  void drop_caches();
 
   // ---- event-loop integration (Options::app_reaps_completions; else both throw EINVAL) ----
   // queue: 0 .. num_request_queues() - 1. Poll the fd for POLLIN (poll, epoll, io_uring, an

@@ -18,6 +18,7 @@ const std::string& Client::tag() const { return impl_->tag; }
 void Client::close() { impl_->session->shutdown(); }
 std::error_code Client::failure() const { return impl_->session->failure(); }
 Client::Stats Client::stats() const { return impl_->session->stats(); }
+void Client::drop_caches() {}  // the path cache comes next (issue 16): nothing is cached yet
 
 IoBuffer Client::allocate_buffer(size_t bytes) {
   auto piece = impl_->buffers->take(bytes);
