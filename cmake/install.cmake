@@ -47,13 +47,13 @@ configure_file(cmake/virtiofs.pc.in ${PROJECT_BINARY_DIR}/virtiofs.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/virtiofs.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
 # Installed into the system (no DESTDIR, prefix /usr or /usr/local): refresh the dynamic
-# linker's cache so that programs find libvirtiofs.so.0 at once, as Meson's install does.
+# linker's cache so that programs find libvirtiofs.so.1 at once, as Meson's install does.
 if(VIRTIOFS_SHARED)
   install(CODE [[
     if("$ENV{DESTDIR}" STREQUAL "" AND CMAKE_INSTALL_PREFIX MATCHES "^/usr(/local)?/?$")
       execute_process(COMMAND ldconfig RESULT_VARIABLE status ERROR_QUIET)
       if(NOT status EQUAL 0)
-        message(STATUS "ldconfig failed (not root?): run it before using libvirtiofs.so.0")
+        message(STATUS "ldconfig failed (not root?): run it before using libvirtiofs.so.1")
       endif()
     endif()
   ]])

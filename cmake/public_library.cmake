@@ -1,7 +1,7 @@
-# libvirtiofs: the layers' objects in one library, shared (libvirtiofs.so.0, the default) or
+# libvirtiofs: the layers' objects in one library, shared (libvirtiofs.so.1, the default) or
 # static (-DVIRTIOFS_SHARED=OFF). Only the public API (include/virtiofs/, VIRTIOFS_API) is
 # exported from the shared library: -fvisibility=hidden hides the rest and the export map
-# (lib/virtiofs.map) names what may leave, under the version node VIRTIOFS_0, as libfuse and
+# (lib/virtiofs.map) names what may leave, under the version node VIRTIOFS_1, as libfuse and
 # SPDK do; tests/install/check_exports.sh holds both to the headers.
 set(layer_objects)
 foreach(layer ${VIRTIOFS_LAYERS})
@@ -21,8 +21,12 @@ target_compile_features(virtiofs INTERFACE cxx_std_20)
 # libvirtiofs.a passes them on, and virtiofsConfig.cmake finds them for its users.
 target_link_libraries(virtiofs PRIVATE PkgConfig::LIBURING Threads::Threads
   $<BUILD_INTERFACE:virtiofs_build_flags>)
+# The ABI's number, in the soname and the export map's node: raised by every incompatible
+# change of the public types or calls (1: Options, Entry and Stats grew for the path cache and
+# adaptive polling).
+set(VIRTIOFS_ABI 1)
 set_target_properties(virtiofs PROPERTIES LINKER_LANGUAGE CXX
-  VERSION ${PROJECT_VERSION} SOVERSION 0)
+  VERSION ${VIRTIOFS_ABI}.${PROJECT_VERSION_MINOR}.${PROJECT_VERSION_PATCH} SOVERSION ${VIRTIOFS_ABI})
 if(VIRTIOFS_SHARED)
   set(export_map ${PROJECT_SOURCE_DIR}/lib/virtiofs.map)
   target_link_options(virtiofs PRIVATE -Wl,--version-script=${export_map})

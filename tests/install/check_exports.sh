@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # libvirtiofs.so exports exactly the public API: every symbol it exports is a member of a class
 # or a function that include/virtiofs/ declares with VIRTIOFS_API (not a nested class such as
-# Client::Impl, not an internal namespace, not a std:: instance), under the version VIRTIOFS_0;
+# Client::Impl, not an internal namespace, not a std:: instance), under the version VIRTIOFS_1;
 # and every such symbol the library defines with default visibility is exported (a public
 # class left out of lib/virtiofs.map fails here).
 #   check_exports.sh LIBVIRTIOFS_SO INCLUDE_DIR LAYER_ARCHIVE...
@@ -20,11 +20,11 @@ public="^virtiofs::(($classes)::(~?[A-Za-z_][A-Za-z0-9_]*|operator[^(]*)|($funct
 
 exported=$(nm -D --defined-only "$so" | awk '$2 != "A" {print $3}')
 status=0
-unversioned=$(grep -v '@@VIRTIOFS_0$' <<<"$exported" || true)
+unversioned=$(grep -v '@@VIRTIOFS_1$' <<<"$exported" || true)
 if [ -n "$unversioned" ]; then
-  echo "exported without the version VIRTIOFS_0 (lib/virtiofs.map):"; c++filt <<<"$unversioned"; status=1
+  echo "exported without the version VIRTIOFS_1 (lib/virtiofs.map):"; c++filt <<<"$unversioned"; status=1
 fi
-exported=$(sed 's/@@VIRTIOFS_0$//' <<<"$exported" | c++filt | sort -u)
+exported=$(sed 's/@@VIRTIOFS_1$//' <<<"$exported" | c++filt | sort -u)
 internal=$(grep -vE "$public" <<<"$exported" || true)
 if [ -n "$internal" ]; then
   echo "exported but not public API (hide it, or declare it in include/virtiofs/ with VIRTIOFS_API):"

@@ -3,7 +3,7 @@
 # prefix and moves it (the CMake package and the .pc must find the tree where it lies), builds
 # every examples/*.cpp once with find_package(virtiofs) and once with
 # `c++ -std=c++20 app.cpp $(pkg-config --cflags --libs virtiofs)`, checks that both link
-# libvirtiofs.so.0 from that prefix (a static build: that neither does), and runs each against a
+# libvirtiofs.so.1 from that prefix (a static build: that neither does), and runs each against a
 # real virtiofsd, checking what it read or wrote against the host directory (the convention is
 # in examples/CMakeLists.txt).
 #   run.sh BUILD_DIR SOURCE_DIR VIRTIOFSD CXX_COMPILER CMAKE
@@ -31,7 +31,7 @@ pc=$(find "$prefix" -name virtiofs.pc)
 [ -n "$pc" ] || fail "no virtiofs.pc installed"
 libdir=$(dirname "$(dirname "$pc")")
 shared=0
-[ -e "$libdir/libvirtiofs.so.0" ] && shared=1
+[ -e "$libdir/libvirtiofs.so.1" ] && shared=1
 [ $shared = 1 ] || [ -e "$libdir/libvirtiofs.a" ] || fail "no libvirtiofs in $libdir"
 [ -e "$prefix/share/man/man1/virtiofs.1" ] && [ -e "$prefix/share/man/man1/virtiofs-mount.1" ] ||
   fail "man pages not installed"
@@ -67,11 +67,11 @@ check_linked() {
   if [ $shared = 1 ]; then
     # (Whole outputs into grep: with pipefail, grep -q ending a pipe early would fail it.)
     grep -q 'NEEDED.*\[libvirtiofs\.so\.0\]' <<<"$(readelf -d "$binary")" ||
-      fail "$binary does not link libvirtiofs.so.0"
+      fail "$binary does not link libvirtiofs.so.1"
     local loaded
     loaded=$("${run[@]}" ldd "$binary")
     grep -q "libvirtiofs\.so\.0 => $libdir/" <<<"$loaded" ||
-      fail "$binary does not load libvirtiofs.so.0 from $libdir: $loaded"
+      fail "$binary does not load libvirtiofs.so.1 from $libdir: $loaded"
   elif grep -q 'NEEDED.*libvirtiofs' <<<"$(readelf -d "$binary")"; then
     fail "$binary links a shared libvirtiofs, but the build installs the static one"
   fi
