@@ -66,11 +66,11 @@ check_linked() {
   local binary=$1
   if [ $shared = 1 ]; then
     # (Whole outputs into grep: with pipefail, grep -q ending a pipe early would fail it.)
-    grep -q 'NEEDED.*\[libvirtiofs\.so\.0\]' <<<"$(readelf -d "$binary")" ||
+    grep -q 'NEEDED.*\[libvirtiofs\.so\.1\]' <<<"$(readelf -d "$binary")" ||
       fail "$binary does not link libvirtiofs.so.1"
     local loaded
     loaded=$("${run[@]}" ldd "$binary")
-    grep -q "libvirtiofs\.so\.0 => $libdir/" <<<"$loaded" ||
+    grep -q "libvirtiofs\.so\.1 => $libdir/" <<<"$loaded" ||
       fail "$binary does not load libvirtiofs.so.1 from $libdir: $loaded"
   elif grep -q 'NEEDED.*libvirtiofs' <<<"$(readelf -d "$binary")"; then
     fail "$binary links a shared libvirtiofs, but the build installs the static one"
