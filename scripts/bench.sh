@@ -51,9 +51,10 @@ for t in library: library-poll:,poll_us=200 library-irq:,poll_us=0; do
   label=${t%%:*} opts=${t#*:}
   "$virtiofsd" --socket-path="$work/$label.sock" -o source="$work/share" -o cache=auto \
     -o sandbox=chroot -o log_level=warn &
-  pids+=($!)
+  vpid=$!
+  pids+=("$vpid")
   wait_socket "$work/$label.sock"
-  targets+=("$label=socket:$work/$label.sock$opts,cpu_pids=$!")
+  targets+=("$label=socket:$work/$label.sock$opts,cpu_pids=$vpid")
 done
 # A mount's servers: the virtiofs-mount daemon and the virtiofsd it started (its children).
 mount_pids() {
@@ -103,7 +104,8 @@ bash scripts/bench-asio.sh
 
 if [ -n "$chart" ]; then
   # Ratio of each row to passthrough_ll, for every target but the directory and passthrough_ll.
-  awk 'NR == 1 { for (i = 2; i <= NF; i++) if ($i == "passthrough_ll") p = i
+  awk '/-(cpu|all) / { next }  # figures only, not their CPU rows
+       NR == 1 { for (i = 2; i <= NF; i++) if ($i == "passthrough_ll") p = i
                  printf "row"
                  for (i = 2; i <= NF; i++) if (i != p && $i != "host-dir") { keep[i] = 1; printf " %s", $i }
                  print ""; next }
