@@ -8,6 +8,7 @@
 #include <linux/fuse.h>
 
 #include <future>
+#include <optional>
 
 #include "client/connector.hpp"
 #include "unit/session_fixture.hpp"
@@ -20,17 +21,21 @@ namespace {
 
 class FileClose : public ::testing::Test {
  protected:
-  // RELEASE held by the device for hold_ms (0: until the device is lost).
-  void connect(unsigned hold_ms, std::vector<std::string> faults = {}) {
+  // RELEASE held by the device for hold_ms (0: until the device is lost; nullopt: not held).
+  void connect(std::optional<unsigned> hold_ms, std::vector<std::string> faults = {},
+               bool app_reaps = false) {
     LoopbackFsOptions d;
-    d.server.hold = FUSE_RELEASE;
-    d.server.hold_ms = hold_ms;
+    if (hold_ms) {
+      d.server.hold = FUSE_RELEASE;
+      d.server.hold_ms = *hold_ms;
+    }
     d.faults = std::move(faults);
     loop = std::make_unique<LoopbackFs>(d);
     Options o;
     o.queue_size = 8;
     o.num_request_queues = 1;
     o.lookup_accounting = LookupAccounting::kOn;
+    o.app_reaps_completions = app_reaps;
     client = client::Connector::over(loop->transport(), o);
   }
   void TearDown() override {
@@ -93,6 +98,18 @@ TEST_F(FileClose, AFailedReleaseIsNotReported) {
   EXPECT_FALSE(f.close());
   EXPECT_TRUE(eventually([&] { return loop->fs().lookups(ino) == 0u; }));
   EXPECT_FALSE(client->failure());
+}
+
+// Where the application reaps completions, a callback runs only when it reaps: File::close
+// waits for RELEASE there and forgets the node itself, with no reaping by the application.
+TEST_F(FileClose, WaitsForReleaseWhereTheApplicationReaps) {
+  connect(/*hold_ms=*/std::nullopt, {}, /*app_reaps=*/true);
+  File f;
+  ASSERT_FALSE(client->open_file("f", O_CREAT | O_RDONLY, f));
+  const Inode ino = f.inode();
+  EXPECT_FALSE(f.close());
+  EXPECT_TRUE(eventually([&] { return loop->fs().lookups(ino) == 0u; }))
+      << "the node's FORGET waits for a callback nobody runs";
 }
 
 }  // namespace
