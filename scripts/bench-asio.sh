@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Asio front end (virtiofs/asio.hpp) against the callback API it is built on, in one run:
 # cold stats (LOOKUP+FORGET of 5000 names) at depth 1 and 32 through
-#   library  - blocking calls at depth 1, callbacks at depth 32 (fsbench's default);
+#   library  - blocking Client::stat(path) at depth 1 (a path walk, as an application calls
+#              stat: whatever the path cache holds counts), callbacks at depth 32 (fsbench's
+#              default);
 #   callback - callbacks at both depths, each starting the next call;
 #   asio     - `depth` C++20 coroutines co_awaiting Connection::async_lookup (use_awaitable),
 #              completions handed from the library's thread to the io_context's;

@@ -5,7 +5,10 @@
 #     own replies), virtiofs-mount (read path, and -o io_uring when the kernel has FUSE over
 #     io_uring), and libfuse's passthrough_ll example (compiled here from libfuse3-dev's
 #     examples: what a user would pick to expose a directory over FUSE); ratios against
-#     passthrough_ll; three interleaved rounds, medians, and how far each ratio moved;
+#     passthrough_ll; three interleaved rounds, medians, and how far each ratio moved; CPU per
+#     operation of fsbench and each target's servers (every virtiofsd, virtiofs-mount and its
+#     virtiofsd, passthrough_ll); then the "issue 16 goals": the library in its default mode
+#     against passthrough_ll, each goal met or not, with the figures;
 #  2. multiqueue scaling: the library on the test backend with 1, 2 and 4 request queues, each
 #     request taking 50 us of device time, 8 threads;
 #  3. ring micro-benchmarks (Google Benchmark): ns per add+kick+complete in-process;
@@ -41,30 +44,44 @@ wait_socket() { for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.05; don
 
 cc -O2 -o "$work/passthrough_ll" /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c \
   $(pkg-config --cflags --libs fuse3)
-# virtiofsd serves one frontend: one each for the two library targets.
-for s in lib poll; do
-  "$virtiofsd" --socket-path="$work/$s.sock" -o source="$work/share" -o cache=auto \
+# virtiofsd serves one frontend: one for each library target, whose CPU counts with it
+# (cpu_pids). The `library` target gives no poll_us: the library's default wait, the one judged.
+targets=(host-dir="$work/share")
+for t in library: library-poll:,poll_us=200 library-irq:,poll_us=0; do
+  label=${t%%:*} opts=${t#*:}
+  "$virtiofsd" --socket-path="$work/$label.sock" -o source="$work/share" -o cache=auto \
     -o sandbox=chroot -o log_level=warn &
-  pids+=($!)
-  wait_socket "$work/$s.sock"
+  vpid=$!
+  pids+=("$vpid")
+  wait_socket "$work/$label.sock"
+  targets+=("$label=socket:$work/$label.sock$opts,cpu_pids=$vpid")
 done
+# A mount's servers: the virtiofs-mount daemon and the virtiofsd it started (its children).
+mount_pids() {
+  local pid
+  pid=$(pgrep -n -f -- "-o share=$work/share.* $1\$")
+  echo "$pid $(pgrep -P "$pid")" | xargs | tr ' ' ':'
+}
 ./build/virtiofs-mount -o share="$work/share" bench "$work/vmnt"
-targets=(host-dir="$work/share" library=socket:"$work/lib.sock"
-  library-poll=socket:"$work/poll.sock",poll_us=200 virtiofs-mount="$work/vmnt")
+targets+=(virtiofs-mount="$work/vmnt,cpu_pids=$(mount_pids "$work/vmnt")")
 if [ -w "$uring_param" ]; then
   # Only connections made while it is on use io_uring; they keep it after it is restored.
   uring_was=$(cat "$uring_param")
   echo Y > "$uring_param"
   ./build/virtiofs-mount -o share="$work/share",io_uring bench "$work/umnt"
-  targets+=(mount-io_uring="$work/umnt")
+  targets+=(mount-io_uring="$work/umnt,cpu_pids=$(mount_pids "$work/umnt")")
 else
   echo "(this kernel has no FUSE over io_uring: no mount-io_uring column)"
 fi
 "$work/passthrough_ll" -o source="$work/share" "$work/pmnt"
-targets+=(passthrough_ll="$work/pmnt")
+targets+=(passthrough_ll="$work/pmnt,cpu_pids=$(pgrep -n -f "$work/passthrough_ll")")
 
 echo "== one workload, one directory (virtiofsd 7.2 behind the library and virtiofs-mount)"
-./build/virtiofs-fsbench --ratio-to passthrough_ll --rounds 3 --data "$work/peers.dat" "$@" "${targets[@]}"
+./build/virtiofs-fsbench --ratio-to passthrough_ll --rounds 3 --cpu --data "$work/peers.dat" \
+  "$@" "${targets[@]}"
+
+echo
+bash scripts/bench-goals.sh "$work/peers.dat"
 
 echo
 echo "== multiqueue scaling: library on the test backend, 50 us device time per request, 8 threads"
@@ -87,7 +104,8 @@ bash scripts/bench-asio.sh
 
 if [ -n "$chart" ]; then
   # Ratio of each row to passthrough_ll, for every target but the directory and passthrough_ll.
-  awk 'NR == 1 { for (i = 2; i <= NF; i++) if ($i == "passthrough_ll") p = i
+  awk '/-(cpu|all) / { next }  # figures only, not their CPU rows
+       NR == 1 { for (i = 2; i <= NF; i++) if ($i == "passthrough_ll") p = i
                  printf "row"
                  for (i = 2; i <= NF; i++) if (i != p && $i != "host-dir") { keep[i] = 1; printf " %s", $i }
                  print ""; next }

@@ -15,7 +15,10 @@ Client::~Client() { close(); }
 
 const Negotiated& Client::negotiated() const { return impl_->session->negotiated(); }
 const std::string& Client::tag() const { return impl_->tag; }
-void Client::close() { impl_->session->shutdown(); }
+void Client::close() {
+  impl_->file_releases.wait_all();  // before DESTROY: File::close's RELEASEs and their FORGETs
+  impl_->session->shutdown();
+}
 std::error_code Client::failure() const { return impl_->session->failure(); }
 Client::Stats Client::stats() const { return impl_->session->stats(); }
 void Client::drop_caches() {}  // the path cache comes next (issue 16): nothing is cached yet

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "client/buffer_pool.hpp"
+#include "client/file_releases.hpp"
 #include "client/lookup_ledger.hpp"
 #include "client/file_operations.hpp"
 #include "client/operations.hpp"
@@ -255,6 +256,7 @@ void AsyncCall<Op>::release() {
 struct Client::Impl : client::Runner {
   std::shared_ptr<client::BufferPool> buffers;  // shared with the IoBuffers handed out
   std::string tag;
+  client::FileReleases file_releases;  // File::close's RELEASEs still with the device
 };
 
 }  // namespace virtiofs

@@ -29,6 +29,7 @@ std::unique_ptr<Client> client::Connector::start(OpenedDevice device, const Opti
   impl->session->set_dropped_reply_handler(
       [runner = impl.get()](const fs::DroppedReply& d) { runner->give_back_dropped(d); });
   impl->interrupts = options.interrupts;
+  impl->file_releases.configure(options.app_reaps_completions, device.session.device_timeout);
   impl->session->init(fuse::kLibraryInitFlags, max_transfer);
   impl->buffers = std::make_shared<client::BufferPool>(impl->session->app_memory(),
                                                       impl->session->memory_keepalive());

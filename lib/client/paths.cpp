@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "client/client_impl.hpp"
 #include "client/path_walk.hpp"
 #include "virtiofs/client.hpp"
 
@@ -278,14 +279,27 @@ std::error_code File::stat(Attr& out) {
   return client_->getattr(inode_, out);
 }
 
+// As close(2): FLUSH (written data and locks) is waited for, RELEASE is not, and its error is
+// no concern of the caller's. The node is forgotten once its handle is released, never before;
+// Client::close waits for what is still pending. Where the application reaps completions,
+// nothing may run the callback in time: RELEASE is waited for there.
 std::error_code File::close() {
   if (!client_) return {};
   Client* c = std::exchange(client_, nullptr);
   std::error_code ec;
   if (flags_ & (O_WRONLY | O_RDWR)) ec = c->flush(inode_, fh_);
-  auto rec = c->release(inode_, fh_, flags_);
-  c->forget(inode_, 1);
-  return ec ? ec : rec;
+  client::FileReleases& pending = c->impl_->file_releases;
+  if (!pending.may_leave_pending()) {
+    c->release(inode_, fh_, flags_);
+    c->forget(inode_, 1);
+    return ec;
+  }
+  pending.started();
+  c->release(inode_, fh_, flags_, [c, inode = inode_](std::error_code) {
+    c->forget(inode, 1);
+    c->impl_->file_releases.finished();
+  });
+  return ec;
 }
 
 }  // namespace virtiofs

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # virtiofs-fsbench on a directory and on the library (virtiofsd), tiny sizes, two rounds: every
-# row runs (fsbench dies naming a row that fails, and checks the tree walk's entry count), and
-# --cpu adds a CPU row (this process and the target's cpu_pids) and an all-CPU row for each.
+# row runs (fsbench dies naming a row that fails, and checks the tree walk's entry count), the
+# library's stat, open+close and create+unlink rows through its path API (Client::stat,
+# open_file, File::close, unlink) with its path cache dropped before the cold rows, and --cpu
+# adds a CPU row (this process and the target's cpu_pids: here the library's virtiofsd) and an
+# all-CPU row for each; --data writes the medians and every round's figures.
 #   fsbench_smoke.sh VIRTIOFS_FSBENCH VIRTIOFSD   (root: drops caches, runs virtiofsd)
 set -euo pipefail
 fsbench=$1 virtiofsd=$2
@@ -18,7 +21,8 @@ for _ in $(seq 100); do [ -S "$work/s.sock" ] && break; sleep 0.05; done
 sleep 60 &
 idle=$!
 "$fsbench" --cpu --rounds 2 --mib 2 --files 40 --ops 20 --seconds 0.1 \
-  dir="$work/dir" watched="$work/dir,cpu_pids=$idle" lib=socket:"$work/s.sock" > "$work/out"
+  dir="$work/dir" watched="$work/dir,cpu_pids=$idle" lib=socket:"$work/s.sock,cpu_pids=$vpid" \
+  --data "$work/data" > "$work/out"
 kill "$idle"
 cat "$work/out"
 fail() { echo "fsbench_smoke: $*" >&2; exit 1; }
@@ -37,4 +41,11 @@ grep -q "lowest-highest" "$work/out" || fail "no per-round ratio ranges"
 cpu=$(grep '^  CPU: 1 MiB seq. write' <<< "$table") || fail "no CPU row for the write"
 read -r -a c <<< "${cpu#*)}"
 awk -v v="${c[0]}" 'BEGIN { exit !(v > 0) }' || fail "CPU per write is ${c[0]}: no accounting"
+# The library's CPU per operation is never zero: its own threads' time is counted to the us.
+while read -r row dir watched lib; do
+  case $row in *-cpu) awk -v v="$lib" 'BEGIN { exit !(v > 0) }' || fail "library $row is $lib" ;; esac
+done < <(tail -n +2 "$work/data")
+[ "$(grep -c ' lib ' "$work/data.rounds")" = 27 ] || fail "not 27 rows of rounds for lib"
+[ "$(awk '$2 == "lib" { print NF }' "$work/data.rounds" | sort -u)" = 4 ] ||
+  fail "not two rounds per row in the rounds file"
 echo "fsbench_smoke: PASS"

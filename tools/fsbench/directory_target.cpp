@@ -19,6 +19,8 @@ void drop_caches() {
   std::ofstream("/proc/sys/vm/drop_caches") << "3";
 }
 
+void Target::drop_caches() { bench::drop_caches(); }
+
 namespace {
 
 class DirectoryTarget final : public Target {

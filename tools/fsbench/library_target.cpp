@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <algorithm>
+#include <optional>
 #include <random>
 
 #include "target.hpp"
@@ -17,11 +18,12 @@ namespace {
 
 class LibraryTarget final : public Target {
  public:
-  LibraryTarget(const std::string& socket_path, unsigned poll_us, Api api, std::string subdir)
+  LibraryTarget(const std::string& socket_path, std::optional<unsigned> poll_us, Api api,
+                std::string subdir)
       : subdir_(std::move(subdir)), api_(api) {
     Options o;
     o.socket_path = socket_path;
-    o.poll_us = poll_us;
+    if (poll_us) o.poll_us = *poll_us;  // else the library's default wait
     o.app_reaps_completions = api == Api::kAsioReap;
     o.registered_memory_bytes = 2 << 20;  // I/O buffers in device memory: no copies
     fs_ = Client::connect(o);
@@ -48,28 +50,32 @@ class LibraryTarget final : public Target {
   void remove_files(const std::vector<std::string>& names) override {
     for (auto& n : names) fs_->unlink(path(n));
   }
+  // The path rows do what an application does: a path per call, as the directory targets'
+  // syscalls do (whatever the library caches between calls counts).
   bool stat_one(const std::string& name, size_t count) override {
-    Entry e;
-    if (fs_->resolve(path(name), e)) return false;
+    const std::string p = path(name);
     Attr a;
-    bool ok = true;
-    for (size_t i = 0; i < count && ok; ++i) ok = !fs_->getattr(e.inode, a);
-    fs_->forget(e.inode, 1);
-    return ok;
+    for (size_t i = 0; i < count; ++i)
+      if (fs_->stat(p, a)) return false;
+    return true;
+  }
+  // Empties the library's path cache too, so "cold" is cold for it as well.
+  void drop_caches() override {
+    bench::drop_caches();
+    fs_->drop_caches();
   }
   bool stat_each(const std::vector<std::string>& names, unsigned depth) override {
     if (api_ == Api::kAsioInline) return asio_inline_stat_each(*fs_, dir_, names, depth);
     if (api_ == Api::kAsio || api_ == Api::kAsioReap)
       return asio_stat_each(*fs_, dir_, names, depth, api_ == Api::kAsioReap);
     if (depth == 1 && api_ == Api::kDefault) {
-      // One at a time, the way a program calls stat: blocking calls.
-      for (const auto& n : names) {
-        Entry e;
-        if (fs_->lookup(dir_, n, e)) return false;
-        fs_->forget(e.inode, 1);
-      }
+      // One at a time, the way a program calls stat(path).
+      Attr a;
+      for (const auto& n : names)
+        if (fs_->stat(path(n), a)) return false;
       return true;
     }
+    // Deeper: LOOKUPs in the directory, `depth` in flight (there is no asynchronous path API).
     // Callbacks may run on this thread (a failed session answers at once): never submit while
     // holding the lock they take.
     std::mutex mu;
@@ -96,25 +102,19 @@ class LibraryTarget final : public Target {
     return ok;
   }
   bool open_close(const std::string& name, size_t count) override {
-    Entry e;
-    if (fs_->resolve(path(name), e)) return false;
-    bool ok = true;
-    for (size_t i = 0; i < count && ok; ++i) {
-      OpenFile f;
-      ok = !fs_->open(e.inode, O_RDONLY, f) && !fs_->release(e.inode, f.fh);
+    const std::string p = path(name);
+    for (size_t i = 0; i < count; ++i) {
+      File f;
+      if (fs_->open_file(p, O_RDONLY, f) || f.close()) return false;
     }
-    fs_->forget(e.inode, 1);
-    return ok;
+    return true;
   }
   bool create_unlink(const std::string& prefix, size_t count) override {
     for (size_t i = 0; i < count; ++i) {
-      const std::string name = prefix + std::to_string(i);
-      Created c;
-      if (fs_->create(dir_, name, O_WRONLY | O_EXCL, 0644, c)) return false;
-      fs_->release(c.entry.inode, c.file.fh);
-      const bool ok = !fs_->unlink(dir_, name);
-      fs_->forget(c.entry.inode, 1);
-      if (!ok) return false;
+      const std::string p = path(prefix + std::to_string(i));
+      File f;
+      if (fs_->open_file(p, O_CREAT | O_EXCL | O_WRONLY, f, 0644) || f.close() || fs_->unlink(p))
+        return false;
     }
     return true;
   }
@@ -221,7 +221,8 @@ class LibraryTarget final : public Target {
 
 }  // namespace
 
-std::unique_ptr<Target> library_target(const std::string& socket_path, unsigned poll_us, Api api) {
+std::unique_ptr<Target> library_target(const std::string& socket_path,
+                                       std::optional<unsigned> poll_us, Api api) {
   return std::make_unique<LibraryTarget>(socket_path, poll_us, api, ".fsbench-library");
 }
 

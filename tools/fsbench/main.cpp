@@ -1,11 +1,25 @@
 // virtiofs-fsbench: the same file-system workload on several targets in one run, side by side
 // with ratios. A target is LABEL=DIR (ordinary syscalls: the backing directory, a virtiofs-mount
 // or passthrough_ll mount) or LABEL=socket:PATH[,poll_us=N][,api=...] (the libvirtiofs API on
-// a vhost-user backend, optionally in busy-poll mode; api= picks how the stat rows run:
-// callbacks at depth 1 too, or coroutines through virtiofs/asio.hpp: on an io_context fed by
-// the library's completion threads or reaping itself, or resumed inline on the library's
-// threads; see scripts/bench-asio.sh).
-// Caches are dropped where a row says "cold" (run as root). With --rounds N every target runs N
+// a vhost-user backend; poll_us=N sets Options::poll_us, left out the library's default wait;
+// api= picks how the stat rows run: callbacks at depth 1 too, or coroutines through
+// virtiofs/asio.hpp: on an io_context fed by the library's completion threads or reaping
+// itself, or resumed inline on the library's threads; see scripts/bench-asio.sh).
+// Each row is what an application does; on a directory with syscalls, on the library with its
+// path API in the default api (whatever either caches between calls counts):
+//   stat one file, repeated   stat(path) / Client::stat(path), again and again
+//   stat, cold, depth 1       stat(path) / Client::stat(path) of each of --files names once
+//   stat, cold, depth 32      32 threads of stat(path) / 32 LOOKUPs in flight in the directory
+//                             (callbacks or coroutines on the inode API: no async path API)
+//   open+close                open(path, O_RDONLY) + close / Client::open_file + File::close
+//   create+unlink             open(O_CREAT|O_EXCL|O_WRONLY) + close + unlink(path), the same
+//                             through open_file, File::close and Client::unlink(path)
+//   the read/write rows       one open file (File), 1 MiB or 4 KiB requests
+//   tree walk                 readdir + stat of every entry (READDIRPLUS on the library)
+// --data FILE writes the medians (a row per line, a column per target) and FILE.rounds every
+// round's figures (scripts/bench-goals.sh reads both).
+// Caches are dropped where a row says "cold" (run as root): the kernel's, and on the library
+// its path cache as well (Client::drop_caches). With --rounds N every target runs N
 // times, interleaved, and each figure is the median. --cpu adds, for every row, the CPU time per
 // operation of this process (for the library, its completion threads included) and of the
 // target's servers named with ,cpu_pids=PID[:PID...] (a FUSE daemon, virtiofsd), and the busy
@@ -21,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <sys/resource.h>
@@ -169,23 +184,23 @@ std::vector<double> measure(Target& t, const Settings& s) {
   }
   r[0] = n / seconds_since(start);
   charge(0, n);
-  drop_caches();
+  t.drop_caches();
   timed(1, names.size(), [&] { return t.stat_each(names, 1); });
-  drop_caches();
+  t.drop_caches();
   timed(2, names.size(), [&] { return t.stat_each(names, 32); });
   timed(3, s.ops, [&] { return t.open_close("one", s.ops); });
   timed(4, s.ops / 2, [&] { return t.create_unlink("c", s.ops / 2); });
   timed(6, s.mib * 1.048576, [&] { return t.write_sequential("big", s.mib); });
-  drop_caches();
+  t.drop_caches();
   timed(7, s.mib * 1.048576, [&] { return t.read_sequential("big", s.mib); });
-  drop_caches();
+  t.drop_caches();
   start_cpu();
   const auto t0 = Clock::now();
   const size_t reads = t.read_random_4k("big", s.mib, s.seconds);
   if (reads == 0) die("4 KiB random read failed");
   r[5] = reads / seconds_since(t0);
   charge(5, reads);
-  drop_caches();
+  t.drop_caches();
   start_cpu();
   const auto t1 = Clock::now();
   const size_t seen = t.walk_tree("tree"), want = kTreeDirs * (tree_files + 1);
@@ -248,7 +263,7 @@ std::unique_ptr<Target> open_target(std::string where) {
 std::unique_ptr<Target> open_target_at(const std::string& where) {
   if (where.rfind("socket:", 0) == 0) {
     std::string path = where.substr(7);
-    unsigned poll_us = 0;
+    std::optional<unsigned> poll_us;  // not given: the library's default
     Api api = Api::kDefault;
     const auto comma = path.find(',');
     for (size_t at = comma; at != std::string::npos;) {
@@ -406,6 +421,14 @@ int main(int argc, char** argv) {
       for (auto& r : results) out << " " << r[row];
       out << "\n";
     }
+    // Beside it, every round's figure: "row label value-of-round-1 ...", for ranges.
+    std::ofstream each(data_path + ".rounds");
+    for (size_t row = 0; row < rows; ++row)
+      for (size_t i = 0; i < n; ++i) {
+        each << (stat_threads ? "stat-threads" : kRows[row].key) << " " << targets[i].first;
+        for (auto& r : by_round[i]) each << " " << r[row];
+        each << "\n";
+      }
   }
   return 0;
 }

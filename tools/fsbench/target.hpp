@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,10 @@ class Target {
   // the directories; returns the entries seen (0 on an error).
   virtual size_t walk_tree(const std::string& name) = 0;
 
+  // Before a "cold" row: writes back and drops the kernel's caches (bench::drop_caches); the
+  // library target empties its own path cache as well.
+  virtual void drop_caches();
+
   // Processes whose CPU time counts with this target's (--cpu): its servers.
   std::vector<int> cpu_pids;
 };
@@ -52,8 +57,12 @@ enum class Api {
   kAsioInline,  // coroutines on system_executor: resumed inline on the library's completion
                 // thread, as the callbacks run (the Asio layer's own cost)
 };
-// The libvirtiofs API on the vhost-user backend at socket_path (poll_us: Options::poll_us).
-std::unique_ptr<Target> library_target(const std::string& socket_path, unsigned poll_us, Api api);
+// The libvirtiofs API on the vhost-user backend at socket_path (poll_us: Options::poll_us, the
+// library's default when not given). stat_one, stat_each at depth 1 with Api::kDefault,
+// open_close and create_unlink go through the path API (Client::stat, open_file, File::close,
+// unlink), as an application does; deeper stat_each and the other apis LOOKUP in the directory.
+std::unique_ptr<Target> library_target(const std::string& socket_path,
+                                       std::optional<unsigned> poll_us, Api api);
 
 // stat_each through virtiofs/asio.hpp (asio_target.cpp): looks up each name in dir and forgets
 // it, with `depth` coroutines on an io_context run by this thread (reap: the client was
