@@ -35,6 +35,7 @@ namespace virtiofs {
 namespace client {
 class BufferPool;
 struct Connector;
+class PathWalk;
 }
 
 // Whether Client::forget checks its count against the lookup references this client received
@@ -357,6 +358,7 @@ class VIRTIOFS_API Client {
   std::unique_ptr<Impl> impl_;
   friend class File;
   friend struct client::Connector;
+  friend class client::PathWalk;
 };
 
 // An open regular file. Moves, does not copy; release and forget happen on close or destruction.
