@@ -59,7 +59,16 @@ std::error_code PathWalk::step(std::string_view name) {
   next.parent = dir;
   next.name = name;
   PathCache::Hit hit;
-  switch (impl_.cache.find(dir, name, hit)) {
+  const auto found = impl_.cache.find(dir, name, hit);
+  if (found != PathCache::Found::kMiss && !checked_) {
+    // A client that failed answers nothing from its cache either (once per walk: it locks).
+    checked_ = true;
+    if (auto ec = impl_.session->failure()) {
+      if (found == PathCache::Found::kPositive) impl_.cache.unpin(hit.inode);
+      return ec;
+    }
+  }
+  switch (found) {
     case PathCache::Found::kPositive:
       next.kind = Held::Kind::kPinned;
       next.inode = hit.inode;

@@ -61,6 +61,7 @@ class PathWalk {
   Client::Impl& impl_;
   std::vector<Held> chain_;
   Held root_;
+  bool checked_ = false;  // the session's failure, before the first cached answer
 };
 
 // Where a call that creates, removes or renames an entry acts: the directory holding the
