@@ -126,10 +126,7 @@ void PathCache::unpin(Inode inode) {
   give_back(drops);
 }
 
-uint64_t PathCache::epoch() const {
-  std::lock_guard lock(mu_);
-  return epoch_;
-}
+uint64_t PathCache::epoch() const { return epoch_.load(std::memory_order_acquire); }
 
 bool PathCache::insert(Inode parent, std::string_view name, const Entry& e, uint64_t epoch) {
   if (!on() || e.inode == 0 || e.inode == kRootInode || !positive(e.entry_valid)) return false;
@@ -137,7 +134,7 @@ bool PathCache::insert(Inode parent, std::string_view name, const Entry& e, uint
   bool taken = false;
   {
     std::lock_guard lock(mu_);
-    if (epoch != epoch_ || !holds(parent)) return false;
+    if (epoch != epoch_.load(std::memory_order_relaxed) || !holds(parent)) return false;
     taken = insert_locked(parent, name, e, drops);
   }
   give_back(drops);
@@ -178,7 +175,7 @@ void PathCache::insert_negative(Inode parent, std::string_view name, const Times
   Drops drops;
   {
     std::lock_guard lock(mu_);
-    if (epoch != epoch_ || !holds(parent)) return;
+    if (epoch != epoch_.load(std::memory_order_relaxed) || !holds(parent)) return;
     put_name(parent, name, Name{0, 0, 0, deadline(valid), {}}, drops);
     evict(drops);
   }
@@ -189,7 +186,7 @@ void PathCache::store_attr(Inode inode, const Attr& attr, const Timespec& valid,
   if (!on()) return;
   std::lock_guard lock(mu_);
   auto it = nodes_.find(inode);
-  if (epoch != epoch_ || it == nodes_.end()) return;
+  if (epoch != epoch_.load(std::memory_order_relaxed) || it == nodes_.end()) return;
   if (!positive(valid)) {
     it->second.attr_expires = {};
     return;
@@ -207,8 +204,8 @@ void PathCache::refresh(Inode parent, std::string_view name, const Entry& e, uin
     if (it == names_.end()) return;
     if (it->second.inode != e.inode) {
       erase(it, drops);  // the name moved on: never serve the old node for it
-      ++epoch_;
-    } else if (epoch == epoch_ && positive(e.entry_valid)) {
+      epoch_.fetch_add(1, std::memory_order_release);
+    } else if (epoch == epoch_.load(std::memory_order_relaxed) && positive(e.entry_valid)) {
       it->second.expires = deadline(e.entry_valid);
       Node& node = nodes_.at(e.inode);
       if (positive(e.attr_valid)) {
@@ -225,7 +222,7 @@ void PathCache::drop_name(Inode parent, std::string_view name, Inode stale_attr)
   Drops drops;
   {
     std::lock_guard lock(mu_);
-    ++epoch_;
+    epoch_.fetch_add(1, std::memory_order_release);
     auto it = names_.find(KeyView{parent, name});
     if (it != names_.end()) {
       const Inode victim = it->second.inode;
@@ -244,7 +241,7 @@ void PathCache::drop_names(Inode p1, std::string_view n1, Inode p2, std::string_
   Drops drops;
   {
     std::lock_guard lock(mu_);
-    ++epoch_;
+    epoch_.fetch_add(1, std::memory_order_release);
     for (auto [p, n] : {std::pair{p1, n1}, std::pair{p2, n2}}) {
       if (auto it = names_.find(KeyView{p, n}); it != names_.end()) {
         const Inode moved = it->second.inode;
@@ -260,15 +257,15 @@ void PathCache::drop_names(Inode p1, std::string_view n1, Inode p2, std::string_
 void PathCache::drop_attr(Inode inode) {
   if (!on()) return;
   std::lock_guard lock(mu_);
-  ++epoch_;
+  epoch_.fetch_add(1, std::memory_order_release);
   if (auto it = nodes_.find(inode); it != nodes_.end()) it->second.attr_expires = {};
 }
 
 void PathCache::own_setattr(Inode inode, const Attr& attr, const Timespec& valid, uint64_t sent) {
   if (!on()) return;
   std::lock_guard lock(mu_);
-  const bool current = sent == epoch_;
-  ++epoch_;
+  const bool current = sent == epoch_.load(std::memory_order_relaxed);
+  epoch_.fetch_add(1, std::memory_order_release);
   auto it = nodes_.find(inode);
   if (it == nodes_.end()) return;
   if (current && positive(valid)) {
@@ -284,7 +281,7 @@ void PathCache::clear() {
   Drops drops;
   {
     std::lock_guard lock(mu_);
-    ++epoch_;
+    epoch_.fetch_add(1, std::memory_order_release);
     while (!lru_.empty()) erase(lru_.back(), drops);
     if (auto n = nodes_.find(kRootInode); n != nodes_.end()) n->second.attr_expires = {};
   }

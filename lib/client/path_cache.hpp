@@ -148,7 +148,8 @@ class PathCache {
   Names names_;
   std::list<Names::iterator> lru_;  // front: most recently used
   std::unordered_map<Inode, Node> nodes_;
-  uint64_t epoch_ = 0;
+  // Written under mu_ only; read without it (a request's epoch when sent) and compared under it.
+  std::atomic<uint64_t> epoch_{0};
   std::atomic<uint64_t> hits_{0}, misses_{0};
 };
 
