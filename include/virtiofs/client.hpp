@@ -35,6 +35,7 @@ namespace virtiofs {
 namespace client {
 class BufferPool;
 struct Connector;
+class PathWalk;
 }
 
 // Whether Client::forget checks its count against the lookup references this client received
@@ -333,7 +334,11 @@ class VIRTIOFS_API Client {
   // EINVAL. Where a call needs an entry's name (mkdir, rmdir, unlink, rename, symlink, link's
   // new path, open_file with O_CREAT), a path naming the root is EEXIST when creating and EBUSY
   // otherwise (the root is the share's mount point), and one ending in "." or ".." is EINVAL.
-  // Resolves a path to an entry holding one lookup reference (forget it when done).
+  // With the path cache on (Options::path_cache_entries), names and attributes are answered
+  // from it within the device's timeouts (Entry::entry_valid/attr_valid); this client's own
+  // changes, through these calls or the inode API, are seen at once.
+  // Resolves a path to an entry holding one lookup reference (forget it when done): the
+  // directories on the way may come from the cache, the last name is always looked up.
   std::error_code resolve(std::string_view path, Entry& out);
   std::error_code stat(std::string_view path, Attr& out);
   std::error_code mkdir(std::string_view path, uint32_t mode = 0755);
@@ -357,6 +362,7 @@ class VIRTIOFS_API Client {
   std::unique_ptr<Impl> impl_;
   friend class File;
   friend struct client::Connector;
+  friend class client::PathWalk;
 };
 
 // An open regular file. Moves, does not copy; release and forget happen on close or destruction.

@@ -15,13 +15,21 @@ Client::~Client() { close(); }
 
 const Negotiated& Client::negotiated() const { return impl_->session->negotiated(); }
 const std::string& Client::tag() const { return impl_->tag; }
+// File::close's RELEASEs (and their FORGETs) finish, then the cache's references go back
+// (FORGET), all before DESTROY.
 void Client::close() {
-  impl_->file_releases.wait_all();  // before DESTROY: File::close's RELEASEs and their FORGETs
+  impl_->file_releases.wait_all();
+  drop_caches();
   impl_->session->shutdown();
 }
 std::error_code Client::failure() const { return impl_->session->failure(); }
-Client::Stats Client::stats() const { return impl_->session->stats(); }
-void Client::drop_caches() {}  // the path cache comes next (issue 16): nothing is cached yet
+Client::Stats Client::stats() const {
+  Stats s = impl_->session->stats();
+  s.path_cache_hits = impl_->cache.hits();
+  s.path_cache_misses = impl_->cache.misses();
+  return s;
+}
+void Client::drop_caches() { impl_->cache.clear(); }
 
 IoBuffer Client::allocate_buffer(size_t bytes) {
   auto piece = impl_->buffers->take(bytes);

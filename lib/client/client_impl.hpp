@@ -15,8 +15,10 @@
 #include <vector>
 
 #include "client/buffer_pool.hpp"
+#include "client/cache_hooks.hpp"
 #include "client/file_releases.hpp"
 #include "client/lookup_ledger.hpp"
+#include "client/path_cache.hpp"
 #include "client/file_operations.hpp"
 #include "client/operations.hpp"
 #include "fs/session.hpp"
@@ -71,6 +73,7 @@ struct AsyncCall : fs::Call {
   DoneFor<typename Op::Result> done;
   std::optional<std::stop_callback<Stopper>> on_stop;
   std::atomic<int> refs{0};
+  uint64_t epoch = 0;  // the path cache's when sent
   struct Runner* runner = nullptr;
   CallPool<Op>* pool = nullptr;
 
@@ -115,7 +118,13 @@ struct Runner {
   std::unique_ptr<fs::Session> session;
   bool interrupts = false;  // Options::interrupts
   LookupLedger ledger;      // started at connect (Options::lookup_accounting)
+  PathCache cache;          // started at connect (Options::path_cache_entries)
   AllCallPools pools;
+
+  // Gives back references this library took itself (walks, the path cache).
+  void forget_ref(Inode inode, uint64_t n) {
+    if (inode != kRootInode && n != 0 && ledger.take(inode, n)) session->forget(inode, n);
+  }
 
   // A stop for a call the device holds: FUSE_INTERRUPT, or give the call up (Options::interrupts).
   void cancel(fs::Call& c) {
@@ -132,6 +141,7 @@ struct Runner {
     fs::SyncCall c;
     c.frame = op.frame(session->negotiated());
     c.abandonable = op.abandonable();
+    const uint64_t epoch = cache.on() ? cache.epoch() : 0;
     session->submit(c);
     {
       // Registers nothing for a token that can never stop (the default). A stop that came
@@ -139,7 +149,7 @@ struct Runner {
       std::stop_callback on_stop(stop, [&] { cancel(c); });
       session->wait(c);
     }
-    return result(op, c, out);
+    return result(op, c, out, epoch);
   }
 
   template <class Op>
@@ -161,10 +171,11 @@ struct Runner {
     c->reply = {};
     c->done = std::move(done);
     c->refs.store(2, std::memory_order_relaxed);
+    c->epoch = cache.on() ? cache.epoch() : 0;
     c->on_done = [](fs::Call& base) {
       auto& call = static_cast<AsyncCall<Op>&>(base);
       Result value{};
-      const std::error_code ec = call.runner->result(*call.op, call, value);
+      const std::error_code ec = call.runner->result(*call.op, call, value, call.epoch);
       finish<Result>(call.done, ec, std::move(value));
       call.done = nullptr;
       call.release();
@@ -221,16 +232,21 @@ struct Runner {
   }
   // One verdict for sync and async calls alike: the device's errno, else the parsed reply,
   // checked against the request; a reply that breaks the protocol marks the device untrusted.
+  // Every answer updates the path cache (cache_hooks.hpp) before the caller sees it, so a
+  // path call after this one sees this one's change.
   template <class Op>
-  std::error_code result(Op& op, const fs::Call& c, typename Op::Result& out) {
-    if (c.ec) return c.ec;
-    std::error_code ec = op.parse(c.reply, out);
-    if (!ec) ec = fuse::check_against_request(c.frame, c.reply);
-    if (ec)
-      give_back(*session, out);
-    else
-      note_references(ledger, out);
-    return checked(ec);
+  std::error_code result(Op& op, const fs::Call& c, typename Op::Result& out, uint64_t epoch) {
+    std::error_code ec = c.ec;
+    if (!ec) {
+      ec = op.parse(c.reply, out);
+      if (!ec) ec = fuse::check_against_request(c.frame, c.reply);
+      if (ec)
+        give_back(*session, out);
+      else
+        note_references(ledger, out);
+    }
+    if (cache.on()) observe(cache, op, c.reply, out, ec, epoch);
+    return c.ec ? c.ec : checked(ec);
   }
   // Parsers answer EIO only for replies that break the protocol: after one, the device is not
   // trusted with anything else.

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "client/client_impl.hpp"
+#include "client/path_normalize.hpp"
 #include "client/path_walk.hpp"
 #include "virtiofs/client.hpp"
 
@@ -15,117 +16,123 @@ namespace virtiofs {
 namespace {
 
 std::error_code not_a_directory() { return std::make_error_code(std::errc::not_a_directory); }
-bool is_directory(const Entry& e) { return S_ISDIR(e.attr.mode); }
 
-// Holds a lookup reference and forgets it on scope exit.
-struct Ref {
-  Client& fs;
-  Entry entry;
-  ~Ref() { fs.forget(entry.inode, 1); }
-};
-
+using client::Held;
 using client::ParentAndName;
+using client::PathWalk;
 using client::split_parent;
 constexpr std::errc kCreatingRoot = std::errc::file_exists;  // the root exists
 constexpr std::errc kRemovingRoot = std::errc::device_or_resource_busy;  // the share's mount point
 
 }  // namespace
 
+// Attributes from the path cache while fresh, else GETATTR on the node the walk reached (or
+// the LOOKUP's own, on a miss).
 std::error_code Client::stat(std::string_view path, Attr& out) {
-  Entry e;
-  if (auto ec = resolve(path, e)) return ec;
-  Ref ref{*this, e};
-  out = e.attr;
-  return {};
+  client::PathParts parts;
+  if (auto ec = client::normalize_path(path, parts)) return ec;
+  PathWalk walk(*this);
+  if (auto ec = walk.walk(parts.names)) return ec;
+  if (parts.directory && !walk.last().is_directory()) return not_a_directory();
+  return walk.attributes(out);
 }
 
 std::error_code Client::mkdir(std::string_view path, uint32_t mode) {
+  PathWalk walk(*this);
   ParentAndName at;
-  if (auto ec = split_parent(*this, path, kCreatingRoot, at)) return ec;
-  Ref p{*this, at.parent};
+  if (auto ec = split_parent(walk, path, kCreatingRoot, at)) return ec;
+  const Inode parent = walk.last().inode;
+  const uint64_t sent = PathWalk::epoch(*this);
   Entry e;
-  auto ec = mkdir(at.parent.inode, at.name, mode, e);
-  if (!ec) forget(e.inode, 1);
+  auto ec = mkdir(parent, at.name, mode, e);
+  if (!ec) PathWalk::keep_created(*this, parent, at.name, e, sent);
   return ec;
 }
 
 // The device resolves names of UNLINK, RMDIR and RENAME only among nodes the driver holds a
-// reference to, as the kernel always does (virtiofsd answers EIO otherwise): look them up first.
+// reference to, as the kernel always does (virtiofsd answers EIO otherwise): the walk's step
+// holds the victim (the path cache's reference, else a LOOKUP).
 std::error_code Client::rmdir(std::string_view path) {
+  PathWalk walk(*this);
   ParentAndName at;
-  Entry victim;
-  if (auto ec = split_parent(*this, path, kRemovingRoot, at)) return ec;
-  Ref p{*this, at.parent};
-  if (auto ec = lookup(at.parent.inode, at.name, victim)) return ec;
-  Ref v{*this, victim};
-  return rmdir(at.parent.inode, at.name);
+  if (auto ec = split_parent(walk, path, kRemovingRoot, at)) return ec;
+  const Inode parent = walk.last().inode;
+  if (auto ec = walk.step(at.name)) return ec;
+  return rmdir(parent, at.name);
 }
 
 std::error_code Client::unlink(std::string_view path) {
+  PathWalk walk(*this);
   ParentAndName at;
-  Entry victim;
-  if (auto ec = split_parent(*this, path, kRemovingRoot, at)) return ec;
-  Ref p{*this, at.parent};
-  if (auto ec = lookup(at.parent.inode, at.name, victim)) return ec;
-  Ref v{*this, victim};
+  if (auto ec = split_parent(walk, path, kRemovingRoot, at)) return ec;
+  const Inode parent = walk.last().inode;
+  if (auto ec = walk.step(at.name)) return ec;
   // "f/" names a directory: a file there is ENOTDIR (a directory gets the device's EISDIR).
-  if (at.directory && !is_directory(victim)) return not_a_directory();
-  return unlink(at.parent.inode, at.name);
+  if (at.directory && !walk.last().is_directory()) return not_a_directory();
+  return unlink(parent, at.name);
 }
 
 std::error_code Client::rename(std::string_view from, std::string_view to) {
+  PathWalk src_walk(*this), dst_walk(*this);
   ParentAndName src, dst;
-  Entry moved, replaced;
-  if (auto ec = split_parent(*this, from, kRemovingRoot, src)) return ec;
-  Ref fp{*this, src.parent};
-  if (auto ec = split_parent(*this, to, kRemovingRoot, dst)) return ec;
-  Ref tp{*this, dst.parent};
-  if (auto ec = lookup(src.parent.inode, src.name, moved)) return ec;
-  Ref m{*this, moved};
-  if ((src.directory || dst.directory) && !is_directory(moved)) return not_a_directory();
-  const bool target_exists = !lookup(dst.parent.inode, dst.name, replaced);
-  auto ec = rename(src.parent.inode, src.name, dst.parent.inode, dst.name, 0);
-  if (target_exists) forget(replaced.inode, 1);
-  return ec;
+  if (auto ec = split_parent(src_walk, from, kRemovingRoot, src)) return ec;
+  if (auto ec = split_parent(dst_walk, to, kRemovingRoot, dst)) return ec;
+  const Inode src_parent = src_walk.last().inode, dst_parent = dst_walk.last().inode;
+  if (auto ec = src_walk.step(src.name)) return ec;
+  if ((src.directory || dst.directory) && !src_walk.last().is_directory()) return not_a_directory();
+  (void)dst_walk.step(dst.name);  // held if it exists (it is replaced)
+  return rename(src_parent, src.name, dst_parent, dst.name, 0);
 }
 
 std::error_code Client::symlink(std::string_view target, std::string_view linkpath) {
+  PathWalk walk(*this);
   ParentAndName at;
-  if (auto ec = split_parent(*this, linkpath, kCreatingRoot, at)) return ec;
-  Ref p{*this, at.parent};
+  if (auto ec = split_parent(walk, linkpath, kCreatingRoot, at)) return ec;
   if (at.directory) return not_a_directory();  // a symlink is no directory
+  const Inode parent = walk.last().inode;
+  const uint64_t sent = PathWalk::epoch(*this);
   Entry e;
-  auto ec = symlink(at.parent.inode, at.name, target, e);
-  if (!ec) forget(e.inode, 1);
+  auto ec = symlink(parent, at.name, target, e);
+  if (!ec) PathWalk::keep_created(*this, parent, at.name, e, sent);
   return ec;
 }
 
 std::error_code Client::link(std::string_view existing, std::string_view newpath) {
-  Entry target;
-  if (auto ec = resolve(existing, target)) return ec;
-  Ref t{*this, target};
+  client::PathParts parts;
+  if (auto ec = client::normalize_path(existing, parts)) return ec;
+  PathWalk target(*this);
+  if (auto ec = target.walk(parts.names)) return ec;
+  if (parts.directory && !target.last().is_directory()) return not_a_directory();
+  PathWalk walk(*this);
   ParentAndName at;
-  if (auto ec = split_parent(*this, newpath, kCreatingRoot, at)) return ec;
-  Ref p{*this, at.parent};
+  if (auto ec = split_parent(walk, newpath, kCreatingRoot, at)) return ec;
   if (at.directory) return not_a_directory();  // hard links to directories do not exist
+  const Inode parent = walk.last().inode;
+  const uint64_t sent = PathWalk::epoch(*this);
   Entry e;
-  auto ec = link(target.inode, at.parent.inode, at.name, e);
-  if (!ec) forget(e.inode, 1);
+  auto ec = link(target.last().inode, parent, at.name, e);
+  if (!ec) PathWalk::keep_created(*this, parent, at.name, e, sent);
   return ec;
 }
 
 std::error_code Client::readlink(std::string_view path, std::string& target) {
-  Entry e;
-  if (auto ec = resolve(path, e)) return ec;
-  Ref r{*this, e};
-  return readlink(e.inode, target);
+  client::PathParts parts;
+  if (auto ec = client::normalize_path(path, parts)) return ec;
+  PathWalk walk(*this);
+  if (auto ec = walk.walk(parts.names)) return ec;
+  if (parts.directory && !walk.last().is_directory()) return not_a_directory();
+  return readlink(walk.last().inode, target);
 }
 
 std::error_code Client::list_dir(std::string_view path, std::vector<DirEntry>& out) {
   out.clear();
+  client::PathParts parts;
+  if (auto ec = client::normalize_path(path, parts)) return ec;
+  PathWalk walk(*this);
+  if (auto ec = walk.walk(parts.names)) return ec;
+  if (parts.directory && !walk.last().is_directory()) return not_a_directory();
   Entry e;
-  if (auto ec = resolve(path, e)) return ec;
-  Ref r{*this, e};
+  e.inode = walk.last().inode;  // held by the walk
   OpenFile dir;
   if (auto ec = opendir(e.inode, dir)) return ec;
   std::vector<DirEntry> batch;
@@ -146,18 +153,20 @@ std::error_code Client::open_file(std::string_view path, uint32_t flags, File& o
   Entry entry;
   OpenFile of;
   if (flags & O_CREAT) {
+    PathWalk walk(*this);
     ParentAndName at;
-    if (auto ec = split_parent(*this, path, kCreatingRoot, at)) return ec;
-    Ref p{*this, at.parent};
+    if (auto ec = split_parent(walk, path, kCreatingRoot, at)) return ec;
     // O_CREAT with a trailing '/': EISDIR, as open(2) gives, existing or not.
     if (at.directory) return std::make_error_code(std::errc::is_a_directory);
-    const Entry& parent = at.parent;
+    const Held& parent = walk.last();
     const std::string_view name = at.name;
     // Like the kernel: CREATE only for a name that does not exist, and always exclusive, since
     // virtiofsd 7.2 aborts on a non-exclusive CREATE of an existing file. Lost race: open it.
     bool opened = false;
     for (int attempt = 0; attempt < 2 && !opened; ++attempt) {
-      if (!(flags & O_EXCL)) {
+      // The File needs a reference of its own: a real LOOKUP, unless the cache knows the name
+      // does not exist.
+      if (!(flags & O_EXCL) && (attempt > 0 || !walk.known_absent(name))) {
         auto ec = lookup(parent.inode, name, entry);
         if (!ec) {
           if ((ec = open(entry.inode, flags & ~static_cast<uint32_t>(O_CREAT), of))) {

@@ -56,6 +56,7 @@ Frame make_destroy();
 // Each parser checks the fixed reply struct is complete and converts it.
 std::error_code parse(const Reply& r, Entry& out);
 std::error_code parse(const Reply& r, Attr& out);
+std::error_code parse(const Reply& r, Attr& out, Timespec& valid);  // with attr_valid
 std::error_code parse(const Reply& r, OpenFile& out);
 std::error_code parse(const Reply& r, Created& out);
 std::error_code parse(const Reply& r, StatFs& out);

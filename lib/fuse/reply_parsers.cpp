@@ -28,8 +28,11 @@ Attr to_attr(const fuse_attr& a) {
 std::error_code short_reply() { return std::make_error_code(std::errc::io_error); }
 
 std::error_code to_entry(const fuse_entry_out& e, Entry& out) {
-  // Node id 0 means "negative entry" in FUSE, which a device must not send as a success here.
+  // Node id 0 means "negative entry" in FUSE: no such name, cached for entry_valid (kept here
+  // for the path cache; a reply that is an error leaves it 0).
+  out.entry_valid = {e.entry_valid, e.entry_valid_nsec};
   if (e.nodeid == 0) return std::make_error_code(std::errc::no_such_file_or_directory);
+  out.attr_valid = {e.attr_valid, e.attr_valid_nsec};
   out.inode = e.nodeid;
   out.generation = e.generation;
   out.attr = to_attr(e.attr);
@@ -63,9 +66,15 @@ std::error_code parse(const Reply& r, Entry& out) {
 }
 
 std::error_code parse(const Reply& r, Attr& out) {
+  Timespec valid;
+  return parse(r, out, valid);
+}
+
+std::error_code parse(const Reply& r, Attr& out, Timespec& valid) {
   fuse_attr_out a;
   if (!r.get(a)) return short_reply();
   out = to_attr(a.attr);
+  valid = {a.attr_valid, a.attr_valid_nsec};
   return {};
 }
 

@@ -1,0 +1,112 @@
+// How each operation's outcome updates the path cache (path_cache.hpp): called once per
+// request the device answered (or that was given up on), for the inode API and the path calls,
+// waited for or asynchronous alike (Runner::result). `sent` is the cache's epoch when the
+// request went out. Changes of this client are applied whatever the outcome: a failed or
+// cancelled mutation may still have happened on the device, and dropping is always safe.
+#pragma once
+
+#include <system_error>
+
+#include "client/file_operations.hpp"
+#include "client/operations.hpp"
+#include "client/path_cache.hpp"
+#include "fuse/ops.hpp"
+
+namespace virtiofs::client {
+
+// Operations that neither name nor change anything the cache holds.
+template <class Op, class Result>
+void observe(PathCache&, const Op&, const fuse::Reply&, const Result&, std::error_code, uint64_t) {}
+
+inline void observe(PathCache& c, const op::Lookup& op, const fuse::Reply&, const Entry& e,
+                    std::error_code ec, uint64_t sent) {
+  if (!ec)
+    c.refresh(op.parent, op.name, e, sent);
+  else if (ec == std::errc::no_such_file_or_directory)
+    c.refresh(op.parent, op.name, Entry{}, sent);  // gone: a cached node for it is dropped
+}
+inline void observe(PathCache& c, const op::Getattr& op, const fuse::Reply& r, const Attr&,
+                    std::error_code ec, uint64_t sent) {
+  Attr attr;
+  Timespec valid;
+  if (!ec && !fuse::parse(r, attr, valid)) c.store_attr(op.inode, attr, valid, sent);
+}
+inline void observe(PathCache& c, const op::Setattr& op, const fuse::Reply& r, const Attr&,
+                    std::error_code ec, uint64_t sent) {
+  Attr attr;
+  Timespec valid;
+  if (!ec && !fuse::parse(r, attr, valid))
+    c.own_setattr(op.inode, attr, valid, sent);
+  else
+    c.drop_attr(op.inode);
+}
+// Removing or creating a name: the name (a negative entry too) and the directory's attributes.
+template <class Result>
+void observe(PathCache& c, const op::Unlink& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_name(op.parent, op.name);  // the victim's link count and ctime with it
+}
+template <class Result>
+void observe(PathCache& c, const op::Rmdir& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_name(op.parent, op.name);
+}
+template <class Result>
+void observe(PathCache& c, const op::Mknod& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_name(op.parent, op.name);
+}
+template <class Result>
+void observe(PathCache& c, const op::Mkdir& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_name(op.parent, op.name);
+}
+template <class Result>
+void observe(PathCache& c, const op::Symlink& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_name(op.parent, op.name);
+}
+template <class Result>
+void observe(PathCache& c, const op::Create& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_name(op.parent, op.name);
+}
+template <class Result>
+void observe(PathCache& c, const op::Link& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_name(op.newparent, op.newname, op.inode);  // the target's link count and ctime
+}
+// Both names, RENAME_EXCHANGE too; a directory moved keeps the names below it (keyed by inode).
+template <class Result>
+void observe(PathCache& c, const op::Rename& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_names(op.olddir, op.oldname, op.newdir, op.newname);
+}
+// Size, mtime, ctime.
+template <class Result>
+void observe(PathCache& c, const op::Write& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_attr(op.inode);
+}
+template <class Result>
+void observe(PathCache& c, const op::Fallocate& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_attr(op.inode);
+}
+template <class Result>
+void observe(PathCache& c, const op::CopyFileRange& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_attr(op.out_inode);
+}
+template <class Result>
+void observe(PathCache& c, const op::Setxattr& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_attr(op.inode);  // ctime
+}
+template <class Result>
+void observe(PathCache& c, const op::Removexattr& op, const fuse::Reply&, const Result&,
+             std::error_code, uint64_t) {
+  c.drop_attr(op.inode);
+}
+
+}  // namespace virtiofs::client

@@ -1,0 +1,251 @@
+// The path cache against the real virtiofsd in its three cache modes (its entry and attribute
+// timeouts: none 0, auto 1 s, always a day): a change made on the host directory is seen no
+// later than the timeout says, this client's own changes at once, and every reference the
+// cache took goes back (the backend's open fds, one per node referenced, return to baseline).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "integration/fixture.hpp"
+
+using namespace virtiofs;
+using namespace virtiofs::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// FORGET has no reply: poll the backend's fd table until it is back to `baseline` (bounded).
+int wait_for_fds_at_most(const Virtiofsd& backend, int baseline) {
+  int now = 0;
+  for (int i = 0; i < 200; ++i) {
+    now = backend.open_fds();
+    if (now <= baseline) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  return now;
+}
+
+// Running or sleeping, not a zombie (virtiofsd aborts on a FORGET of more than it gave).
+bool alive(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  const auto paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z' &&
+         stat[paren + 2] != 'X';
+}
+
+class PathCacheTest : public VirtiofsdTest, public ::testing::WithParamInterface<const char*> {
+ protected:
+  void SetUp() override {
+    if (vfio_test_device()) GTEST_SKIP() << "needs virtiofsd's cache= option";
+    Options o;
+    o.lookup_accounting = LookupAccounting::kOn;  // a forget too many is refused, not sent
+    start(o, {"-o", "xattr", "-o", std::string("cache=") + GetParam()});
+  }
+  std::string mode() const { return GetParam(); }
+  bool exists(const std::string& path) {
+    Attr a;
+    return !client->stat(path, a);
+  }
+  uint64_t size_of(const std::string& path) {
+    Attr a;
+    EXPECT_FALSE(client->stat(path, a)) << path;
+    return a.size;
+  }
+  uint64_t requests() { return client->stats().requests; }
+};
+
+TEST_P(PathCacheTest, OwnChangesAreSeenAtOnce) {
+  ASSERT_FALSE(client->mkdir("d"));
+  ASSERT_FALSE(client->write_file("d/f", bytes("abc")));
+  EXPECT_EQ(size_of("d/f"), 3u);
+  {  // a write growing the file, through a File
+    File f;
+    ASSERT_FALSE(client->open_file("d/f", O_WRONLY, f));
+    size_t n = 0;
+    ASSERT_FALSE(f.pwrite(3, bytes("defgh"), n));
+    EXPECT_EQ(size_of("d/f"), 8u) << "before close";
+    ASSERT_FALSE(f.close());
+  }
+  EXPECT_EQ(size_of("d/f"), 8u);
+  Entry e;  // chmod through the inode API
+  ASSERT_FALSE(client->resolve("d/f", e));
+  SetAttr sa;
+  sa.valid = set::kMode;
+  sa.mode = 0600;
+  Attr out;
+  ASSERT_FALSE(client->setattr(e.inode, sa, out));
+  ASSERT_FALSE(client->forget(e.inode, 1));
+  Attr a;
+  ASSERT_FALSE(client->stat("d/f", a));
+  EXPECT_EQ(a.mode & 07777, 0600u);
+  ASSERT_FALSE(client->rename("d/f", "d/g"));
+  EXPECT_FALSE(exists("d/f"));
+  EXPECT_EQ(size_of("d/g"), 8u);
+  ASSERT_FALSE(client->link("d/g", "d/h"));
+  ASSERT_FALSE(client->stat("d/g", a));
+  EXPECT_EQ(a.nlink, 2u) << "link changes the target's link count";
+  ASSERT_FALSE(client->unlink("d/h"));
+  ASSERT_FALSE(client->stat("d/g", a));
+  EXPECT_EQ(a.nlink, 1u);
+  ASSERT_FALSE(client->unlink("d/g"));
+  EXPECT_FALSE(exists("d/g"));
+  EXPECT_FALSE(exists("d/new"));  // perhaps a negative entry now
+  ASSERT_FALSE(client->write_file("d/new", bytes("x")));
+  EXPECT_EQ(size_of("d/new"), 1u);
+  ASSERT_FALSE(client->unlink("d/new"));
+  ASSERT_FALSE(client->rmdir("d"));
+  EXPECT_FALSE(exists("d"));
+  ASSERT_FALSE(client->mkdir("d"));  // the same name, a new node
+  EXPECT_TRUE(exists("d"));
+  EXPECT_FALSE(exists("d/new"));
+  EXPECT_TRUE(std::filesystem::is_directory(host("d")));
+}
+
+TEST_P(PathCacheTest, HostChangesAreSeenNoLaterThanTheTimeout) {
+  if (mode() == "always") GTEST_SKIP() << "a day";
+  write_host("f", "abc");
+  write_host("gone", "x");
+  ASSERT_EQ(size_of("f"), 3u);
+  ASSERT_TRUE(exists("gone"));
+  const auto changed = std::chrono::steady_clock::now();
+  write_host("f", "abcdef");
+  std::filesystem::remove(host("gone"));
+  std::filesystem::permissions(host("f"), std::filesystem::perms::owner_read);
+  if (mode() == "none") {  // no timeout: at once
+    Attr a;
+    ASSERT_FALSE(client->stat("f", a));
+    EXPECT_EQ(a.size, 6u);
+    EXPECT_EQ(a.mode & 0777, 0400u);
+    EXPECT_FALSE(exists("gone"));
+    return;
+  }
+  // auto: 1 s; polled up to the timeout and a generous slack for a busy machine.
+  bool seen = false;
+  while (!seen && std::chrono::steady_clock::now() - changed < 1s + 3s) {
+    Attr a;
+    seen = !client->stat("f", a) && a.size == 6 && (a.mode & 0777) == 0400 && !exists("gone");
+    if (!seen) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(seen);
+}
+
+TEST_P(PathCacheTest, AStatWithinTheTimeoutSendsNoRequest) {
+  ASSERT_FALSE(client->mkdir("a"));
+  ASSERT_FALSE(client->mkdir("a/b"));
+  write_host("a/b/c", "x");
+  Attr a;
+  const auto first = std::chrono::steady_clock::now();
+  ASSERT_FALSE(client->stat("a/b/c", a));
+  const uint64_t before = requests();
+  ASSERT_FALSE(client->stat("a/b/c", a));
+  const uint64_t sent = requests() - before;
+  if (mode() == "none") {
+    EXPECT_GE(sent, 3u) << "nothing cached: a LOOKUP per name";
+    EXPECT_EQ(client->stats().path_cache_hits, 0u);
+  } else if (mode() == "always" || std::chrono::steady_clock::now() - first < 900ms) {
+    EXPECT_EQ(sent, 0u);  // (auto: only asserted when both stats came within the timeout)
+    EXPECT_GE(client->stats().path_cache_hits, 3u);
+  }
+}
+
+TEST_P(PathCacheTest, EveryReferenceGoesBackAndTheDeviceSurvives) {
+  ASSERT_FALSE(client->mkdir("w"));
+  const int baseline = backend->open_fds();
+  for (int i = 0; i < 50; ++i) {
+    const std::string f = "w/f" + std::to_string(i % 7), g = "w/g" + std::to_string(i % 5);
+    Attr a;
+    ASSERT_FALSE(client->write_file(f, bytes("data")));
+    ASSERT_FALSE(client->stat(f, a));
+    ASSERT_FALSE(client->rename(f, g));
+    (void)client->stat(f, a);
+    if (i % 3 == 0) {
+      ASSERT_FALSE(client->unlink(g));
+    }
+    ASSERT_FALSE(client->mkdir("w/d"));
+    ASSERT_FALSE(client->stat("w/d", a));
+    ASSERT_FALSE(client->rmdir("w/d"));
+  }
+  client->drop_caches();
+  EXPECT_LE(wait_for_fds_at_most(*backend, baseline), baseline);
+  Attr a;  // an over-forget would have killed virtiofsd
+  ASSERT_FALSE(client->stat("w", a));
+  EXPECT_EQ(client->failure(), std::error_code{});
+  // close gives the cache's references back before DESTROY; virtiofsd must not abort.
+  ASSERT_FALSE(client->stat("w/g1", a));
+  client->close();
+  std::this_thread::sleep_for(100ms);  // FORGET and DESTROY handled (not needed to pass)
+  EXPECT_TRUE(alive(backend->pid())) << "virtiofsd aborted";
+  EXPECT_FALSE(std::filesystem::exists(host("w/d")));
+  EXPECT_TRUE(std::filesystem::exists(host("w/g1")));
+}
+
+// Threads racing on a few names: the client's view must match the host's afterwards (a stale
+// insert would keep a name the host no longer has, or hide one it has), with nothing leaked.
+TEST_P(PathCacheTest, ConcurrentChangesLeaveTheCacheTrue) {
+  ASSERT_FALSE(client->mkdir("c"));
+  const int baseline = backend->open_fds();
+  constexpr int kNames = 4;
+  auto name = [](int i) { return "c/n" + std::to_string(i); };
+  std::atomic<int> unexpected{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < 150; ++i) {
+        const std::string a = name(rng() % kNames), b = name(rng() % kNames);
+        Attr at;
+        std::error_code ec;
+        const unsigned op = rng() % 4;
+        switch (op) {
+          case 0: ec = client->write_file(a, bytes("x")); break;
+          case 1: ec = client->stat(a, at); break;
+          case 2: ec = client->rename(a, b); break;
+          case 3: ec = client->unlink(a); break;
+        }
+        // Losing a race is ENOENT (or EEXIST for an exclusive create that lost one twice), or
+        // virtiofsd's EIO for a name that now names a node this client does not hold (another
+        // thread renamed one over it after this one looked it up: with or without a cache).
+        if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::file_exists &&
+            ec != std::errc::io_error) {
+          ++unexpected;
+          ADD_FAILURE() << "op " << op << " " << a << " " << b << ": " << ec.message();
+        }
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  for (int i = 0; i < kNames; ++i) {
+    EXPECT_EQ(exists(name(i)), std::filesystem::exists(host(name(i)))) << name(i);
+  }
+  client->drop_caches();
+  EXPECT_LE(wait_for_fds_at_most(*backend, baseline), baseline);
+  EXPECT_EQ(client->failure(), std::error_code{});
+}
+
+TEST_P(PathCacheTest, OffCachesNothing) {
+  client.reset();
+  backend.reset();
+  Options o;
+  o.path_cache_entries = 0;
+  start(o, {"-o", std::string("cache=") + GetParam()});
+  write_host("f", "x");
+  Attr a;
+  ASSERT_FALSE(client->stat("f", a));
+  const uint64_t before = requests();
+  ASSERT_FALSE(client->stat("f", a));
+  EXPECT_EQ(requests() - before, 1u) << "a LOOKUP, as without a cache";
+  EXPECT_EQ(client->stats().path_cache_hits + client->stats().path_cache_misses, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cache, PathCacheTest, ::testing::Values("none", "auto", "always"),
+                         [](const ::testing::TestParamInfo<const char*>& p) {
+                           return std::string(p.param);
+                         });
+
+}  // namespace
