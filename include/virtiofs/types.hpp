@@ -115,6 +115,9 @@ struct Stats {
   uint64_t callers_woken = 0;    // blocking calls whose thread the device's interrupt woke itself
   uint64_t abandoned = 0;        // calls given up on by cancellation (Options::interrupts off)
   uint64_t replies_dropped = 0;  // late replies to those calls, taken and dropped
+  // Blocking calls whose adaptive spin (Options::poll_us = kAdaptivePolling) ended without
+  // the reply, so that they slept on the interrupt.
+  uint64_t spin_misses = 0;
 };
 
 }  // namespace virtiofs

@@ -248,7 +248,7 @@ std::unique_ptr<Target> open_target(std::string where) {
 std::unique_ptr<Target> open_target_at(const std::string& where) {
   if (where.rfind("socket:", 0) == 0) {
     std::string path = where.substr(7);
-    unsigned poll_us = 0;
+    unsigned poll_us = virtiofs::kAdaptivePolling;  // absent: the library's default
     Api api = Api::kDefault;
     const auto comma = path.find(',');
     for (size_t at = comma; at != std::string::npos;) {
