@@ -3,7 +3,7 @@
 // Each distinct call eventfd (an interrupt source: one queue's, or several sharing an MSI-X
 // vector) is watched by one completion thread with its own io_uring reactor; hiprio and the
 // session's other watches (FORGET timer, liveness) ride on the first thread. A blocking caller
-// may reap for itself: by polling its queue (poll_us), by sleeping on the queue's call eventfd
+// may reap for itself: by polling its queue (poll_us: fixed, or adaptive, spin_learner.hpp), by sleeping on the queue's call eventfd
 // itself (one "leader" per source, where the fd is the queue's alone), or, on a completion
 // thread (a callback that blocks), by watching that thread's fds itself, since its reactor does
 // not run meanwhile. A callback that makes a blocking call first hands back any polling role its
