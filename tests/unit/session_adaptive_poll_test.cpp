@@ -17,7 +17,11 @@ using namespace virtiofs::test;
 namespace {
 
 std::atomic<uint64_t> virtual_ns{1'000'000'000};
-uint64_t virtual_clock() { return virtual_ns.load(); }
+std::atomic<uint64_t> clock_reads{0};  // only adaptive waits read it: first as they begin
+uint64_t virtual_clock() {
+  ++clock_reads;
+  return virtual_ns.load();
+}
 
 constexpr unsigned kQ = 1;  // the request queue
 
@@ -38,6 +42,7 @@ class AdaptivePolling : public SessionLoopback {
   template <class Device>
   void call_answered_by(Device device) {
     std::atomic<bool> ok{false};
+    reads_before_ = clock_reads.load();
     {
       JoinedThread caller([this] { loop->device().lose(); }, [&] {
         fs::SyncCall c;
@@ -68,8 +73,13 @@ class AdaptivePolling : public SessionLoopback {
     ASSERT_TRUE(eventually([&] { return dev.wants_interrupt(kQ); })) << "the spin never ended";
     EXPECT_EQ(dev.serve(kQ), 1u);
   }
-  // Whatever the caller does.
-  void answer_now() { EXPECT_EQ(loop->device().serve(kQ), 1u); }
+  // Once the caller's wait has begun (it read the clock, and so takes a budget, whatever the
+  // reply does next), whatever it does.
+  void answer_now() {
+    ASSERT_TRUE(eventually([&] { return clock_reads.load() > reads_before_; })) << "no wait began";
+    EXPECT_EQ(loop->device().serve(kQ), 1u);
+  }
+  uint64_t reads_before_ = 0;
 };
 
 class AdaptivePoll : public AdaptivePolling, public ::testing::WithParamInterface<bool> {};
