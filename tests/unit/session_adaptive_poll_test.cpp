@@ -8,6 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 
 #include "unit/session_fixture.hpp"
 
@@ -127,6 +130,45 @@ TEST_P(AdaptivePoll, MissesSleepOnTheInterruptBackOffAndAProbeResumes) {
 
 INSTANTIATE_TEST_SUITE_P(Reaping, AdaptivePoll, ::testing::Values(false, true),
                          [](const auto& p) { return p.param ? "AppReaps" : "Threads"; });
+
+// A missed spin sleeps on the interrupt itself: with the completion thread held in a callback,
+// only the caller can take its reply (on a condition variable it would wait for that thread).
+TEST_F(AdaptivePolling, AMissedSpinIsWokenByTheInterruptItself) {
+  start_adaptive(true);
+  auto& dev = loop->device();
+  struct Hold {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool entered = false, released = false;
+    void release() {
+      std::lock_guard lock(mu);
+      released = true;
+      cv.notify_all();
+    }
+  };
+  auto hold = std::make_shared<Hold>();
+  TestCall& blocker = new_call(fuse::make_getattr(kRootInode, nullptr));
+  blocker.before_done = [hold] {
+    std::unique_lock lock(hold->mu);
+    hold->entered = true;
+    hold->cv.notify_all();
+    hold->cv.wait_for(lock, kBound, [&] { return hold->released; });
+  };
+  struct Release {
+    Hold& h;
+    ~Release() { h.release(); }
+  } release{*hold};
+  session->submit(blocker);
+  {
+    std::unique_lock lock(hold->mu);
+    ASSERT_TRUE(hold->cv.wait_for(lock, kBound, [&] { return hold->entered; }));
+  }
+  dev.set_stepped(kQ, true);
+  const uint64_t woken = stats().callers_woken;
+  call_answered_by([&] { answer_after_the_spin(); });
+  EXPECT_EQ(stats().callers_woken, woken + 1);
+  EXPECT_EQ(stats().spin_misses, 1u);
+}
 
 // Replies take 5 ms, far past the 200 us cap: every spin misses, and after two misses the
 // spins thin out (one probe after 1, 2, 4, ... waits), while every call still ends.
