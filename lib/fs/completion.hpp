@@ -149,7 +149,8 @@ class Completion {
   // A completion thread's fixed poll_us spin for more used elements; true when some came.
   bool poll_used(RequestQueue& q);
   // A waiting caller polls q for its call, interrupts off, until it is done or the clock
-  // (now_ns) passes deadline_ns, read every check_mask + 1 turns; true when the call is done.
+  // (now_ns) passes deadline_ns, read every check_mask + 1 turns; true when the call was done
+  // before the deadline passed.
   bool reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done, uint64_t deadline_ns,
                 unsigned check_mask);
   // Adaptive polling: spins for the queue's learned budget, then sleeps on the interrupt itself

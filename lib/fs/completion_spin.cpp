@@ -33,7 +33,14 @@ bool Completion::poll_used(RequestQueue& q) {
 bool Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done,
                           uint64_t deadline_ns, unsigned check_mask) {
   PollingRole role(q);
-  for (unsigned spin = 1; !call.done.load(std::memory_order_acquire); ++spin) {
+  // Done while spinning: a reply found only after the deadline (below, or by a thread that
+  // was descheduled past it) does not count, so that a loaded machine does not teach a spin.
+  bool in_time = false;
+  for (unsigned spin = 1;; ++spin) {
+    if (call.done.load(std::memory_order_acquire)) {
+      in_time = true;
+      break;
+    }
     if ((spin & check_mask) == 0 && (q.failure() || now_ns() >= deadline_ns)) break;
     if (!q.has_used()) {
       // Give the CPU to whatever else is runnable here (the device's threads, on a small
@@ -41,13 +48,13 @@ bool Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
       sched_yield();
       continue;
     }
-    if (!reap_and_complete(q, done, /*polled=*/true)) return call.done.load(std::memory_order_acquire);
+    if (!reap_and_complete(q, done, /*polled=*/true)) return false;  // the session failed
   }
   // The last poller out turns interrupts back on; what arrived while they were off would not
   // be signalled, so it is reaped here, as the completion thread would have (without polling
   // on: this caller's reply is in, or its polling time is up).
   if (role.leave()) drain(q, done, /*may_poll=*/false);
-  return call.done.load(std::memory_order_acquire);
+  return in_time;
 }
 
 void Completion::wait_adaptive(RequestQueue& q, Source& source, SyncCall& call,
