@@ -46,6 +46,9 @@ enum class LookupAccounting : uint8_t {
   kOff,
 };
 
+// Options::poll_us: spin for a time learned from recent round trips, then sleep (the default).
+inline constexpr unsigned kAdaptivePolling = ~0u;
+
 struct Options {
   // The device, one of:
   // - socket_path: a vhost-user backend socket (virtiofsd --socket-path);
@@ -64,12 +67,21 @@ struct Options {
   // to one queue. 0: all the device offers (up to 16).
   unsigned num_request_queues = 0;
   uint32_t max_transfer = 1u << 20;    // upper bound on bytes per READ/WRITE before INIT
-  // Busy-poll a request queue this long after its last completion before sleeping on the
-  // interrupt eventfd, and let a thread in a blocking call poll this long for its own reply
-  // (taking it with no interrupt and no thread hand-off) before it sleeps (0: interrupt-driven).
-  // Trades CPU for latency. With app_reaps_completions it concerns blocking calls only
-  // (process_completions never spins).
-  unsigned poll_us = 0;
+  // How a thread in a blocking call waits for its reply:
+  // - kAdaptivePolling (the default): it polls its request queue (the device's interrupts off,
+  //   yielding the CPU between looks) for a time learned from the queue's recent round trips,
+  //   at most twice their median and at most 200 us, and takes its reply with no interrupt and
+  //   no thread hand-off; when that spin misses it sleeps on the queue's interrupt itself. Spins
+  //   that keep missing (a slow device) back off: calls then sleep at once, with an occasional
+  //   probe to see whether the device got fast again. Asynchronous calls stay
+  //   interrupt-driven (completion threads never spin). Stats::polled and spin_misses show it.
+  // - 0: interrupt-driven only.
+  // - N: a fixed spin: a completion thread busy-polls a request queue N us after its last
+  //   completion before sleeping on the interrupt eventfd, and a blocking caller polls N us for
+  //   its own reply before it sleeps. Trades CPU for latency.
+  // With app_reaps_completions it concerns blocking calls only (process_completions never
+  // spins).
+  unsigned poll_us = kAdaptivePolling;
   // Event-loop integration, as libblkio's completion fds: the application reaps the request
   // queues on its own thread (Client::completion_fd, process_completions) and asynchronous
   // callbacks run there; no library thread is made for the request queues. Blocking calls still

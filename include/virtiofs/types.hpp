@@ -120,6 +120,9 @@ struct Stats {
   uint64_t replies_dropped = 0;  // late replies to those calls, taken and dropped
   uint64_t path_cache_hits = 0;    // path components and attributes the path cache answered
   uint64_t path_cache_misses = 0;  // names it did not hold fresh (asked of the device)
+  // Blocking calls whose adaptive spin (Options::poll_us = kAdaptivePolling) ended without
+  // the reply, so that they slept on the interrupt.
+  uint64_t spin_misses = 0;
 };
 
 }  // namespace virtiofs

@@ -70,6 +70,8 @@ void check_socket_path(const std::string& path) {
                        ", not a UNIX socket (give virtiofsd's --socket-path)");
 }
 
+static_assert(kAdaptivePolling == fs::kAdaptivePolling);
+
 OpenedDevice settle_device(std::unique_ptr<virtio::Transport> transport, const Options& o) {
   check_tag_length(o.tag);
   OpenedDevice out;

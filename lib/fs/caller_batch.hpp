@@ -1,6 +1,6 @@
 // Per-thread state of the threads that reap for others outside a completion thread (callers
 // in Completion::wait, the owner's pollers): the batch they complete from and the queue whose
-// polling role they hold. Internal to lib/fs/completion*.cpp.
+// polling role they hold (PollingRole). Internal to lib/fs/completion*.cpp.
 #pragma once
 
 #include <utility>
@@ -38,6 +38,30 @@ class BatchScope {
  private:
   bool outer_;
   std::vector<Call*> nested_;
+};
+
+// Holds q's polling role for a scope: the device's interrupts stay off while this thread reaps
+// q itself. A callback that waits meanwhile lends the role back (Completion::wait).
+class PollingRole {
+ public:
+  explicit PollingRole(RequestQueue& q) : q_(q), outer_(std::exchange(held_polling, &q)) {
+    q_.enter_polling();
+  }
+  ~PollingRole() { leave(); }
+  PollingRole(const PollingRole&) = delete;
+  PollingRole& operator=(const PollingRole&) = delete;
+  // True when used elements came while interrupts were off (the caller reaps them).
+  bool leave() {
+    if (!held_) return false;
+    held_ = false;
+    held_polling = outer_;
+    return q_.leave_polling();
+  }
+
+ private:
+  RequestQueue& q_;
+  RequestQueue* outer_;
+  bool held_ = true;
 };
 
 }  // namespace virtiofs::fs::detail

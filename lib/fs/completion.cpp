@@ -1,7 +1,6 @@
 #include "fs/completion.hpp"
 
 #include <poll.h>
-#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -20,30 +19,7 @@ thread_local Completion::Completer* Completion::current_ = nullptr;
 
 using detail::BatchScope;
 using detail::held_polling;
-
-// Holds q's polling role for a scope: the device's interrupts stay off while this thread reaps
-// q itself. A callback that waits meanwhile lends the role back (Completion::wait).
-class Completion::PollingRole {
- public:
-  explicit PollingRole(RequestQueue& q) : q_(q), outer_(std::exchange(held_polling, &q)) {
-    q_.enter_polling();
-  }
-  ~PollingRole() { leave(); }
-  PollingRole(const PollingRole&) = delete;
-  PollingRole& operator=(const PollingRole&) = delete;
-  // True when used elements came while interrupts were off (the caller reaps them).
-  bool leave() {
-    if (!held_) return false;
-    held_ = false;
-    held_polling = outer_;
-    return q_.leave_polling();
-  }
-
- private:
-  RequestQueue& q_;
-  RequestQueue* outer_;
-  bool held_ = true;
-};
+using detail::PollingRole;
 
 namespace {
 
@@ -64,11 +40,18 @@ bool Completion::read_counter(int fd) {
 }
 
 Completion::Completion(virtio::Transport& transport, std::vector<RequestQueue*> queues,
-                       unsigned poll_us, bool app_reaps, SessionCounters& counters,
-                       FailFn fail, std::function<void()> progress)
-    : transport_(transport), queues_(std::move(queues)), poll_us_(poll_us),
-      app_reaps_(app_reaps), counters_(counters), fail_(std::move(fail)),
+                       const SessionOptions& options, SessionCounters& counters, FailFn fail,
+                       std::function<void()> progress)
+    : transport_(transport), queues_(std::move(queues)),
+      adaptive_(options.poll_us == kAdaptivePolling),
+      poll_us_(adaptive_ ? 0 : options.poll_us), clock_(options.spin_clock_ns),
+      app_reaps_(options.app_reaps_completions), counters_(counters), fail_(std::move(fail)),
       progress_(std::move(progress)) {
+  if (adaptive_) {
+    const uint64_t cap_ns = std::min<uint64_t>(uint64_t{options.spin_cap_us} * 1000, UINT32_MAX);
+    for (size_t i = 0; i < queues_.size(); ++i)
+      learners_.push_back(std::make_unique<SpinLearner>(static_cast<uint32_t>(cap_ns)));
+  }
   // Queues that share an interrupt vector share a call fd: one watch, on one thread, serves
   // them all. Every other fd gets its own thread, so each request queue is owned by one thread;
   // hiprio (light traffic) rides on the first request queue's thread.
@@ -207,18 +190,6 @@ void Completion::drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll)
   reap_and_complete(q, done, false);
 }
 
-bool Completion::poll_used(RequestQueue& q) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(poll_us_);
-  for (unsigned spin = 0;; ++spin) {
-    if (q.has_used()) return true;
-    if ((spin & 63) == 63 && (q.failure() || std::chrono::steady_clock::now() >= deadline))
-      return false;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();  // let the sibling hyperthread run while we spin
-#endif
-  }
-}
-
 void Completion::wait(SyncCall& call) {
   if (call.queue_index < queues_.size() && !call.done.load(std::memory_order_acquire)) {
     RequestQueue& q = *queues_[call.queue_index];
@@ -242,8 +213,11 @@ void Completion::wait(SyncCall& call) {
       // leader too would only wake beside it. Without polling, the leader takes it.
       // Where no thread reaps (the application does), the caller sleeps on the source itself
       // after polling, so that its call ends whether or not the application processes.
-      if (poll_us_) reap_own(q, call, done);
-      if (!source.threaded) {
+      // Adaptive: spins for the learned time, then sleeps on the interrupt as without polling.
+      if (poll_us_) reap_own(q, call, done, now_ns() + uint64_t{poll_us_} * 1000, 63);
+      if (adaptive_) {
+        wait_adaptive(q, source, call, done);
+      } else if (!source.threaded) {
         wait_reading(source, call, done);
       } else if (!poll_us_ && source.alone) {
         wait_as_leader(source, call, done);
@@ -259,26 +233,6 @@ void Completion::wait(SyncCall& call) {
   }
   // Always through the call's mutex: the completer may still hold it (SyncCall).
   call.wait();
-}
-
-void Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done) {
-  PollingRole role(q);
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::microseconds(poll_us_);
-  for (unsigned spin = 1; !call.done.load(std::memory_order_acquire); ++spin) {
-    if ((spin & 63) == 0 && (q.failure() || std::chrono::steady_clock::now() >= deadline)) break;
-    if (!q.has_used()) {
-      // Give the CPU to whatever else is runnable here (the device's threads, on a small
-      // machine): a waiting caller must not delay the reply it waits for.
-      sched_yield();
-      continue;
-    }
-    if (!reap_and_complete(q, done, /*polled=*/true)) return;
-  }
-  // The last poller out turns interrupts back on; what arrived while they were off would not
-  // be signalled, so it is reaped here, as the completion thread would have (without polling
-  // on: this caller's reply is in, or its polling time is up).
-  if (role.leave()) drain(q, done, /*may_poll=*/false);
 }
 
 void Completion::wait_as_leader(Source& source, SyncCall& call, std::vector<Call*>& done) {

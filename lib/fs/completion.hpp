@@ -3,7 +3,7 @@
 // Each distinct call eventfd (an interrupt source: one queue's, or several sharing an MSI-X
 // vector) is watched by one completion thread with its own io_uring reactor; hiprio and the
 // session's other watches (FORGET timer, liveness) ride on the first thread. A blocking caller
-// may reap for itself: by polling its queue (poll_us), by sleeping on the queue's call eventfd
+// may reap for itself: by polling its queue (poll_us: fixed, or adaptive, spin_learner.hpp), by sleeping on the queue's call eventfd
 // itself (one "leader" per source, where the fd is the queue's alone), or, on a completion
 // thread (a callback that blocks), by watching that thread's fds itself, since its reactor does
 // not run meanwhile. A callback that makes a blocking call first hands back any polling role its
@@ -46,6 +46,8 @@
 #include "fs/counters.hpp"
 #include "fs/ready_list.hpp"
 #include "fs/request_queue.hpp"
+#include "fs/session_options.hpp"
+#include "fs/spin_learner.hpp"
 #include "loop/reactor.hpp"
 #include "virtio/transport.hpp"
 
@@ -56,8 +58,10 @@ class Completion {
   using FailFn = std::function<void(std::error_code)>;
   // fail: the device broke the protocol (EIO for everything). progress: calls were completed.
   // app_reaps: SessionOptions::app_reaps_completions (see above).
-  Completion(virtio::Transport& transport, std::vector<RequestQueue*> queues, unsigned poll_us,
-             bool app_reaps, SessionCounters& counters, FailFn fail,
+  // options: poll_us (adaptive, fixed or none), spin_cap_us, spin_clock_ns and
+  // app_reaps_completions.
+  Completion(virtio::Transport& transport, std::vector<RequestQueue*> queues,
+             const SessionOptions& options, SessionCounters& counters, FailFn fail,
              std::function<void()> progress);
   ~Completion();
   Completion(const Completion&) = delete;
@@ -140,10 +144,19 @@ class Completion {
   bool reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bool polled);
   // The reaping part of that: to `done`, failing the session on a broken batch.
   bool reap_all(RequestQueue& q, std::vector<Call*>& done, bool polled);
-  class PollingRole;
   void complete(std::vector<Call*>& done);
+  // ---- Spinning (completion_spin.cpp) ----
+  // A completion thread's fixed poll_us spin for more used elements; true when some came.
   bool poll_used(RequestQueue& q);
-  void reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done);
+  // A waiting caller polls q for its call, interrupts off, until it is done or the clock
+  // (now_ns) passes deadline_ns, read every check_mask + 1 turns; true when the call was done
+  // before the deadline passed.
+  bool reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done, uint64_t deadline_ns,
+                unsigned check_mask);
+  // Adaptive polling: spins for the queue's learned budget, then sleeps on the interrupt itself
+  // (leader, or reading where no thread reaps) and records the round trip.
+  void wait_adaptive(RequestQueue& q, Source& source, SyncCall& call, std::vector<Call*>& done);
+  uint64_t now_ns() const;
   void wait_as_leader(Source& source, SyncCall& call, std::vector<Call*>& done);
   void wait_on_completer(Completer& self, Source& source, SyncCall& call, std::vector<Call*>& done);
   // No thread watches the source (the application reaps): sleeps on its fd and the thread's
@@ -161,7 +174,11 @@ class Completion {
 
   virtio::Transport& transport_;
   std::vector<RequestQueue*> queues_;
-  unsigned poll_us_;
+  const bool adaptive_;  // poll_us = kAdaptivePolling
+  const unsigned poll_us_;  // a fixed spin (0: none, and in adaptive mode)
+  uint64_t (*const clock_)();  // SessionOptions::spin_clock_ns
+  // Adaptive: one learner per queue (by index), shared by its waiters (spin_learner.hpp).
+  std::vector<std::unique_ptr<SpinLearner>> learners_;
   bool app_reaps_;
   SessionCounters& counters_;
   FailFn fail_;

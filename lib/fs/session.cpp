@@ -89,7 +89,7 @@ void Session::start_device(uint64_t device_features) {
     std::vector<RequestQueue*> all;
     for (auto& q : queues_) all.push_back(q.get());
     completion_ = std::make_unique<Completion>(
-        *transport_, std::move(all), options_.poll_us, options_.app_reaps_completions, counters_,
+        *transport_, std::move(all), options_, counters_,
         [this](std::error_code ec) { fail_all(ec); },
         [this] {
           if (quiescing_.load(std::memory_order_acquire)) notify_drained();

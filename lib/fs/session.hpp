@@ -58,10 +58,11 @@ class Session {
   void submit(Call& call);
   // The same on the high-priority queue (INTERRUPT).
   void submit_hiprio(Call& call);
-  // Waits for a submitted SyncCall. With poll_us, this thread first polls the call's queue for
-  // up to poll_us with the device's interrupts off and completes what it finds itself: at
-  // queue depth 1 the reply is taken with no eventfd and no hand-off between threads. Without,
-  // it sleeps on the queue's interrupt itself when no other caller does. Either way it may
+  // Waits for a submitted SyncCall. With poll_us (N us, or adaptive polling's learned time),
+  // this thread first polls the call's queue with the device's interrupts off and completes
+  // what it finds itself: at queue depth 1 the reply is taken with no eventfd and no hand-off
+  // between threads. Without (or adaptive, past its spin), it sleeps on the queue's interrupt
+  // itself when no other caller does. Either way it may
   // complete other calls of its queue (their on_done runs on this thread).
   void wait(SyncCall& call);
   // Asks the device to abandon a submitted call (FUSE_INTERRUPT on hiprio). The call still ends

@@ -9,6 +9,9 @@
 
 namespace virtiofs::fs {
 
+// SessionOptions::poll_us: learn how long to spin (virtiofs::kAdaptivePolling).
+inline constexpr unsigned kAdaptivePolling = ~0u;
+
 struct SessionOptions {
   uint16_t queue_size = 128;
   unsigned num_request_queues = 1;
@@ -20,12 +23,23 @@ struct SessionOptions {
   // Device memory for the application's own I/O buffers: payloads that lie in it go to the
   // device as they are (no copy), as libblkio's memory regions.
   size_t app_memory_bytes = 0;
-  // After the last completion, a completion thread keeps polling the used ring this long before
-  // it re-enables interrupts and sleeps on the eventfd; a thread waiting in wait() polls for its
-  // own reply this long before it sleeps (0: interrupt-driven only). With app_reaps_completions
-  // it concerns blocking calls only (process_completions never spins): a blocking caller polls
-  // its queue this long, then sleeps on the queue's call eventfd.
+  // How a blocking caller waits (virtiofs::Options::poll_us says the same for the public API):
+  // - kAdaptivePolling: it spins on its queue (interrupts off) for a time learned from recent
+  //   round trips (spin_learner.hpp), then sleeps on the queue's interrupt itself; completion
+  //   threads never spin (asynchronous calls stay interrupt-driven);
+  // - 0: interrupt-driven only;
+  // - N: after the last completion, a completion thread keeps polling the used ring N us before
+  //   it re-enables interrupts and sleeps on the eventfd, and a thread waiting in wait() polls
+  //   for its own reply N us before it sleeps on its condition variable.
+  // With app_reaps_completions it concerns blocking calls only (process_completions never
+  // spins): a blocking caller polls its queue (N us, or the learned time), then sleeps on the
+  // queue's call eventfd. 0 here (the FUSE bridge's polled readers do their own polling);
+  // Client's Options default to kAdaptivePolling.
   unsigned poll_us = 0;
+  // Adaptive polling's internals, for tests: the absolute cap on a spin, and the clock it reads
+  // (null: steady_clock; else a function returning nanoseconds).
+  unsigned spin_cap_us = 200;
+  uint64_t (*spin_clock_ns)() = nullptr;
   // The application reaps the request queues on its own thread (Session::completion_fd and
   // process_completions, for an event loop): no completion thread is made for them, and
   // asynchronous calls complete inside process_completions (completion.hpp says exactly when

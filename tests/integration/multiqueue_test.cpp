@@ -262,7 +262,9 @@ class PollModeTest : public VirtiofsdTest {
 };
 
 TEST_F(PollModeTest, BusyPollAndEventfdGiveTheSameResults) {
-  start();
+  Options irq;
+  irq.poll_us = 0;
+  start(irq);
   const auto by_interrupt = workload();
   const auto interrupt_stats = client->stats();
   EXPECT_EQ(interrupt_stats.polled, 0u);
@@ -322,10 +324,21 @@ TEST_F(PollModeTest, PollingCallersAndAsyncCallsAllComplete) {
   EXPECT_GT(client->stats().polled, 0u);
 }
 
+// Adaptive polling (the default): callers spin for a learned time, then sleep on the interrupt;
+// the completion thread never spins; the same answers and nothing left behind.
+TEST_F(PollModeTest, AdaptiveCallersAndAsyncCallsAllComplete) {
+  start();
+  blocking_and_async_calls_all_complete();
+  const auto by_adaptive = workload();
+  EXPECT_EQ(by_adaptive.size(), 41u);
+}
+
 // Interrupt-driven: one blocking caller at a time sleeps on the queue's interrupt itself, the
 // others on their condition variables, the completion thread reaps beside them.
 TEST_F(PollModeTest, InterruptWaitingCallersAndAsyncCallsAllComplete) {
-  start();
+  Options o;
+  o.poll_us = 0;
+  start(o);
   blocking_and_async_calls_all_complete();
   EXPECT_GT(client->stats().callers_woken, 0u);
 }
@@ -333,7 +346,9 @@ TEST_F(PollModeTest, InterruptWaitingCallersAndAsyncCallsAllComplete) {
 // At depth 1 the device's interrupt wakes the blocking caller itself, with no hand-off from the
 // completion thread, and the answers are the device's.
 TEST_F(PollModeTest, ABlockingCallIsWokenByTheDeviceItself) {
-  start();
+  Options o;
+  o.poll_us = 0;
+  start(o);
   write_host("g", std::string(4321, 'g'));
   Entry e;
   ASSERT_FALSE(client->lookup(kRootInode, "g", e));

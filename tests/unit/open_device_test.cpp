@@ -93,6 +93,18 @@ TEST(OpenDevice, ADeviceWithoutConfigGoesByTheGivenTag) {
   EXPECT_EQ(c->tag(), "named-here");
 }
 
+// The library's blocking calls poll adaptively unless told otherwise; 0 (virtiofs-mount's
+// session: its own threads poll) stays interrupts only.
+TEST(OpenDevice, PollingIsAdaptiveByDefaultAndZeroStaysZero) {
+  EXPECT_EQ(Options{}.poll_us, kAdaptivePolling);
+  LoopbackFs loop(device(/*reports_tag=*/true));
+  Options o = small("");
+  EXPECT_EQ(client::settle_device(loop.transport(), o).session.poll_us, fs::kAdaptivePolling);
+  o.poll_us = 0;
+  LoopbackFs loop2(device(/*reports_tag=*/true));
+  EXPECT_EQ(client::settle_device(loop2.transport(), o).session.poll_us, 0u);
+}
+
 TEST(OpenDevice, FillsTheSessionOptionsAndTheQueueCount) {
   LoopbackFsOptions d = device(/*reports_tag=*/true);
   d.device.request_queues = 3;

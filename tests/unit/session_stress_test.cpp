@@ -156,7 +156,8 @@ Config random_config(std::mt19937_64& rng) {
   c.indirect = pick(4) != 0;
   c.event_idx = pick(4) != 0;
   c.shared_call_fd = pick(3) == 0;
-  c.poll_us = pick(3) == 0 ? 20 : 0;
+  const unsigned poll_choices[] = {20, fs::kAdaptivePolling, 0};  // fixed, adaptive, interrupts
+  c.poll_us = poll_choices[pick(3)];
   const uint32_t chunk_choices[] = {4, 16, 24};
   c.chunks = chunk_choices[pick(3)];
   c.delay_us = pick(4) == 0 ? 50 : 0;

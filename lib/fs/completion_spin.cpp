@@ -1,0 +1,83 @@
+// How a waiting caller (and, with a fixed poll_us, a completion thread) spins on a queue before
+// it sleeps: the fixed spin of poll_us = N, and adaptive polling's learned one (spin_learner.hpp).
+#include <sched.h>
+
+#include <chrono>
+
+#include "fs/caller_batch.hpp"
+#include "fs/completion.hpp"
+
+namespace virtiofs::fs {
+
+using detail::PollingRole;
+
+uint64_t Completion::now_ns() const {
+  if (clock_) return clock_();
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+bool Completion::poll_used(RequestQueue& q) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(poll_us_);
+  for (unsigned spin = 0;; ++spin) {
+    if (q.has_used()) return true;
+    if ((spin & 63) == 63 && (q.failure() || std::chrono::steady_clock::now() >= deadline))
+      return false;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();  // let the sibling hyperthread run while we spin
+#endif
+  }
+}
+
+bool Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done,
+                          uint64_t deadline_ns, unsigned check_mask) {
+  PollingRole role(q);
+  // Done while spinning: a reply found only after the deadline (below, or by a thread that
+  // was descheduled past it) does not count, so that a loaded machine does not teach a spin.
+  bool in_time = false;
+  for (unsigned spin = 1;; ++spin) {
+    if (call.done.load(std::memory_order_acquire)) {
+      in_time = true;
+      break;
+    }
+    if ((spin & check_mask) == 0 && (q.failure() || now_ns() >= deadline_ns)) break;
+    if (!q.has_used()) {
+      // Give the CPU to whatever else is runnable here (the device's threads, on a small
+      // machine): a waiting caller must not delay the reply it waits for.
+      sched_yield();
+      continue;
+    }
+    if (!reap_and_complete(q, done, /*polled=*/true)) return false;  // the session failed
+  }
+  // The last poller out turns interrupts back on; what arrived while they were off would not
+  // be signalled, so it is reaped here, as the completion thread would have (without polling
+  // on: this caller's reply is in, or its polling time is up).
+  if (role.leave()) drain(q, done, /*may_poll=*/false);
+  return in_time;
+}
+
+void Completion::wait_adaptive(RequestQueue& q, Source& source, SyncCall& call,
+                               std::vector<Call*>& done) {
+  // One clock read here and one at the end per wait (vDSO, no syscall), more while spinning.
+  SpinLearner& learner = *learners_[q.index()];
+  const uint64_t start = now_ns();
+  const uint32_t budget = learner.budget();
+  // The clock is read every turn: a turn is a sched_yield, which costs far more.
+  const bool hit = budget > 0 && reap_own(q, call, done, start + budget, 0);
+  if (!hit) {
+    if (budget > 0) SessionCounters::add(counters_.spin_misses);
+    // Missed (or backed off): sleep on the interrupt itself, one wake-up for the reply, not on
+    // the call behind a completion thread's wake-up; where no thread reaps, on the source.
+    // Another caller may lead already: then the condition variable (call.wait) it is.
+    if (!source.threaded) {
+      wait_reading(source, call, done);
+    } else if (source.alone) {
+      wait_as_leader(source, call, done);
+    }
+    call.wait();
+  }
+  learner.record(now_ns() - start, budget > 0, hit);
+}
+
+}  // namespace virtiofs::fs

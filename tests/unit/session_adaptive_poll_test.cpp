@@ -1,0 +1,212 @@
+// Adaptive polling (SessionOptions::poll_us = kAdaptivePolling) over the loopback device: a
+// blocking caller takes a prompt reply by polling, with no interrupt; past its learned budget
+// it sleeps (and is woken by the interrupt, with or without a completion thread); misses in a
+// row stop its spinning for a while, and a probe that takes its reply resumes it. The spin's
+// clock is the test's (SessionOptions::spin_clock_ns), frozen unless the test moves it, so
+// whether a spin hits or misses depends on nothing the machine's load can change. A slow
+// device on the real clock shows the back-off bounding the spins.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+
+#include "unit/session_fixture.hpp"
+
+using namespace virtiofs;
+using namespace virtiofs::test;
+
+namespace {
+
+std::atomic<uint64_t> virtual_ns{1'000'000'000};
+std::atomic<uint64_t> clock_reads{0};  // only adaptive waits read it: first as they begin
+uint64_t virtual_clock() {
+  ++clock_reads;
+  return virtual_ns.load();
+}
+
+constexpr unsigned kQ = 1;  // the request queue
+
+class AdaptivePolling : public SessionLoopback {
+ protected:
+  // app_reaps (the parameter): no completion thread for the request queue; the caller sleeps
+  // on the call eventfd itself after its spin, and nothing calls process_completions.
+  void start_adaptive(bool virtual_time, const LoopbackFsOptions& o = {}, bool app_reaps = false) {
+    fs::SessionOptions so = small_session();
+    so.poll_us = fs::kAdaptivePolling;
+    so.app_reaps_completions = app_reaps;
+    if (virtual_time) so.spin_clock_ns = virtual_clock;
+    start(o, so);
+  }
+  fs::SessionStats stats() { return session->stats(); }
+
+  // One blocking GETATTR on another thread; `device` plays the device on this one.
+  template <class Device>
+  void call_answered_by(Device device) {
+    std::atomic<bool> ok{false};
+    reads_before_ = clock_reads.load();
+    {
+      JoinedThread caller([this] { loop->device().lose(); }, [&] {
+        fs::SyncCall c;
+        c.frame = fuse::make_getattr(kRootInode, nullptr);
+        session->submit(c);
+        session->wait(c);
+        ok = !c.ec;
+      });
+      ASSERT_TRUE(loop->device().wait_available(kQ, 1, kBound));
+      device();
+      ASSERT_TRUE(caller.finished_within()) << "the blocking call never ended";
+    }
+    EXPECT_TRUE(ok.load());
+  }
+  // The caller spins (its queue's interrupts are off); the clock stands still, so it spins
+  // until the reply is there.
+  void answer_while_spinning() {
+    auto& dev = loop->device();
+    ASSERT_TRUE(eventually([&] { return !dev.wants_interrupt(kQ); })) << "the caller never spun";
+    EXPECT_EQ(dev.serve(kQ), 1u);
+  }
+  // The caller spins; its budget runs out (the clock jumps 1 ms) and it goes to sleep with
+  // interrupts back on before the reply comes.
+  void answer_after_the_spin() {
+    auto& dev = loop->device();
+    ASSERT_TRUE(eventually([&] { return !dev.wants_interrupt(kQ); })) << "the caller never spun";
+    virtual_ns += 1'000'000;
+    ASSERT_TRUE(eventually([&] { return dev.wants_interrupt(kQ); })) << "the spin never ended";
+    EXPECT_EQ(dev.serve(kQ), 1u);
+  }
+  // Once the caller's wait has begun (it read the clock, and so takes a budget, whatever the
+  // reply does next), whatever it does.
+  void answer_now() {
+    ASSERT_TRUE(eventually([&] { return clock_reads.load() > reads_before_; })) << "no wait began";
+    EXPECT_EQ(loop->device().serve(kQ), 1u);
+  }
+  uint64_t reads_before_ = 0;
+};
+
+class AdaptivePoll : public AdaptivePolling, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(AdaptivePoll, PromptRepliesAreTakenByPollingWithNoInterrupt) {
+  start_adaptive(true, {}, GetParam());
+  auto& dev = loop->device();
+  dev.set_stepped(kQ, true);
+  const fs::SessionStats before = stats();
+  const uint64_t signalled = dev.interrupts_signalled(kQ);
+  for (int i = 0; i < 10; ++i) {
+    call_answered_by([&] { answer_while_spinning(); });
+    if (HasFailure()) return;
+  }
+  const fs::SessionStats after = stats();
+  EXPECT_EQ(after.polled - before.polled, 10u);
+  EXPECT_EQ(after.spin_misses, before.spin_misses);
+  EXPECT_EQ(dev.interrupts_signalled(kQ), signalled) << "the device was asked for interrupts";
+  EXPECT_EQ(after.interrupts, before.interrupts);
+}
+
+TEST_P(AdaptivePoll, MissesSleepOnTheInterruptBackOffAndAProbeResumes) {
+  start_adaptive(true, {}, GetParam());
+  auto& dev = loop->device();
+  dev.set_stepped(kQ, true);
+  for (int i = 0; i < 4; ++i) call_answered_by([&] { answer_while_spinning(); });
+  // Two spins in a row miss; each caller then sleeps and the interrupt ends its call (with
+  // app_reaps nobody else reaps: the caller itself).
+  const fs::SessionStats warm = stats();
+  call_answered_by([&] { answer_after_the_spin(); });
+  call_answered_by([&] { answer_after_the_spin(); });
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(stats().spin_misses - warm.spin_misses, 2u);
+  EXPECT_GT(dev.interrupts_signalled(kQ), 0u);
+  // Backed off: the next caller does not spin, so a prompt reply reaches it by interrupt.
+  const fs::SessionStats backed = stats();
+  call_answered_by([&] { answer_now(); });
+  EXPECT_EQ(stats().polled, backed.polled) << "a backed-off caller polled";
+  EXPECT_EQ(stats().spin_misses, backed.spin_misses);
+  // The probe spins again, takes its reply, and spinning is back for good.
+  for (int i = 0; i < 5; ++i) call_answered_by([&] { answer_while_spinning(); });
+  EXPECT_EQ(stats().polled - backed.polled, 5u);
+  EXPECT_EQ(stats().spin_misses, backed.spin_misses);
+}
+
+INSTANTIATE_TEST_SUITE_P(Reaping, AdaptivePoll, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? "AppReaps" : "Threads"; });
+
+// A missed spin sleeps on the interrupt itself: with the completion thread held in a callback,
+// only the caller can take its reply (on a condition variable it would wait for that thread).
+TEST_F(AdaptivePolling, AMissedSpinIsWokenByTheInterruptItself) {
+  start_adaptive(true);
+  auto& dev = loop->device();
+  struct Hold {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool entered = false, released = false;
+    void release() {
+      std::lock_guard lock(mu);
+      released = true;
+      cv.notify_all();
+    }
+  };
+  auto hold = std::make_shared<Hold>();
+  TestCall& blocker = new_call(fuse::make_getattr(kRootInode, nullptr));
+  blocker.before_done = [hold] {
+    std::unique_lock lock(hold->mu);
+    hold->entered = true;
+    hold->cv.notify_all();
+    hold->cv.wait_for(lock, kBound, [&] { return hold->released; });
+  };
+  struct Release {
+    Hold& h;
+    ~Release() { h.release(); }
+  } release{*hold};
+  session->submit(blocker);
+  {
+    std::unique_lock lock(hold->mu);
+    ASSERT_TRUE(hold->cv.wait_for(lock, kBound, [&] { return hold->entered; }));
+  }
+  dev.set_stepped(kQ, true);
+  const uint64_t woken = stats().callers_woken;
+  call_answered_by([&] { answer_after_the_spin(); });
+  EXPECT_EQ(stats().callers_woken, woken + 1);
+  EXPECT_EQ(stats().spin_misses, 1u);
+}
+
+// Replies take 5 ms, far past the 200 us cap: every spin misses, and after two misses the
+// spins thin out (one probe after 1, 2, 4, ... waits), while every call still ends.
+TEST_F(AdaptivePolling, ASlowDeviceStopsTheSpinning) {
+  LoopbackFsOptions o;
+  o.server.delay_us = 5000;
+  start_adaptive(false, o);
+  const fs::SessionStats before = stats();
+  constexpr int kCalls = 40;
+  for (int i = 0; i < kCalls; ++i) {
+    fs::SyncCall c;
+    c.frame = fuse::make_getattr(kRootInode, nullptr);
+    session->submit(c);
+    session->wait(c);
+    ASSERT_FALSE(c.ec) << c.ec.message();
+  }
+  // 2 misses, then probes after 1, 2, 4, 8 and 16 skipped waits: 7 in 40 calls (40 without
+  // the back-off). Room for a caller descheduled between a look at the clock and one at the
+  // ring for the 5 ms the reply takes (a hit that starts the back-off over: 2 more misses).
+  EXPECT_LE(stats().spin_misses - before.spin_misses, 12u);
+  EXPECT_GE(stats().spin_misses - before.spin_misses, 2u);
+}
+
+// poll_us = 0: interrupts only, nothing is polled.
+TEST_F(AdaptivePolling, ZeroNeverPolls) {
+  fs::SessionOptions so = small_session();
+  so.poll_us = 0;
+  start({}, so);
+  for (int i = 0; i < 50; ++i) {
+    fs::SyncCall c;
+    c.frame = fuse::make_getattr(kRootInode, nullptr);
+    session->submit(c);
+    session->wait(c);
+    ASSERT_FALSE(c.ec);
+  }
+  EXPECT_EQ(stats().polled, 0u);
+  EXPECT_EQ(stats().spin_misses, 0u);
+  EXPECT_GT(stats().interrupts, 0u);
+}
+
+}  // namespace
