@@ -400,6 +400,9 @@ class VIRTIOFS_API File {
   Inode inode_ = 0;
   uint64_t fh_ = 0;
   uint32_t flags_ = 0;
+  // The node is kept by a pin in the path cache (as an open file keeps its dentry) instead of a
+  // lookup reference of the File's own: opening a cached name costs no LOOKUP.
+  bool pinned_ = false;
 };
 
 }  // namespace virtiofs

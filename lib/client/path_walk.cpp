@@ -22,10 +22,21 @@ PathWalk::~PathWalk() {
 void PathWalk::pop() {
   const Held h = chain_.back();
   chain_.pop_back();
+  let_go(fs_, h);
+}
+
+void PathWalk::let_go(Client& fs, const Held& h) {
   if (h.kind == Held::Kind::kPinned)
-    impl_.cache.unpin(h.inode);
+    fs.impl_->cache.unpin(h.inode);
   else if (h.kind == Held::Kind::kOwned)
-    impl_.forget_ref(h.inode, 1);
+    fs.impl_->forget_ref(h.inode, 1);
+}
+
+Held PathWalk::take_last() {
+  if (chain_.empty()) return root_;
+  Held h = chain_.back();
+  chain_.pop_back();
+  return h;
 }
 
 const Held& PathWalk::last() const { return chain_.empty() ? root_ : chain_.back(); }
@@ -42,13 +53,6 @@ std::error_code PathWalk::walk(std::span<const std::string_view> names) {
     if (auto ec = step(name)) return ec;
   }
   return {};
-}
-
-bool PathWalk::known_absent(std::string_view name) {
-  PathCache::Hit hit;
-  const auto found = impl_.cache.find(last().inode, name, hit);
-  if (found == PathCache::Found::kPositive) impl_.cache.unpin(hit.inode);
-  return found == PathCache::Found::kNegative;
 }
 
 std::error_code PathWalk::step(std::string_view name) {
@@ -141,6 +145,21 @@ void PathWalk::keep_created(Client& fs, Inode parent, std::string_view name, con
     impl.cache.unpin(e.inode);
   else
     impl.forget_ref(e.inode, 1);
+}
+
+Held PathWalk::keep_opened(Client& fs, Inode parent, std::string_view name, const Entry& e,
+                          uint64_t sent) {
+  auto& impl = *fs.impl_;
+  Held h;
+  h.kind = impl.cache.on() && impl.cache.insert(parent, name, e, sent + 1) ? Held::Kind::kPinned
+                                                                          : Held::Kind::kOwned;
+  h.parent = parent;
+  h.inode = e.inode;
+  h.generation = e.generation;
+  h.type = e.attr.mode & S_IFMT;
+  h.attr = e.attr;
+  h.attr_known = true;
+  return h;
 }
 
 uint64_t PathWalk::epoch(Client& fs) {

@@ -47,13 +47,19 @@ class PathWalk {
   // last() as an Entry with a lookup reference of the caller's own (a pinned node is looked up
   // again: the cache keeps its own); the walk lets go of it.
   std::error_code take_entry(Entry& out);
+  // Hands last() to the caller, pinned or with its own reference, as it was held (a File keeps
+  // it: let it go with let_go); the root holds nothing.
+  Held take_last();
+  static void let_go(Client& fs, const Held& h);
   // After this client created parent/name (mkdir, symlink, link, sent in cache epoch `sent`):
   // the cache takes `e`'s reference if nothing changed meanwhile, else it is forgotten.
   static void keep_created(Client& fs, Inode parent, std::string_view name, const Entry& e,
                            uint64_t sent);
+  // The same for a node the caller keeps open (CREATE): pinned in the cache when it takes the
+  // reference, else held with it.
+  static Held keep_opened(Client& fs, Inode parent, std::string_view name, const Entry& e,
+                          uint64_t sent);
   static uint64_t epoch(Client& fs);
-  // A cached "does not exist" for parent/name (no request sent).
-  bool known_absent(std::string_view name);
 
  private:
   void pop();

@@ -148,29 +148,31 @@ std::error_code Client::list_dir(std::string_view path, std::vector<DirEntry>& o
   return ec ? ec : rec;
 }
 
+// The File keeps the node as the walk held it: pinned in the path cache (no LOOKUP of its own
+// for a cached name, as an open file keeps its dentry) or with a reference of its own.
 std::error_code Client::open_file(std::string_view path, uint32_t flags, File& out, uint32_t mode) {
   out.close();
-  Entry entry;
+  PathWalk walk(*this);
+  Held node;
   OpenFile of;
   if (flags & O_CREAT) {
-    PathWalk walk(*this);
     ParentAndName at;
     if (auto ec = split_parent(walk, path, kCreatingRoot, at)) return ec;
     // O_CREAT with a trailing '/': EISDIR, as open(2) gives, existing or not.
     if (at.directory) return std::make_error_code(std::errc::is_a_directory);
-    const Held& parent = walk.last();
+    const Inode parent = walk.last().inode;
     const std::string_view name = at.name;
     // Like the kernel: CREATE only for a name that does not exist, and always exclusive, since
-    // virtiofsd 7.2 aborts on a non-exclusive CREATE of an existing file. Lost race: open it.
+    // virtiofsd 7.2 aborts on a non-exclusive CREATE of an existing file. Lost race: open it
+    // (CREATE's EEXIST dropped any cached "does not exist", so the step asks the device).
     bool opened = false;
     for (int attempt = 0; attempt < 2 && !opened; ++attempt) {
-      // The File needs a reference of its own: a real LOOKUP, unless the cache knows the name
-      // does not exist.
-      if (!(flags & O_EXCL) && (attempt > 0 || !walk.known_absent(name))) {
-        auto ec = lookup(parent.inode, name, entry);
+      if (!(flags & O_EXCL)) {
+        auto ec = walk.step(name);
         if (!ec) {
-          if ((ec = open(entry.inode, flags & ~static_cast<uint32_t>(O_CREAT), of))) {
-            forget(entry.inode, 1);
+          node = walk.take_last();
+          if ((ec = open(node.inode, flags & ~static_cast<uint32_t>(O_CREAT), of))) {
+            PathWalk::let_go(*this, node);
             return ec;
           }
           opened = true;
@@ -178,10 +180,11 @@ std::error_code Client::open_file(std::string_view path, uint32_t flags, File& o
         }
         if (ec != std::errc::no_such_file_or_directory) return ec;
       }
+      const uint64_t sent = PathWalk::epoch(*this);
       Created c;
-      auto ec = create(parent.inode, name, flags | O_EXCL, mode, c);
+      auto ec = create(parent, name, flags | O_EXCL, mode, c);
       if (!ec) {
-        entry = c.entry;
+        node = PathWalk::keep_opened(*this, parent, name, c.entry, sent);
         of = c.file;
         opened = true;
       } else if (ec != std::errc::file_exists || (flags & O_EXCL)) {
@@ -190,9 +193,13 @@ std::error_code Client::open_file(std::string_view path, uint32_t flags, File& o
     }
     if (!opened) return std::make_error_code(std::errc::file_exists);
   } else {
-    if (auto ec = resolve(path, entry)) return ec;
-    if (auto ec = open(entry.inode, flags, of)) {
-      forget(entry.inode, 1);
+    client::PathParts parts;
+    if (auto ec = client::normalize_path(path, parts)) return ec;
+    if (auto ec = walk.walk(parts.names)) return ec;
+    if (parts.directory && !walk.last().is_directory()) return not_a_directory();
+    node = walk.take_last();
+    if (auto ec = open(node.inode, flags, of)) {
+      PathWalk::let_go(*this, node);
       return ec;
     }
   }
@@ -201,16 +208,17 @@ std::error_code Client::open_file(std::string_view path, uint32_t flags, File& o
     sa.valid = set::kSize | set::kFh;
     sa.fh = of.fh;
     Attr attr;
-    if (auto ec = setattr(entry.inode, sa, attr)) {
-      release(entry.inode, of.fh);
-      forget(entry.inode, 1);
+    if (auto ec = setattr(node.inode, sa, attr)) {
+      release(node.inode, of.fh);
+      PathWalk::let_go(*this, node);
       return ec;
     }
   }
   out.client_ = this;
-  out.inode_ = entry.inode;
+  out.inode_ = node.inode;
   out.fh_ = of.fh;
   out.flags_ = flags;
+  out.pinned_ = node.kind == Held::Kind::kPinned;
   return {};
 }
 
@@ -246,7 +254,7 @@ File::~File() { close(); }
 
 File::File(File&& other) noexcept
     : client_(std::exchange(other.client_, nullptr)), inode_(other.inode_), fh_(other.fh_),
-      flags_(other.flags_) {}
+      flags_(other.flags_), pinned_(other.pinned_) {}
 
 File& File::operator=(File&& other) noexcept {
   if (this != &other) {
@@ -255,6 +263,7 @@ File& File::operator=(File&& other) noexcept {
     inode_ = other.inode_;
     fh_ = other.fh_;
     flags_ = other.flags_;
+    pinned_ = other.pinned_;
   }
   return *this;
 }
@@ -298,14 +307,17 @@ std::error_code File::close() {
   std::error_code ec;
   if (flags_ & (O_WRONLY | O_RDWR)) ec = c->flush(inode_, fh_);
   client::FileReleases& pending = c->impl_->file_releases;
+  client::Held node;
+  node.kind = pinned_ ? client::Held::Kind::kPinned : client::Held::Kind::kOwned;
+  node.inode = inode_;
   if (!pending.may_leave_pending()) {
     c->release(inode_, fh_, flags_);
-    c->forget(inode_, 1);
+    PathWalk::let_go(*c, node);
     return ec;
   }
   pending.started();
-  c->release(inode_, fh_, flags_, [c, inode = inode_](std::error_code) {
-    c->forget(inode, 1);
+  c->release(inode_, fh_, flags_, [c, node](std::error_code) {
+    PathWalk::let_go(*c, node);
     c->impl_->file_releases.finished();
   });
   return ec;

@@ -228,6 +228,51 @@ TEST_P(PathCacheTest, ConcurrentChangesLeaveTheCacheTrue) {
   EXPECT_EQ(client->failure(), std::error_code{});
 }
 
+// An open File keeps its node by a pin in the cache, as an open file keeps its dentry:
+// opening a cached name sends OPEN alone, a created file's name is cached (its unlink needs no
+// LOOKUP), and a node whose name was dropped while open is forgotten only at its close.
+TEST_P(PathCacheTest, OpenFilesPinTheirCachedNodes) {
+  write_host("f", "abc");
+  Attr a;
+  // (auto: counts are only asserted when the steps came within its 1 s timeout)
+  auto start = std::chrono::steady_clock::now();
+  auto in_time = [&] { return mode() != "auto" || std::chrono::steady_clock::now() - start < 900ms; };
+  ASSERT_FALSE(client->stat("f", a));
+  const int baseline = backend->open_fds();  // with a cache: f's node among them
+  uint64_t before = requests();
+  File f;
+  ASSERT_FALSE(client->open_file("f", O_RDONLY, f));
+  const uint64_t to_open = requests() - before;
+  if (mode() == "none") {
+    EXPECT_EQ(to_open, 2u) << "nothing cached: LOOKUP, OPEN";
+  } else if (in_time()) {
+    EXPECT_EQ(to_open, 1u) << "a cached name: OPEN alone";
+  }
+  client->drop_caches();  // the name goes; the open file still holds the node
+  std::string data(3, '\0');
+  size_t n = 0;
+  ASSERT_FALSE(f.pread(0, std::as_writable_bytes(std::span(data)), n));
+  EXPECT_EQ(data, "abc");
+  ASSERT_FALSE(f.close());
+  const int after = mode() == "none" ? baseline : baseline - 1;
+  EXPECT_LE(wait_for_fds_at_most(*backend, after), after)
+      << "the node goes back once the file is closed";
+
+  start = std::chrono::steady_clock::now();
+  before = requests();
+  ASSERT_FALSE(client->open_file("g", O_CREAT | O_EXCL | O_WRONLY, f));
+  ASSERT_FALSE(f.close());
+  ASSERT_FALSE(client->unlink("g"));
+  const uint64_t sent = requests() - before;
+  // CREATE, FLUSH, RELEASE, UNLINK; without a cache also the LOOKUP unlink needs.
+  if (mode() == "none" || in_time()) {
+    EXPECT_EQ(sent, mode() == "none" ? 5u : 4u);
+  }
+  EXPECT_FALSE(std::filesystem::exists(host("g")));
+  client->close();
+  EXPECT_TRUE(alive(backend->pid())) << "virtiofsd aborted";
+}
+
 TEST_P(PathCacheTest, OffCachesNothing) {
   client.reset();
   backend.reset();

@@ -36,6 +36,9 @@ class FileClose : public ::testing::Test {
     o.num_request_queues = 1;
     o.lookup_accounting = LookupAccounting::kOn;
     o.app_reaps_completions = app_reaps;
+    // The File's own lookup reference is what these tests follow: with the path cache a File
+    // pins the cache's (path_cache_test.cpp covers that).
+    o.path_cache_entries = 0;
     client = client::Connector::over(loop->transport(), o);
   }
   void TearDown() override {
