@@ -227,7 +227,7 @@ double stat_from_threads(Target& t, unsigned threads, double seconds) {
   for (unsigned i = 0; i < threads; ++i)
     workers.emplace_back([&] {
       while (seconds_since(start) < seconds) {
-        if (!t.stat_one("one", 64)) ok = false;
+        if (!t.getattr_repeat("one", 64)) ok = false;
         done += 64;
       }
     });
