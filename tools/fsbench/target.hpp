@@ -55,6 +55,7 @@ std::unique_ptr<Target> directory_target(const std::string& dir);
 // How the library target runs stat_each:
 enum class Api {
   kDefault,   // depth 1: blocking calls (as a program calls stat); deeper: callbacks
+  kBlocking,  // depth 1: blocking Client::lookup in the directory + forget; deeper: callbacks
   kCallback,  // callbacks at every depth, each starting the next call
   kAsio,      // virtiofs/asio.hpp: `depth` C++20 coroutines, co_await async_lookup
   kAsioReap,  // the same with Options::app_reaps_completions and a CompletionReaper on the
