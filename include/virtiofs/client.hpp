@@ -162,7 +162,12 @@ class VIRTIOFS_API Client {
 
   const Negotiated& negotiated() const;
   const std::string& tag() const;
-  // Sends FUSE_DESTROY, lets in-flight requests finish (bounded) and stops the device.
+  // Waits for the RELEASEs File::close left pending (and the FORGETs their replies send), gives
+  // back the path cache's references, sends FUSE_DESTROY, lets in-flight requests finish and
+  // stops the device: all within one device timeout. Close every File first: a File::close
+  // running concurrently may send a RELEASE that DESTROY overtakes (its FORGET is then dropped),
+  // and a File must not outlive its Client. Not from a completion callback: throws EDEADLK at
+  // once (it would wait for its own thread). Idempotent; the destructor calls it.
   void close();
   // Why the client stopped working (empty while healthy).
   std::error_code failure() const;
@@ -392,6 +397,14 @@ class VIRTIOFS_API File {
   std::error_code pread(uint64_t offset, std::span<std::byte> buf, size_t& done);
   std::error_code pwrite(uint64_t offset, std::span<const std::byte> data, size_t& done);
   std::error_code stat(Attr& out);
+  // Sends FLUSH (only for a file opened for writing) and waits for it: its error is returned.
+  // RELEASE is sent but not waited for (as the kernel's FUSE does for /dev/fuse mounts; the
+  // in-kernel virtio-fs driver waits), and its error is not reported. So what is tied to the
+  // server's open file ends only when RELEASE reaches the device, after close returns: locks
+  // taken with Client::setlk/flock on this handle, and the server's own fd (e.g. a backend that
+  // refuses to unlink open files, or NFS's silly rename). Where that matters, unlock before
+  // closing. The node is forgotten after RELEASE's reply. Client::close waits for the RELEASEs
+  // still pending; with Options::app_reaps_completions close waits for RELEASE itself.
   std::error_code close();
 
  private:

@@ -2,6 +2,8 @@
 // operations in client_ops.cpp.
 #include "virtiofs/client.hpp"
 
+#include <chrono>
+#include <system_error>
 #include <utility>
 
 #include "client/buffer_pool.hpp"
@@ -16,11 +18,18 @@ Client::~Client() { close(); }
 const Negotiated& Client::negotiated() const { return impl_->session->negotiated(); }
 const std::string& Client::tag() const { return impl_->tag; }
 // File::close's RELEASEs (and their FORGETs) finish, then the cache's references go back
-// (FORGET), all before DESTROY.
+// (FORGET), all before DESTROY, all within one device timeout. Refused at once in a callback:
+// the RELEASEs' replies may need this very completion thread.
 void Client::close() {
-  impl_->file_releases.wait_all();
+  fs::Session& session = *impl_->session;
+  if (session.on_completion_thread())
+    throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
+                            "Client::close from a completion callback (it would wait for its "
+                            "own thread): close the client from another thread");
+  const auto deadline = std::chrono::steady_clock::now() + impl_->file_releases.timeout();
+  if (!session.failure()) impl_->file_releases.wait_until(deadline);  // failed: they end at once
   drop_caches();
-  impl_->session->shutdown();
+  session.shutdown(deadline);
 }
 std::error_code Client::failure() const { return impl_->session->failure(); }
 Client::Stats Client::stats() const {

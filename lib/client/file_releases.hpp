@@ -1,5 +1,5 @@
-// The RELEASEs File::close sends without waiting for them (close(2) does not wait for the
-// kernel's either): counted, so that Client::close waits for them — and for the FORGETs their
+// The RELEASEs File::close sends without waiting for them (the kernel's FUSE does not wait on
+// /dev/fuse mounts either): counted, so that Client::close waits for them — and for the FORGETs their
 // replies send — before the session's DESTROY, after which the device holds no handle or node.
 #pragma once
 
@@ -29,11 +29,12 @@ class FileReleases {
     std::lock_guard lock(mu_);
     if (--pending_ == 0) none_left_.notify_all();
   }
-  // Bounded by the device timeout: a device that never answers fails anyway, and the session's
-  // shutdown then ends the calls.
-  void wait_all() {
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  // Until `deadline` (Client::close's one bound, shared with the session's shutdown): a device
+  // that never answers fails anyway, and the shutdown then ends the calls.
+  void wait_until(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock(mu_);
-    none_left_.wait_for(lock, timeout_, [&] { return pending_ == 0; });
+    none_left_.wait_until(lock, deadline, [&] { return pending_ == 0; });
   }
 
  private:

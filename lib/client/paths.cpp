@@ -297,8 +297,9 @@ std::error_code File::stat(Attr& out) {
   return client_->getattr(inode_, out);
 }
 
-// As close(2): FLUSH (written data and locks) is waited for, RELEASE is not, and its error is
-// no concern of the caller's. The node is forgotten once its handle is released, never before;
+// As the kernel's FUSE does for /dev/fuse mounts (not its virtio-fs driver, which waits):
+// FLUSH (written data) is waited for, RELEASE is not, and its error is not reported (see
+// client.hpp). The node is forgotten once its handle is released, never before;
 // Client::close waits for what is still pending. Where the application reaps completions,
 // nothing may run the callback in time: RELEASE is waited for there.
 std::error_code File::close() {

@@ -297,7 +297,11 @@ std::error_code Session::failure() const {
   return {};
 }
 
-void Session::shutdown() {
+bool Session::on_completion_thread() const { return completion_ && completion_->on_own_thread(); }
+
+void Session::shutdown() { shutdown(std::chrono::steady_clock::now() + options_.device_timeout); }
+
+void Session::shutdown(std::chrono::steady_clock::time_point deadline) {
   if (!completion_) return;
   if (completion_->on_own_thread())
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
@@ -307,7 +311,6 @@ void Session::shutdown() {
   // the caller's buffers any more.
   std::lock_guard once(shutdown_mu_);
   if (quiescing_.exchange(true, std::memory_order_acq_rel)) return;
-  const auto deadline = std::chrono::steady_clock::now() + options_.device_timeout;
   auto wait_drained = [&](auto done) {
     std::unique_lock lock(drain_mu_);
     drained_.wait_until(lock, deadline, done);

@@ -94,6 +94,11 @@ class Session {
   // SessionOptions::device_timeout, after which the device counts as failed. Idempotent; not
   // from a callback (EDEADLK: it would wait for its own thread).
   void shutdown();
+  // The same within `deadline` instead (an owner that waited for its own work first, e.g.
+  // Client::close for File::close's RELEASEs, keeps to one bound for both).
+  void shutdown(std::chrono::steady_clock::time_point deadline);
+  // True on one of the session's completion threads (inside a callback): where shutdown throws.
+  bool on_completion_thread() const;
 
   // ---- The application reaps (SessionOptions::app_reaps_completions; else both throw EINVAL) ----
   // request_queue: 0 .. num_request_queues() - 1. The fd to poll for POLLIN (an epoll set: do not

@@ -34,7 +34,8 @@ class LoopbackFs {
   MemFs& fs() { return fs_; }
   FaultPlan& faults() { return faults_; }
   // A count FsServer keeps, by its stats line without the number: "queue 1 requests",
-  // "opcode getattr", "forget_entries", "forget_nlookup", "interrupts". 0 when absent.
+  // "opcode getattr", "forget_entries", "forget_nlookup", "interrupts", "forgets_while_held"
+  // (FORGET entries for a node with a held request still unanswered). 0 when absent.
   uint64_t stat(const std::string& key) const;
 
  private:

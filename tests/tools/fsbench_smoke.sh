@@ -3,8 +3,8 @@
 # row runs (fsbench dies naming a row that fails, and checks the tree walk's entry count), the
 # library's stat, open+close and create+unlink rows through its path API (Client::stat,
 # open_file, File::close, unlink) with its path cache dropped before the cold rows, and --cpu
-# adds a CPU row (this process and the target's cpu_pids: here the library's virtiofsd) and an
-# all-CPU row for each; --data writes the medians and every round's figures.
+# adds a CPU row (this process and the target's cpu_pids: here the library's virtiofsd), an
+# all-CPU row and a servers' CPU row (cpu_pids alone) for each; --data writes the medians and every round's figures.
 #   fsbench_smoke.sh VIRTIOFS_FSBENCH VIRTIOFSD   (root: drops caches, runs virtiofsd)
 set -euo pipefail
 fsbench=$1 virtiofsd=$2
@@ -26,10 +26,12 @@ idle=$!
 kill "$idle"
 cat "$work/out"
 fail() { echo "fsbench_smoke: $*" >&2; exit 1; }
-# The first table: 9 rows, then 9 CPU rows (this process and cpu_pids), 9 all-CPU rows.
+# The first table: 9 rows, then 9 CPU rows (this process and cpu_pids), 9 all-CPU rows, 9
+# servers' CPU rows.
 table=$(sed '/^$/q' "$work/out")
 [ "$(grep -c '^  CPU: ' <<< "$table")" = 9 ] || fail "not one CPU row per row"
 [ "$(grep -c '^  all CPUs: ' <<< "$table")" = 9 ] || fail "not one all-CPU row per row"
+[ "$(grep -c "^  servers' CPU: " <<< "$table")" = 9 ] || fail "not one servers' CPU row per row"
 walk=$(grep '^tree walk' <<< "$table") || fail "no tree walk row"
 read -r -a w <<< "${walk#*(entries/s)}"
 for v in "${w[@]:0:3}"; do [ "$v" -gt 0 ] || fail "tree walk rate $v"; done
@@ -45,7 +47,12 @@ awk -v v="${c[0]}" 'BEGIN { exit !(v > 0) }' || fail "CPU per write is ${c[0]}: 
 while read -r row dir watched lib; do
   case $row in *-cpu) awk -v v="$lib" 'BEGIN { exit !(v > 0) }' || fail "library $row is $lib" ;; esac
 done < <(tail -n +2 "$work/data")
-[ "$(grep -c ' lib ' "$work/data.rounds")" = 27 ] || fail "not 27 rows of rounds for lib"
+# The servers' CPU is cpu_pids' alone: virtiofsd worked for the library's write, a directory
+# target has no server.
+read -r _ d _ l < <(grep '^seqwrite-1m-srv ' "$work/data") || fail "no servers' CPU row"
+awk -v v="$l" 'BEGIN { exit !(v > 0) }' || fail "virtiofsd's CPU per MB written is $l"
+awk -v v="$d" 'BEGIN { exit !(v == 0) }' || fail "a directory's servers' CPU is $d"
+[ "$(grep -c ' lib ' "$work/data.rounds")" = 36 ] || fail "not 36 rows of rounds for lib"
 [ "$(awk '$2 == "lib" { print NF }' "$work/data.rounds" | sort -u)" = 4 ] ||
   fail "not two rounds per row in the rounds file"
 echo "fsbench_smoke: PASS"

@@ -1,4 +1,4 @@
-// File::close as close(2): it waits for FLUSH but not for RELEASE, whose error it does not
+// File::close as the kernel's FUSE on /dev/fuse: it waits for FLUSH but not for RELEASE, whose error it does not
 // report; the node is forgotten only after its handle is released, and Client::close waits for
 // the RELEASEs still pending so that they and their FORGETs reach the device before DESTROY.
 // Over the in-process loopback device, whose MemFs counts lookups and requests.
@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "client/connector.hpp"
+#include "client/open_device.hpp"
 #include "unit/session_fixture.hpp"
 #include "virtiofs/client.hpp"
 
@@ -23,7 +24,8 @@ class FileClose : public ::testing::Test {
  protected:
   // RELEASE held by the device for hold_ms (0: until the device is lost; nullopt: not held).
   void connect(std::optional<unsigned> hold_ms, std::vector<std::string> faults = {},
-               bool app_reaps = false) {
+               bool app_reaps = false,
+               std::optional<std::chrono::milliseconds> device_timeout = std::nullopt) {
     LoopbackFsOptions d;
     if (hold_ms) {
       d.server.hold = FUSE_RELEASE;
@@ -39,7 +41,9 @@ class FileClose : public ::testing::Test {
     // The File's own lookup reference is what these tests follow: with the path cache a File
     // pins the cache's (path_cache_test.cpp covers that).
     o.path_cache_entries = 0;
-    client = client::Connector::over(loop->transport(), o);
+    auto device = client::settle_device(loop->transport(), o);
+    if (device_timeout) device.session.device_timeout = *device_timeout;
+    client = client::Connector::start(std::move(device), o);
   }
   void TearDown() override {
     if (HasFailure() && loop) loop->device().lose();  // nothing left waiting on a held call
@@ -113,6 +117,62 @@ TEST_F(FileClose, WaitsForReleaseWhereTheApplicationReaps) {
   EXPECT_FALSE(f.close());
   EXPECT_TRUE(eventually([&] { return loop->fs().lookups(ino) == 0u; }))
       << "the node's FORGET waits for a callback nobody runs";
+}
+
+// A RELEASE the device never answers: Client::close waits for it and then shuts the session
+// down (DESTROY, the drain) within one device timeout together, not one each (it took twice).
+TEST_F(FileClose, ClientCloseKeepsToOneDeviceTimeout) {
+  using namespace std::chrono;
+  constexpr auto kTimeout = 1000ms;
+  connect(/*hold_ms=*/0, {}, false, kTimeout);
+  File f;
+  ASSERT_FALSE(client->open_file("f", O_CREAT | O_RDONLY, f));
+  EXPECT_FALSE(f.close());
+  const auto t0 = steady_clock::now();
+  client->close();
+  const auto took = duration_cast<milliseconds>(steady_clock::now() - t0);
+  // The RELEASE used the whole bound: DESTROY goes without waiting for its answer.
+  EXPECT_LT(took, kTimeout * 3 / 2) << "Client::close took " << took.count() << " ms";
+}
+
+// Client::close inside a callback is refused at once with EDEADLK, as the session's shutdown
+// is: it used to wait for the pending RELEASE first, whose reply this very thread must reap.
+TEST_F(FileClose, ClientCloseFromACallbackFailsAtOnce) {
+  connect(/*hold_ms=*/0);  // the RELEASE stays pending until the device goes
+  File f;
+  ASSERT_FALSE(client->open_file("f", O_CREAT | O_RDONLY, f));
+  EXPECT_FALSE(f.close());
+  std::promise<std::error_code> refused;
+  client->getattr(kRootInode, [&](std::error_code, Attr) {
+    try {
+      client->close();
+      refused.set_value({});
+    } catch (const std::system_error& e) {
+      refused.set_value(e.code());
+    }
+  });
+  auto got = refused.get_future();
+  if (got.wait_for(kBound) != std::future_status::ready) {
+    loop->device().lose();  // ends the held RELEASE, so that the callback returns
+    ADD_FAILURE() << "Client::close in a callback waited";
+  }
+  EXPECT_EQ(got.get(), std::errc::resource_deadlock_would_occur);
+  loop->device().lose();
+  client->close();
+}
+
+// The node's FORGET reaches the device only after RELEASE's reply, never while the RELEASE is
+// still with it (the device may drop the node its open handle needs).
+TEST_F(FileClose, ForgetsOnlyAfterReleasesReply) {
+  connect(/*hold_ms=*/300);
+  File f;
+  ASSERT_FALSE(client->open_file("f", O_CREAT | O_RDONLY, f));
+  const Inode ino = f.inode();
+  EXPECT_FALSE(f.close());
+  client->close();  // waits for the RELEASE and the FORGET its reply sends
+  EXPECT_EQ(loop->stat("opcode release"), 1u);
+  EXPECT_EQ(loop->fs().lookups(ino), 0u);
+  EXPECT_EQ(loop->stat("forgets_while_held"), 0u) << "FORGET sent before RELEASE's reply";
 }
 
 }  // namespace

@@ -22,6 +22,11 @@ class Target {
   virtual void remove_files(const std::vector<std::string>& names) = 0;
   // Timed operations; each returns false on an error.
   virtual bool stat_one(const std::string& name, size_t count) = 0;
+  // `count` GETATTRs of one file, each a round trip to the server (the multiqueue rows): a
+  // directory target stat(2)s it (stat_one); the library resolves the name once and calls
+  // Client::getattr on the inode, whose layer caches nothing, where Client::stat(path) may be
+  // answered from the path cache.
+  virtual bool getattr_repeat(const std::string& name, size_t count) { return stat_one(name, count); }
   // Looks up each name once (a cold stat: one LOOKUP each), with `depth` in flight.
   virtual bool stat_each(const std::vector<std::string>& names, unsigned depth) = 0;
   virtual bool open_close(const std::string& name, size_t count) = 0;
@@ -50,6 +55,7 @@ std::unique_ptr<Target> directory_target(const std::string& dir);
 // How the library target runs stat_each:
 enum class Api {
   kDefault,   // depth 1: blocking calls (as a program calls stat); deeper: callbacks
+  kBlocking,  // depth 1: blocking Client::lookup in the directory + forget; deeper: callbacks
   kCallback,  // callbacks at every depth, each starting the next call
   kAsio,      // virtiofs/asio.hpp: `depth` C++20 coroutines, co_await async_lookup
   kAsioReap,  // the same with Options::app_reaps_completions and a CompletionReaper on the

@@ -98,7 +98,12 @@ void FsServer::on_chains(unsigned queue, std::vector<DeviceChain>& chains) {
       {
         std::lock_guard lock(mu_);
         forget_entries_ += entries.size();
-        for (const auto& e : entries) forget_nlookup_ += e.nlookup;
+        for (const auto& e : entries) {
+          forget_nlookup_ += e.nlookup;
+          // A node forgotten while a request on it is still held (not yet answered).
+          for (const Held& h : held_)
+            if (h.request.header.nodeid == e.nodeid) ++forgets_while_held_;
+        }
       }
       used.emplace_back(r.chain.head, 0);
       continue;
@@ -316,7 +321,7 @@ std::string FsServer::stats_text() const {
   for (size_t q = 0; q < per_queue_.size(); ++q) out << "queue " << q << " requests " << per_queue_[q] << "\n";
   for (auto [op, n] : per_opcode_) out << "opcode " << opcode_name(op) << " " << n << "\n";
   out << "forget_entries " << forget_entries_ << "\nforget_nlookup " << forget_nlookup_
-      << "\ninterrupts " << interrupts_ << "\ninterrupted " << interrupted_ << "\n";
+      << "\nforgets_while_held " << forgets_while_held_ << "\ninterrupts " << interrupts_ << "\ninterrupted " << interrupted_ << "\n";
   return out.str();
 }
 

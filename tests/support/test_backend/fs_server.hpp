@@ -69,7 +69,7 @@ class FsServer final : public ChainHandler {
   mutable std::mutex mu_;
   std::vector<uint64_t> per_queue_;
   std::map<uint32_t, uint64_t> per_opcode_;
-  uint64_t forget_entries_ = 0, forget_nlookup_ = 0, interrupts_ = 0, interrupted_ = 0;
+  uint64_t forget_entries_ = 0, forget_nlookup_ = 0, forgets_while_held_ = 0, interrupts_ = 0, interrupted_ = 0;
   std::vector<std::set<uint32_t>> in_flight_;
   std::vector<Held> held_;
   std::set<uint64_t> early_interrupts_;  // INTERRUPT seen before its request
