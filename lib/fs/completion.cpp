@@ -154,6 +154,7 @@ bool Completion::reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bo
   // Callbacks run only once the ring is empty as interrupts come back on: elements the device
   // published while interrupts were off signal no one, so a callback that blocks before they
   // are reaped would leave them to no one; anything published later is signalled (or polled).
+  // A thread that holds a polling role ends only wake-ups instead (end_wake_ups).
   const bool ok = reap_all(q, done, polled);
   complete(done);
   return ok;
@@ -178,14 +179,20 @@ void Completion::drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll)
   if (may_poll && poll_us_ > 0) {
     // A reply due soon costs no interrupt: this thread reaps and then polls a while with the
     // device's interrupts off (the poller role keeps them off), as a polling caller does.
+    // Callbacks that may block wait for the role to be left (end_wake_ups).
     PollingRole role(q);
     bool polled = false;
     do {
-      if (!reap_and_complete(q, done, polled) || q.failure()) return;
+      const bool ok = reap_all(q, done, polled);
+      end_wake_ups(done);
+      if (!ok || q.failure()) break;
       polled = poll_used(q);
     } while (polled);
     // Interrupts back on; what came meanwhile is reaped below.
-    if (!role.leave()) return;
+    if (!role.leave() || q.failure()) {
+      complete(done);
+      return;
+    }
   }
   reap_and_complete(q, done, false);
 }

@@ -145,6 +145,9 @@ class Completion {
   // The reaping part of that: to `done`, failing the session on a broken batch.
   bool reap_all(RequestQueue& q, std::vector<Call*>& done, bool polled);
   void complete(std::vector<Call*>& done);
+  // Polling role held: ends the calls of `done` that merely wake a thread (Call::never_blocks),
+  // hands the application's over, and keeps the rest, in order, for after the role is left.
+  void end_wake_ups(std::vector<Call*>& done);
   // ---- Spinning (completion_spin.cpp) ----
   // A completion thread's fixed poll_us spin for more used elements; true when some came.
   bool poll_used(RequestQueue& q);

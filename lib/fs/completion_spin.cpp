@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "fs/call_ending.hpp"
 #include "fs/caller_batch.hpp"
 #include "fs/completion.hpp"
 
@@ -48,13 +49,36 @@ bool Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
       sched_yield();
       continue;
     }
-    if (!reap_and_complete(q, done, /*polled=*/true)) return false;  // the session failed
+    const bool ok = reap_all(q, done, /*polled=*/true);
+    end_wake_ups(done);
+    if (!ok) break;  // the session failed
   }
   // The last poller out turns interrupts back on; what arrived while they were off would not
   // be signalled, so it is reaped here, as the completion thread would have (without polling
-  // on: this caller's reply is in, or its polling time is up).
+  // on: this caller's reply is in, or its polling time is up). Only then do the callbacks that
+  // may block run: no one else's reply waits on them unsignalled.
   if (role.leave()) drain(q, done, /*may_poll=*/false);
-  return in_time;
+  complete(done);
+  return in_time && !q.failure();
+}
+
+void Completion::end_wake_ups(std::vector<Call*>& done) {
+  // While the polling role is held (interrupts off) only calls that merely wake a thread end;
+  // a callback that blocks would leave every other reply on the queue unsignalled and unreaped
+  // until it returns. The rest stay in `done`, in order, for after the role is left.
+  hand_over(done);
+  size_t kept = 0;
+  bool ended = false;
+  for (Call* c : done) {
+    if (c->never_blocks) {
+      end_call(*c);
+      ended = true;
+    } else {
+      done[kept++] = c;
+    }
+  }
+  done.resize(kept);
+  if (ended) progress_();
 }
 
 void Completion::wait_adaptive(RequestQueue& q, Source& source, SyncCall& call,
