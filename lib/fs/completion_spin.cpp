@@ -31,15 +31,16 @@ bool Completion::poll_used(RequestQueue& q) {
   }
 }
 
-bool Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done,
-                          uint64_t deadline_ns, unsigned check_mask) {
-  PollingRole role(q);
+Completion::Spin Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done,
+                                      uint64_t deadline_ns, unsigned check_mask, bool taken) {
+  PollingRole role(q, taken);
   // Done while spinning: a reply found only after the deadline (below, or by a thread that
   // was descheduled past it) does not count, so that a loaded machine does not teach a spin.
-  bool in_time = false;
+  // Nor does one another thread reaped: this spin did not take it.
+  Spin result = Spin::kMiss;
   for (unsigned spin = 1;; ++spin) {
     if (call.done.load(std::memory_order_acquire)) {
-      in_time = true;
+      if (result == Spin::kMiss) result = Spin::kOther;
       break;
     }
     if ((spin & check_mask) == 0 && (q.failure() || now_ns() >= deadline_ns)) break;
@@ -52,6 +53,7 @@ bool Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
     const bool ok = reap_all(q, done, /*polled=*/true);
     end_wake_ups(done);
     if (!ok) break;  // the session failed
+    if (call.done.load(std::memory_order_acquire)) result = Spin::kHit;
   }
   // The last poller out turns interrupts back on; what arrived while they were off would not
   // be signalled, so it is reaped here, as the completion thread would have (without polling
@@ -59,7 +61,7 @@ bool Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
   // may block run: no one else's reply waits on them unsignalled.
   if (role.leave()) drain(q, done, /*may_poll=*/false);
   complete(done);
-  return in_time && !q.failure();
+  return q.failure() ? Spin::kOther : result;
 }
 
 void Completion::end_wake_ups(std::vector<Call*>& done) {
@@ -82,15 +84,16 @@ void Completion::end_wake_ups(std::vector<Call*>& done) {
 }
 
 void Completion::wait_adaptive(RequestQueue& q, Source& source, SyncCall& call,
-                               std::vector<Call*>& done) {
+                               std::vector<Call*>& done, bool taken) {
   // One clock read here and one at the end per wait (vDSO, no syscall), more while spinning.
   SpinLearner& learner = *learners_[q.index()];
   const uint64_t start = now_ns();
-  const uint32_t budget = learner.budget();
+  const uint32_t budget = std::exchange(call.budgeted, false) ? call.budget_ns : learner.budget();
   // The clock is read every turn: a turn is a sched_yield, which costs far more.
-  const bool hit = budget > 0 && reap_own(q, call, done, start + budget, 0);
-  if (!hit) {
-    if (budget > 0) SessionCounters::add(counters_.spin_misses);
+  const Spin spin = budget > 0 ? reap_own(q, call, done, start + budget, 0, taken) : Spin::kMiss;
+  const bool hit = spin == Spin::kHit;
+  if (spin != Spin::kHit) {
+    if (budget > 0 && spin == Spin::kMiss) SessionCounters::add(counters_.spin_misses);
     // Missed (or backed off): sleep on the interrupt itself, one wake-up for the reply, not on
     // the call behind a completion thread's wake-up; where no thread reaps, on the source.
     // Another caller may lead already: then the condition variable (call.wait) it is.
@@ -101,7 +104,8 @@ void Completion::wait_adaptive(RequestQueue& q, Source& source, SyncCall& call,
     }
     call.wait();
   }
-  learner.record(now_ns() - start, budget > 0, hit);
+  // Reaped by another thread or failed: the round trip is a sample, not a hit or a miss.
+  learner.record(now_ns() - start, budget > 0 && spin != Spin::kOther, hit);
 }
 
 }  // namespace virtiofs::fs

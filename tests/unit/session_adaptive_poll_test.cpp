@@ -264,4 +264,31 @@ TEST_P(SpinnerCallbacks, ABlockingCallbackDoesNotRunWhileInterruptsAreOff) {
 INSTANTIATE_TEST_SUITE_P(Spin, SpinnerCallbacks, ::testing::Values(fs::kAdaptivePolling),
                          [](const auto&) { return "Adaptive"; });
 
+// The real clock and the loopback device's prompt replies, one caller at depth 1: the spin
+// (its cap raised, so that load cannot fake a miss) takes its replies itself. The polling role
+// is taken before each request is kicked, so a reply is polled, not signalled to the completion
+// thread (which the spin would then find done). Generous bounds: a loaded machine may
+// deschedule the caller past a reply now and then.
+TEST_F(AdaptivePolling, OnTheRealClockPromptRepliesArePolledNotSignalled) {
+  fs::SessionOptions so = small_session();
+  so.poll_us = fs::kAdaptivePolling;
+  so.spin_cap_us = 20'000;
+  start({}, so);
+  auto& dev = loop->device();
+  const fs::SessionStats before = stats();
+  const uint64_t signalled = dev.interrupts_signalled(kQ);
+  constexpr uint64_t kCalls = 200;
+  for (uint64_t i = 0; i < kCalls; ++i) {
+    fs::SyncCall c;
+    c.frame = fuse::make_getattr(kRootInode, nullptr);
+    session->submit_for_wait(c);
+    session->wait(c);
+    ASSERT_FALSE(c.ec) << c.ec.message();
+  }
+  const fs::SessionStats after = stats();
+  EXPECT_GT(after.polled - before.polled, kCalls / 2);
+  EXPECT_LT(dev.interrupts_signalled(kQ) - signalled, kCalls / 2);
+  EXPECT_LT(after.interrupts - before.interrupts, kCalls / 2);
+}
+
 }  // namespace
