@@ -142,7 +142,7 @@ struct Runner {
     c.frame = op.frame(session->negotiated());
     c.abandonable = op.abandonable();
     const uint64_t epoch = cache.on() ? cache.epoch() : 0;
-    session->submit(c);
+    session->submit_for_wait(c);
     {
       // Registers nothing for a token that can never stop (the default). A stop that came
       // between the check above and here runs the cancellation now.

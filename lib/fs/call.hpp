@@ -73,6 +73,11 @@ struct SyncCall : Call {
   std::atomic<bool> done{false};  // atomic: a polling waiter reads it without the mutex
   int waker_fd = -1;              // under mu
   std::thread::id waiter;         // under mu: the thread behind waker_fd
+  // Session::submit_for_wait, read by the waiter's wait() on the same thread: the polling role
+  // of this request queue (0: none) was taken before the kick; adaptive: the learner's budget.
+  uint32_t polling_queue = 0;
+  bool budgeted = false;
+  uint32_t budget_ns = 0;
   SyncCall() {
     never_blocks = true;
     on_done = [](Call& c) {

@@ -44,8 +44,10 @@ class BatchScope {
 // q itself. A callback that waits meanwhile lends the role back (Completion::wait).
 class PollingRole {
  public:
-  explicit PollingRole(RequestQueue& q) : q_(q), outer_(std::exchange(held_polling, &q)) {
-    q_.enter_polling();
+  // taken: this thread entered polling already (Completion::before_submit); the role adopts it.
+  explicit PollingRole(RequestQueue& q, bool taken = false)
+      : q_(q), outer_(std::exchange(held_polling, &q)) {
+    if (!taken) q_.enter_polling();
   }
   ~PollingRole() { leave(); }
   PollingRole(const PollingRole&) = delete;

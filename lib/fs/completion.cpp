@@ -154,6 +154,7 @@ bool Completion::reap_and_complete(RequestQueue& q, std::vector<Call*>& done, bo
   // Callbacks run only once the ring is empty as interrupts come back on: elements the device
   // published while interrupts were off signal no one, so a callback that blocks before they
   // are reaped would leave them to no one; anything published later is signalled (or polled).
+  // A thread that holds a polling role ends only wake-ups instead (end_wake_ups).
   const bool ok = reap_all(q, done, polled);
   complete(done);
   return ok;
@@ -178,19 +179,39 @@ void Completion::drain(RequestQueue& q, std::vector<Call*>& done, bool may_poll)
   if (may_poll && poll_us_ > 0) {
     // A reply due soon costs no interrupt: this thread reaps and then polls a while with the
     // device's interrupts off (the poller role keeps them off), as a polling caller does.
+    // Callbacks that may block wait for the role to be left (end_wake_ups).
     PollingRole role(q);
     bool polled = false;
     do {
-      if (!reap_and_complete(q, done, polled) || q.failure()) return;
+      const bool ok = reap_all(q, done, polled);
+      end_wake_ups(done);
+      if (!ok || q.failure()) break;
       polled = poll_used(q);
     } while (polled);
     // Interrupts back on; what came meanwhile is reaped below.
-    if (!role.leave()) return;
+    if (!role.leave() || q.failure()) {
+      complete(done);
+      return;
+    }
   }
   reap_and_complete(q, done, false);
 }
 
+void Completion::before_submit(RequestQueue& q, SyncCall& call) {
+  // Not for a wait nested in a callback or on a completion thread: those do not spin.
+  if (on_own_thread() || held_polling) return;
+  if (adaptive_) {
+    call.budget_ns = learners_[q.index()]->budget();
+    call.budgeted = true;
+  }
+  if (poll_us_ == 0 && call.budget_ns == 0) return;
+  q.enter_polling();
+  call.polling_queue = q.index();
+}
+
 void Completion::wait(SyncCall& call) {
+  const uint32_t taken = std::exchange(call.polling_queue, 0);
+  bool kept = false;  // the role taken before the kick went to this wait's spin
   if (call.queue_index < queues_.size() && !call.done.load(std::memory_order_acquire)) {
     RequestQueue& q = *queues_[call.queue_index];
     Source& source = *source_of_[call.queue_index];
@@ -214,9 +235,10 @@ void Completion::wait(SyncCall& call) {
       // Where no thread reaps (the application does), the caller sleeps on the source itself
       // after polling, so that its call ends whether or not the application processes.
       // Adaptive: spins for the learned time, then sleeps on the interrupt as without polling.
-      if (poll_us_) reap_own(q, call, done, now_ns() + uint64_t{poll_us_} * 1000, 63);
+      kept = taken != 0 && taken == call.queue_index;
+      if (poll_us_) reap_own(q, call, done, now_ns() + uint64_t{poll_us_} * 1000, 63, kept);
       if (adaptive_) {
-        wait_adaptive(q, source, call, done);
+        wait_adaptive(q, source, call, done, kept);
       } else if (!source.threaded) {
         wait_reading(source, call, done);
       } else if (!poll_us_ && source.alone) {
@@ -230,6 +252,13 @@ void Completion::wait(SyncCall& call) {
       lent->enter_polling();
       held_polling = lent;
     }
+  }
+  call.budgeted = false;
+  if (taken && !kept) {
+    // Ended at once, or never reached that queue: the role taken for the spin is given back.
+    BatchScope batch;
+    if (queues_[taken]->leave_polling()) drain(*queues_[taken], batch.calls(), false);
+    complete(batch.calls());
   }
   // Always through the call's mutex: the completer may still hold it (SyncCall).
   call.wait();

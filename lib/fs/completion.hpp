@@ -74,6 +74,9 @@ class Completion {
   // thread what was handed over to the application and not taken; later hand-overs end where
   // they are made. Idempotent.
   void stop();
+  // A caller about to submit `call` to q and then wait() for it: when that wait will spin, takes
+  // q's polling role now (interrupts off before the kick), and wait() keeps it.
+  void before_submit(RequestQueue& q, SyncCall& call);
   // Waits until `call` (submitted to a queue of this session) is done.
   void wait(SyncCall& call);
   // The same with a deadline (false when it passed first); reaps for itself where no thread
@@ -145,17 +148,24 @@ class Completion {
   // The reaping part of that: to `done`, failing the session on a broken batch.
   bool reap_all(RequestQueue& q, std::vector<Call*>& done, bool polled);
   void complete(std::vector<Call*>& done);
+  // Polling role held: ends the calls of `done` that merely wake a thread (Call::never_blocks),
+  // hands the application's over, and keeps the rest, in order, for after the role is left.
+  void end_wake_ups(std::vector<Call*>& done);
   // ---- Spinning (completion_spin.cpp) ----
   // A completion thread's fixed poll_us spin for more used elements; true when some came.
   bool poll_used(RequestQueue& q);
   // A waiting caller polls q for its call, interrupts off, until it is done or the clock
   // (now_ns) passes deadline_ns, read every check_mask + 1 turns; true when the call was done
   // before the deadline passed.
-  bool reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done, uint64_t deadline_ns,
-                unsigned check_mask);
+  // taken: the role was taken before the kick (before_submit). kHit only when this thread
+  // reaped the call's reply; kOther: another thread did, or the session failed.
+  enum class Spin { kHit, kMiss, kOther };
+  Spin reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done, uint64_t deadline_ns,
+                unsigned check_mask, bool taken);
   // Adaptive polling: spins for the queue's learned budget, then sleeps on the interrupt itself
   // (leader, or reading where no thread reaps) and records the round trip.
-  void wait_adaptive(RequestQueue& q, Source& source, SyncCall& call, std::vector<Call*>& done);
+  void wait_adaptive(RequestQueue& q, Source& source, SyncCall& call, std::vector<Call*>& done,
+                     bool taken);
   uint64_t now_ns() const;
   void wait_as_leader(Source& source, SyncCall& call, std::vector<Call*>& done);
   void wait_on_completer(Completer& self, Source& source, SyncCall& call, std::vector<Call*>& done);

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "fs/call_ending.hpp"
 #include "fs/caller_batch.hpp"
 #include "fs/completion.hpp"
 
@@ -30,15 +31,16 @@ bool Completion::poll_used(RequestQueue& q) {
   }
 }
 
-bool Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done,
-                          uint64_t deadline_ns, unsigned check_mask) {
-  PollingRole role(q);
+Completion::Spin Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& done,
+                                      uint64_t deadline_ns, unsigned check_mask, bool taken) {
+  PollingRole role(q, taken);
   // Done while spinning: a reply found only after the deadline (below, or by a thread that
   // was descheduled past it) does not count, so that a loaded machine does not teach a spin.
-  bool in_time = false;
+  // Nor does one another thread reaped: this spin did not take it.
+  Spin result = Spin::kMiss;
   for (unsigned spin = 1;; ++spin) {
     if (call.done.load(std::memory_order_acquire)) {
-      in_time = true;
+      if (result == Spin::kMiss) result = Spin::kOther;
       break;
     }
     if ((spin & check_mask) == 0 && (q.failure() || now_ns() >= deadline_ns)) break;
@@ -48,25 +50,50 @@ bool Completion::reap_own(RequestQueue& q, SyncCall& call, std::vector<Call*>& d
       sched_yield();
       continue;
     }
-    if (!reap_and_complete(q, done, /*polled=*/true)) return false;  // the session failed
+    const bool ok = reap_all(q, done, /*polled=*/true);
+    end_wake_ups(done);
+    if (!ok) break;  // the session failed
+    if (call.done.load(std::memory_order_acquire)) result = Spin::kHit;
   }
   // The last poller out turns interrupts back on; what arrived while they were off would not
   // be signalled, so it is reaped here, as the completion thread would have (without polling
-  // on: this caller's reply is in, or its polling time is up).
+  // on: this caller's reply is in, or its polling time is up). Only then do the callbacks that
+  // may block run: no one else's reply waits on them unsignalled.
   if (role.leave()) drain(q, done, /*may_poll=*/false);
-  return in_time;
+  complete(done);
+  return q.failure() ? Spin::kOther : result;
+}
+
+void Completion::end_wake_ups(std::vector<Call*>& done) {
+  // While the polling role is held (interrupts off) only calls that merely wake a thread end;
+  // a callback that blocks would leave every other reply on the queue unsignalled and unreaped
+  // until it returns. The rest stay in `done`, in order, for after the role is left.
+  hand_over(done);
+  size_t kept = 0;
+  bool ended = false;
+  for (Call* c : done) {
+    if (c->never_blocks) {
+      end_call(*c);
+      ended = true;
+    } else {
+      done[kept++] = c;
+    }
+  }
+  done.resize(kept);
+  if (ended) progress_();
 }
 
 void Completion::wait_adaptive(RequestQueue& q, Source& source, SyncCall& call,
-                               std::vector<Call*>& done) {
+                               std::vector<Call*>& done, bool taken) {
   // One clock read here and one at the end per wait (vDSO, no syscall), more while spinning.
   SpinLearner& learner = *learners_[q.index()];
   const uint64_t start = now_ns();
-  const uint32_t budget = learner.budget();
+  const uint32_t budget = std::exchange(call.budgeted, false) ? call.budget_ns : learner.budget();
   // The clock is read every turn: a turn is a sched_yield, which costs far more.
-  const bool hit = budget > 0 && reap_own(q, call, done, start + budget, 0);
-  if (!hit) {
-    if (budget > 0) SessionCounters::add(counters_.spin_misses);
+  const Spin spin = budget > 0 ? reap_own(q, call, done, start + budget, 0, taken) : Spin::kMiss;
+  const bool hit = spin == Spin::kHit;
+  if (spin != Spin::kHit) {
+    if (budget > 0 && spin == Spin::kMiss) SessionCounters::add(counters_.spin_misses);
     // Missed (or backed off): sleep on the interrupt itself, one wake-up for the reply, not on
     // the call behind a completion thread's wake-up; where no thread reaps, on the source.
     // Another caller may lead already: then the condition variable (call.wait) it is.
@@ -77,7 +104,8 @@ void Completion::wait_adaptive(RequestQueue& q, Source& source, SyncCall& call,
     }
     call.wait();
   }
-  learner.record(now_ns() - start, budget > 0, hit);
+  // Reaped by another thread or failed: the round trip is a sample, not a hit or a miss.
+  learner.record(now_ns() - start, budget > 0 && spin != Spin::kOther, hit);
 }
 
 }  // namespace virtiofs::fs

@@ -164,6 +164,17 @@ Session::Poller::Poller(Session& session)
 Session::Poller::~Poller() { session_.completion_->leave_owner_polling(queue_); }
 
 void Session::submit(Call& call) {
+  if (RequestQueue* q = admit(call)) q->submit(call);
+}
+
+void Session::submit_for_wait(SyncCall& call) {
+  if (RequestQueue* q = admit(call)) {
+    completion_->before_submit(*q, call);
+    q->submit(call);
+  }
+}
+
+RequestQueue* Session::admit(Call& call) {
   call.ec = {};
   call.reply = {};
   const fuse::Frame& f = call.frame;
@@ -171,14 +182,14 @@ void Session::submit(Call& call) {
                     f.in_count > fuse::kMaxInPayloads)) {
     call.ec = std::make_error_code(std::errc::invalid_argument);
     end_call(call);
-    return;
+    return nullptr;
   }
   if (shut_down_.load(std::memory_order_acquire)) {
     call.ec = std::make_error_code(std::errc::not_connected);
     end_call(call);
-    return;
+    return nullptr;
   }
-  pick_queue().submit(call);
+  return &pick_queue();
 }
 
 void Session::submit_hiprio(Call& call) {

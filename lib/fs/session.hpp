@@ -56,6 +56,10 @@ class Session {
   // delays the callbacks its thread reaps meanwhile until it returns, so its blocking call must
   // not depend on another callback; on_done must not throw (call_ending.hpp).
   void submit(Call& call);
+  // submit() for a call this thread wait()s for next (nothing in between that reaps or
+  // waits): where the wait will spin, the queue's polling role is taken before the kick, so a
+  // prompt reply is polled by this thread, never signalled to a completion thread.
+  void submit_for_wait(SyncCall& call);
   // The same on the high-priority queue (INTERRUPT).
   void submit_hiprio(Call& call);
   // Waits for a submitted SyncCall. With poll_us (N us, or adaptive polling's learned time),
@@ -155,6 +159,8 @@ class Session {
  private:
   void start_device(uint64_t device_features);
   RequestQueue& pick_queue();
+  // submit's checks: the queue to submit to, or nullptr when the call ended here.
+  RequestQueue* admit(Call& call);
   // The queue index of an application-reaped request queue; throws EINVAL naming the fix.
   unsigned app_queue(unsigned request_queue) const;
   // Stops the device (once), then marks every queue failed with ec and completes all pending
