@@ -5,6 +5,8 @@
 // cancelled mutation may still have happened on the device, and dropping is always safe.
 #pragma once
 
+#include <fcntl.h>
+
 #include <system_error>
 
 #include "client/file_operations.hpp"
@@ -66,10 +68,15 @@ void observe(PathCache& c, const op::Symlink& op, const fuse::Reply&, const Resu
              std::error_code, uint64_t) {
   c.drop_name(op.parent, op.name);
 }
-template <class Result>
-void observe(PathCache& c, const op::Create& op, const fuse::Reply&, const Result&,
-             std::error_code, uint64_t) {
-  c.drop_name(op.parent, op.name);
+// CREATE without O_EXCL opens an existing file, which O_TRUNC truncates (under any name).
+inline void observe(PathCache& c, const op::Create& op, const fuse::Reply&, const Created& out,
+                    std::error_code ec, uint64_t) {
+  c.drop_name(op.parent, op.name, !ec && (op.flags & O_TRUNC) ? out.entry.inode : 0);
+}
+// OPEN with O_TRUNC truncates on the device: size, mtime, ctime (as fuse_finish_open).
+inline void observe(PathCache& c, const op::Open& op, const fuse::Reply&, const OpenFile&,
+                    std::error_code, uint64_t) {
+  if (op.flags & O_TRUNC) c.drop_attr(op.inode);
 }
 template <class Result>
 void observe(PathCache& c, const op::Link& op, const fuse::Reply&, const Result&,

@@ -288,6 +288,31 @@ TEST_P(PathCacheTest, OffCachesNothing) {
   EXPECT_EQ(client->stats().path_cache_hits + client->stats().path_cache_misses, 0u);
 }
 
+// OPEN (and CREATE) with O_TRUNC through the inode API truncates on the device: the cached
+// size must go with it, as the kernel's fuse_finish_open invalidates the attributes.
+TEST_P(PathCacheTest, InodeOpenWithTruncDropsTheCachedSize) {
+  write_host("f", "abcdef");
+  ASSERT_EQ(size_of("f"), 6u);
+  Entry e;
+  ASSERT_FALSE(client->resolve("f", e));
+  OpenFile of;
+  ASSERT_FALSE(client->open(e.inode, O_WRONLY | O_TRUNC, of));
+  ASSERT_FALSE(client->release(e.inode, of.fh));
+  ASSERT_FALSE(client->forget(e.inode, 1));
+  ASSERT_EQ(std::filesystem::file_size(host("f")), 0u);
+  EXPECT_EQ(size_of("f"), 0u) << "open(O_TRUNC)";
+
+  write_host("g", "abcdef");
+  std::filesystem::create_hard_link(host("g"), host("h"));
+  ASSERT_EQ(size_of("g"), 6u);
+  Created c;  // through a name the cache does not hold
+  ASSERT_FALSE(client->create(kRootInode, "h", O_WRONLY | O_TRUNC, 0644, c));
+  ASSERT_FALSE(client->release(c.entry.inode, c.file.fh));
+  ASSERT_FALSE(client->forget(c.entry.inode, 1));
+  ASSERT_EQ(std::filesystem::file_size(host("g")), 0u);
+  EXPECT_EQ(size_of("g"), 0u) << "create(O_TRUNC) of an existing name";
+}
+
 INSTANTIATE_TEST_SUITE_P(Cache, PathCacheTest, ::testing::Values("none", "auto", "always"),
                          [](const ::testing::TestParamInfo<const char*>& p) {
                            return std::string(p.param);
