@@ -2,7 +2,8 @@
 // request the device answered (or that was given up on), for the inode API and the path calls,
 // waited for or asynchronous alike (Runner::result). `sent` is the cache's epoch when the
 // request went out. Changes of this client are applied whatever the outcome: a failed or
-// cancelled mutation may still have happened on the device, and dropping is always safe.
+// cancelled mutation may still have happened on the device, and dropping is always safe; one
+// given up while the device holds it may also happen later (may_change_cached).
 #pragma once
 
 #include <fcntl.h>
@@ -15,6 +16,20 @@
 #include "fuse/ops.hpp"
 
 namespace virtiofs::client {
+
+// The requests whose hooks below drop something: one given up while the device holds it
+// (Session::abandon) keeps the cache from storing until its reply comes (PathCache).
+inline bool may_change_cached(uint32_t opcode) {
+  switch (opcode) {
+    case FUSE_SETATTR: case FUSE_UNLINK: case FUSE_RMDIR: case FUSE_MKNOD: case FUSE_MKDIR:
+    case FUSE_SYMLINK: case FUSE_CREATE: case FUSE_LINK: case FUSE_RENAME: case FUSE_RENAME2:
+    case FUSE_WRITE: case FUSE_FALLOCATE: case FUSE_COPY_FILE_RANGE: case FUSE_SETXATTR:
+    case FUSE_REMOVEXATTR: case FUSE_OPEN:
+      return true;
+    default:
+      return false;
+  }
+}
 
 // Operations that neither name nor change anything the cache holds.
 template <class Op, class Result>

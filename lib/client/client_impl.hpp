@@ -189,6 +189,9 @@ struct Runner {
   // cancelling leaks nothing on the device. READDIRPLUS entries are not kept (their data is
   // dropped): the device frees those references when the session ends.
   void give_back_dropped(const fs::DroppedReply& d) {
+    // The device is done with it: the cache may store again (result() counted it).
+    if (may_change_cached(d.opcode)) cache.mutation_settled();
+    if (d.reply.header.error != 0) return;  // nothing was handed out
     Entry entry;
     OpenFile file;
     Created created;
@@ -245,7 +248,11 @@ struct Runner {
       else
         note_references(ledger, out);
     }
-    if (cache.on()) observe(cache, op, c.reply, out, ec, epoch);
+    if (cache.on()) {
+      // Given up while the device holds it: it may still run, after this drop (PathCache).
+      if (c.left_with_device && may_change_cached(c.frame.opcode)) cache.mutation_unsettled();
+      observe(cache, op, c.reply, out, ec, epoch);
+    }
     return c.ec ? c.ec : checked(ec);
   }
   // Parsers answer EIO only for replies that break the protocol: after one, the device is not

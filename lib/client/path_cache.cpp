@@ -28,6 +28,10 @@ bool PathCache::holds(Inode dir) const {
   return it != nodes_.end() && it->second.names > 0;
 }
 
+bool PathCache::storing(uint64_t epoch) const {
+  return unsettled_ == 0 && epoch == epoch_.load(std::memory_order_relaxed);
+}
+
 void PathCache::give_back(Drops& drops) {
   for (auto [inode, n] : drops)
     if (inode != kRootInode && n != 0 && forget_) forget_(inode, n);
@@ -134,7 +138,7 @@ bool PathCache::insert(Inode parent, std::string_view name, const Entry& e, uint
   bool taken = false;
   {
     std::lock_guard lock(mu_);
-    if (epoch != epoch_.load(std::memory_order_relaxed) || !holds(parent)) return false;
+    if (!storing(epoch) || !holds(parent)) return false;
     taken = insert_locked(parent, name, e, drops);
   }
   give_back(drops);
@@ -175,7 +179,7 @@ void PathCache::insert_negative(Inode parent, std::string_view name, const Times
   Drops drops;
   {
     std::lock_guard lock(mu_);
-    if (epoch != epoch_.load(std::memory_order_relaxed) || !holds(parent)) return;
+    if (!storing(epoch) || !holds(parent)) return;
     put_name(parent, name, Name{0, 0, 0, deadline(valid), {}}, drops);
     evict(drops);
   }
@@ -186,7 +190,7 @@ void PathCache::store_attr(Inode inode, const Attr& attr, const Timespec& valid,
   if (!on()) return;
   std::lock_guard lock(mu_);
   auto it = nodes_.find(inode);
-  if (epoch != epoch_.load(std::memory_order_relaxed) || it == nodes_.end()) return;
+  if (!storing(epoch) || it == nodes_.end()) return;
   if (!positive(valid)) {
     it->second.attr_expires = {};
     return;
@@ -205,7 +209,7 @@ void PathCache::refresh(Inode parent, std::string_view name, const Entry& e, uin
     if (it->second.inode != e.inode) {
       erase(it, drops);  // the name moved on: never serve the old node for it
       epoch_.fetch_add(1, std::memory_order_release);
-    } else if (epoch == epoch_.load(std::memory_order_relaxed) && positive(e.entry_valid)) {
+    } else if (storing(epoch) && positive(e.entry_valid)) {
       it->second.expires = deadline(e.entry_valid);
       Node& node = nodes_.at(e.inode);
       if (positive(e.attr_valid)) {
@@ -264,7 +268,7 @@ void PathCache::drop_attr(Inode inode) {
 void PathCache::own_setattr(Inode inode, const Attr& attr, const Timespec& valid, uint64_t sent) {
   if (!on()) return;
   std::lock_guard lock(mu_);
-  const bool current = sent == epoch_.load(std::memory_order_relaxed);
+  const bool current = storing(sent);
   epoch_.fetch_add(1, std::memory_order_release);
   auto it = nodes_.find(inode);
   if (it == nodes_.end()) return;
@@ -274,6 +278,21 @@ void PathCache::own_setattr(Inode inode, const Attr& attr, const Timespec& valid
   } else {
     it->second.attr_expires = {};
   }
+}
+
+void PathCache::mutation_unsettled() {
+  if (!on()) return;
+  std::lock_guard lock(mu_);
+  ++unsettled_;
+  epoch_.fetch_add(1, std::memory_order_release);
+}
+
+void PathCache::mutation_settled() {
+  if (!on()) return;
+  std::lock_guard lock(mu_);
+  --unsettled_;
+  // A reply sent before the device ran the mutation may come after this: refused by the epoch.
+  epoch_.fetch_add(1, std::memory_order_release);
 }
 
 void PathCache::clear() {

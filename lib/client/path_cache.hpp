@@ -15,6 +15,10 @@
 //   request was sent in; anything older is refused, so a reply that crossed one of this
 //   client's own mutations never puts stale data back.
 // - Attributes are kept only for nodes the cache holds (a reference keeps the id from reuse).
+// - A mutation given up while the device holds it (Session::abandon) may still run at any
+//   time: until the device hands its request back, nothing is stored (its own invalidation
+//   ran when it was given up), and when it does the epoch moves, so no reply that may have
+//   crossed it is kept.
 #pragma once
 
 #include <sys/stat.h>
@@ -85,6 +89,10 @@ class PathCache {
   // SETATTR's answer: the attributes replace the node's, if no other change came in between.
   void own_setattr(Inode inode, const Attr& attr, const Timespec& valid, uint64_t sent);
 
+  // A mutation was given up while the device holds it / the device handed it back.
+  void mutation_unsettled();
+  void mutation_settled();
+
   // Drops every name, giving back every reference not pinned (pinned ones when unpinned).
   void clear();
 
@@ -137,6 +145,7 @@ class PathCache {
   void put_name(Inode parent, std::string_view name, Name n, Drops& out);
   void evict(Drops& out);
   bool holds(Inode dir) const;
+  bool storing(uint64_t epoch) const;  // a reply sent in `epoch` may be stored now
   void give_back(Drops& drops);  // without mu_
 
   size_t capacity_ = 0;
@@ -148,6 +157,9 @@ class PathCache {
   Names names_;
   std::list<Names::iterator> lru_;  // front: most recently used
   std::unordered_map<Inode, Node> nodes_;
+  // Mutations given up that the device still holds. Its reply may be reaped before the giving
+  // up is counted (-1 for a while): storing waits for 0 either way.
+  int64_t unsettled_ = 0;
   // Written under mu_ only; read without it (a request's epoch when sent) and compared under it.
   std::atomic<uint64_t> epoch_{0};
   std::atomic<uint64_t> hits_{0}, misses_{0};
