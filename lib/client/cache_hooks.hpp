@@ -61,12 +61,12 @@ inline void observe(PathCache& c, const op::Setattr& op, const fuse::Reply& r, c
 template <class Result>
 void observe(PathCache& c, const op::Unlink& op, const fuse::Reply&, const Result&,
              std::error_code, uint64_t) {
-  c.drop_name(op.parent, op.name);  // the victim's link count and ctime with it
+  c.drop_name(op.parent, op.name, 0, true);  // the victim's link count and ctime with it
 }
 template <class Result>
 void observe(PathCache& c, const op::Rmdir& op, const fuse::Reply&, const Result&,
              std::error_code, uint64_t) {
-  c.drop_name(op.parent, op.name);
+  c.drop_name(op.parent, op.name, 0, true);
 }
 template <class Result>
 void observe(PathCache& c, const op::Mknod& op, const fuse::Reply&, const Result&,

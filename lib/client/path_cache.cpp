@@ -221,7 +221,12 @@ void PathCache::refresh(Inode parent, std::string_view name, const Entry& e, uin
   give_back(drops);
 }
 
-void PathCache::drop_name(Inode parent, std::string_view name, Inode stale_attr) {
+void PathCache::drop_linked() {
+  for (auto& [inode, node] : nodes_)
+    if (node.attr.nlink > 1 && (node.attr.mode & S_IFMT) != S_IFDIR) node.attr_expires = {};
+}
+
+void PathCache::drop_name(Inode parent, std::string_view name, Inode stale_attr, bool removes) {
   if (!on()) return;
   Drops drops;
   {
@@ -232,6 +237,8 @@ void PathCache::drop_name(Inode parent, std::string_view name, Inode stale_attr)
       const Inode victim = it->second.inode;
       erase(it, drops);
       if (auto n = nodes_.find(victim); n != nodes_.end()) n->second.attr_expires = {};
+    } else if (removes) {
+      drop_linked();  // another name of a node held here may have gone (a hard link)
     }
     if (auto n = nodes_.find(stale_attr); n != nodes_.end()) n->second.attr_expires = {};
     // The directory's own mtime, ctime and link count changed too.
@@ -251,6 +258,8 @@ void PathCache::drop_names(Inode p1, std::string_view n1, Inode p2, std::string_
         const Inode moved = it->second.inode;
         erase(it, drops);
         if (auto node = nodes_.find(moved); node != nodes_.end()) node->second.attr_expires = {};
+      } else {
+        drop_linked();  // an uncached target replaced: its node is unknown (a hard link?)
       }
       if (auto node = nodes_.find(p); node != nodes_.end()) node->second.attr_expires = {};
     }

@@ -83,7 +83,9 @@ class PathCache {
   void refresh(Inode parent, std::string_view name, const Entry& e, uint64_t epoch);
 
   // This client's own changes (each bumps the epoch once).
-  void drop_name(Inode parent, std::string_view name, Inode stale_attr = 0);
+  // `removes`: the name's node may lose a link (UNLINK, RMDIR); when the cache does not hold
+  // the name, that node is unknown, so every held node with other links loses its attributes.
+  void drop_name(Inode parent, std::string_view name, Inode stale_attr = 0, bool removes = false);
   void drop_names(Inode p1, std::string_view n1, Inode p2, std::string_view n2);
   void drop_attr(Inode inode);
   // SETATTR's answer: the attributes replace the node's, if no other change came in between.
@@ -147,6 +149,7 @@ class PathCache {
   bool holds(Inode dir) const;
   bool storing(uint64_t epoch) const;  // a reply sent in `epoch` may be stored now
   void give_back(Drops& drops);  // without mu_
+  void drop_linked();             // attributes of held non-directories with nlink > 1
 
   size_t capacity_ = 0;
   Forget forget_;

@@ -313,6 +313,24 @@ TEST_P(PathCacheTest, InodeOpenWithTruncDropsTheCachedSize) {
   EXPECT_EQ(size_of("g"), 0u) << "create(O_TRUNC) of an existing name";
 }
 
+// Removing a name the cache does not hold (through the inode API) of a node it holds under
+// another name: the link count the cache keeps for that node goes.
+TEST_P(PathCacheTest, RemovingAnUncachedHardLinkDropsTheLinkCount) {
+  write_host("a", "x");
+  std::filesystem::create_hard_link(host("a"), host("b"));
+  std::filesystem::create_hard_link(host("a"), host("c"));
+  write_host("other", "y");
+  Attr a;
+  ASSERT_FALSE(client->stat("a", a));
+  ASSERT_EQ(a.nlink, 3u);
+  ASSERT_FALSE(client->unlink(kRootInode, "b"));
+  ASSERT_FALSE(client->stat("a", a));
+  EXPECT_EQ(a.nlink, 2u) << "unlink";
+  ASSERT_FALSE(client->rename(kRootInode, "other", kRootInode, "c"));  // c's node loses a link
+  ASSERT_FALSE(client->stat("a", a));
+  EXPECT_EQ(a.nlink, 1u) << "rename over it";
+}
+
 INSTANTIATE_TEST_SUITE_P(Cache, PathCacheTest, ::testing::Values("none", "auto", "always"),
                          [](const ::testing::TestParamInfo<const char*>& p) {
                            return std::string(p.param);
