@@ -28,6 +28,15 @@ bool PathCache::holds(Inode dir) const {
   return it != nodes_.end() && it->second.names > 0;
 }
 
+namespace {
+// The same node id with another file type or generation is another object (as fuse_iget and
+// fuse_dentry_revalidate see it): the old one's names below must not be served under it.
+template <class N>
+bool same_object(const N& n, const Entry& e) {
+  return n.inode == e.inode && n.generation == e.generation && n.type == (e.attr.mode & S_IFMT);
+}
+}  // namespace
+
 bool PathCache::storing(uint64_t epoch) const {
   return unsettled_ == 0 && epoch == epoch_.load(std::memory_order_relaxed);
 }
@@ -148,10 +157,9 @@ bool PathCache::insert(Inode parent, std::string_view name, const Entry& e, uint
 bool PathCache::insert_locked(Inode parent, std::string_view name, const Entry& e, Drops& drops) {
   {
     auto old = names_.find(KeyView{parent, name});
-    if (old != names_.end() && old->second.inode == e.inode) {
+    if (old != names_.end() && same_object(old->second, e)) {
       // Revalidated: the same node, whose names below stay; the new reference is one too many.
       old->second.expires = deadline(e.entry_valid);
-      old->second.generation = e.generation;
       lru_.splice(lru_.begin(), lru_, old->second.lru);
       drops.emplace_back(e.inode, 1);
     } else {
@@ -206,7 +214,7 @@ void PathCache::refresh(Inode parent, std::string_view name, const Entry& e, uin
     std::lock_guard lock(mu_);
     auto it = names_.find(KeyView{parent, name});
     if (it == names_.end()) return;
-    if (it->second.inode != e.inode) {
+    if (!same_object(it->second, e)) {
       erase(it, drops);  // the name moved on: never serve the old node for it
       epoch_.fetch_add(1, std::memory_order_release);
     } else if (storing(epoch) && positive(e.entry_valid)) {

@@ -188,6 +188,27 @@ TEST_F(PathCacheTest, RevalidatingTheSameNodeKeepsOneReferenceAndTheNamesBelow) 
   EXPECT_EQ(forgotten, (std::map<Inode, uint64_t>{{10, 2}, {11, 1}}));
 }
 
+// A device that answers a name with the same node id but another file type or generation
+// names another object: the old one's names below go, and the walk sees the new type.
+TEST_F(PathCacheTest, TheSameNodeIdWithAnotherTypeOrGenerationIsAnotherNode) {
+  start(16);
+  ASSERT_TRUE(put(kRootInode, "d", entry(10, S_IFDIR)));
+  ASSERT_TRUE(put(10, "x", entry(11)));
+  now += 1s;
+  ASSERT_TRUE(put(kRootInode, "d", entry(10, S_IFREG)));
+  PathCache::Hit hit;
+  ASSERT_EQ(find(kRootInode, "d", &hit), PathCache::Found::kPositive);
+  EXPECT_EQ(hit.type, unsigned{S_IFREG});
+  EXPECT_EQ(find(10, "x"), PathCache::Found::kMiss) << "a name under the old directory";
+  ASSERT_TRUE(put(kRootInode, "e", entry(30, S_IFDIR)));
+  ASSERT_TRUE(put(30, "y", entry(31)));
+  Entry again = entry(30, S_IFDIR);
+  again.generation = 2;  // through the inode API's LOOKUP
+  cache.refresh(kRootInode, "e", again, cache.epoch());
+  EXPECT_EQ(find(30, "y"), PathCache::Found::kMiss);
+  EXPECT_EQ(cache.references(), 1u) << "d's (once), nothing of e's";
+}
+
 TEST_F(PathCacheTest, ClearGivesBackEveryReference) {
   start(16);
   ASSERT_TRUE(put(kRootInode, "d", entry(10, S_IFDIR)));
