@@ -98,7 +98,8 @@ void observe(PathCache& c, const op::Link& op, const fuse::Reply&, const Result&
              std::error_code, uint64_t) {
   c.drop_name(op.newparent, op.newname, op.inode);  // the target's link count and ctime
 }
-// Both names, RENAME_EXCHANGE too; a directory moved keeps the names below it (keyed by inode).
+// Both names, RENAME_EXCHANGE too; a directory moved loses the names below it with its last
+// cached name (PathCache::erase), to be looked up again under the new one.
 template <class Result>
 void observe(PathCache& c, const op::Rename& op, const fuse::Reply&, const Result&,
              std::error_code, uint64_t) {

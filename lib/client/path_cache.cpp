@@ -115,18 +115,6 @@ PathCache::Found PathCache::find(Inode parent, std::string_view name, Hit& out) 
   return Found::kPositive;
 }
 
-bool PathCache::pin(Inode inode, Attr* attr, bool* attr_fresh) {
-  if (!on()) return false;
-  std::lock_guard lock(mu_);
-  auto it = nodes_.find(inode);
-  if (it == nodes_.end() || (inode != kRootInode && it->second.refs == 0)) return false;
-  ++it->second.pins;
-  const bool fresh = it->second.attr_expires > now_();
-  if (attr_fresh) *attr_fresh = fresh;
-  if (attr && fresh) *attr = it->second.attr;
-  return true;
-}
-
 void PathCache::unpin(Inode inode) {
   Drops drops;
   {

@@ -66,8 +66,6 @@ class PathCache {
   };
   // A fresh positive name is pinned (unpin it when done); a stale one is a miss.
   Found find(Inode parent, std::string_view name, Hit& out);
-  // Pins a node the cache holds (false when it holds none) and returns its fresh attributes.
-  bool pin(Inode inode, Attr* attr = nullptr, bool* attr_fresh = nullptr);
   void unpin(Inode inode);
 
   uint64_t epoch() const;
