@@ -331,6 +331,18 @@ TEST_P(PathCacheTest, RemovingAnUncachedHardLinkDropsTheLinkCount) {
   EXPECT_EQ(a.nlink, 1u) << "rename over it";
 }
 
+// With lookup accounting on, the cache's references are not the caller's: a forget of more
+// than the caller was handed is refused, or virtiofsd would free a node the cache still names.
+TEST_P(PathCacheTest, AForgetOfTheCachesReferenceIsRefused) {
+  write_host("f", "abc");
+  Entry e;
+  ASSERT_FALSE(client->resolve("f", e));  // one reference of the caller's
+  EXPECT_EQ(client->forget(e.inode, 2), std::errc::invalid_argument);
+  EXPECT_FALSE(client->forget(e.inode, 1));
+  EXPECT_EQ(client->forget(e.inode, 1), std::errc::invalid_argument);
+  EXPECT_EQ(size_of("f"), 3u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cache, PathCacheTest, ::testing::Values("none", "auto", "always"),
                          [](const ::testing::TestParamInfo<const char*>& p) {
                            return std::string(p.param);
