@@ -124,9 +124,9 @@ struct Runner {
 
   // Gives back references this library took itself: a walk's own, or the path cache's. One
   // the ledger refuses is a bug of this library's: reported, never sent (virtiofsd aborts).
-  void forget_ref(Inode inode, uint64_t n, bool cache = false) {
+  void forget_ref(Inode inode, uint64_t n, bool cached = false) {
     if (inode == kRootInode || n == 0) return;
-    if (cache ? ledger.from_cache(inode, n) : ledger.take(inode, n))
+    if (cached ? ledger.from_cache(inode, n) : ledger.take(inode, n))
       session->forget(inode, n);
     else
       log::warn("path layer: a FORGET of %llu reference(s) of node %llu refused by the ledger",

@@ -50,7 +50,7 @@ bool LookupLedger::take_counted(Inode inode, uint64_t n, bool cache) {
   std::lock_guard lock(s.mu);
   auto it = s.counts.find(inode);
   if (it == s.counts.end()) return false;
-  Count& c = it->second;
+  auto& c = it->second;
   if (cache ? c.cache < n : c.all - c.cache < n) return false;
   c.all -= n;
   if (cache) c.cache -= n;
