@@ -2,8 +2,11 @@
 // request the device answered (or that was given up on), for the inode API and the path calls,
 // waited for or asynchronous alike (Runner::result). `sent` is the cache's epoch when the
 // request went out. Changes of this client are applied whatever the outcome: a failed or
-// cancelled mutation may still have happened on the device, and dropping is always safe.
+// cancelled mutation may still have happened on the device, and dropping is always safe; one
+// given up while the device holds it may also happen later (may_change_cached).
 #pragma once
+
+#include <fcntl.h>
 
 #include <system_error>
 
@@ -13,6 +16,20 @@
 #include "fuse/ops.hpp"
 
 namespace virtiofs::client {
+
+// The requests whose hooks below drop something: one given up while the device holds it
+// (Session::abandon) keeps the cache from storing until its reply comes (PathCache).
+inline bool may_change_cached(uint32_t opcode) {
+  switch (opcode) {
+    case FUSE_SETATTR: case FUSE_UNLINK: case FUSE_RMDIR: case FUSE_MKNOD: case FUSE_MKDIR:
+    case FUSE_SYMLINK: case FUSE_CREATE: case FUSE_LINK: case FUSE_RENAME: case FUSE_RENAME2:
+    case FUSE_WRITE: case FUSE_FALLOCATE: case FUSE_COPY_FILE_RANGE: case FUSE_SETXATTR:
+    case FUSE_REMOVEXATTR: case FUSE_OPEN:
+      return true;
+    default:
+      return false;
+  }
+}
 
 // Operations that neither name nor change anything the cache holds.
 template <class Op, class Result>
@@ -44,12 +61,12 @@ inline void observe(PathCache& c, const op::Setattr& op, const fuse::Reply& r, c
 template <class Result>
 void observe(PathCache& c, const op::Unlink& op, const fuse::Reply&, const Result&,
              std::error_code, uint64_t) {
-  c.drop_name(op.parent, op.name);  // the victim's link count and ctime with it
+  c.drop_name(op.parent, op.name, 0, true);  // the victim's link count and ctime with it
 }
 template <class Result>
 void observe(PathCache& c, const op::Rmdir& op, const fuse::Reply&, const Result&,
              std::error_code, uint64_t) {
-  c.drop_name(op.parent, op.name);
+  c.drop_name(op.parent, op.name, 0, true);
 }
 template <class Result>
 void observe(PathCache& c, const op::Mknod& op, const fuse::Reply&, const Result&,
@@ -66,17 +83,23 @@ void observe(PathCache& c, const op::Symlink& op, const fuse::Reply&, const Resu
              std::error_code, uint64_t) {
   c.drop_name(op.parent, op.name);
 }
-template <class Result>
-void observe(PathCache& c, const op::Create& op, const fuse::Reply&, const Result&,
-             std::error_code, uint64_t) {
-  c.drop_name(op.parent, op.name);
+// CREATE without O_EXCL opens an existing file, which O_TRUNC truncates (under any name).
+inline void observe(PathCache& c, const op::Create& op, const fuse::Reply&, const Created& out,
+                    std::error_code ec, uint64_t) {
+  c.drop_name(op.parent, op.name, !ec && (op.flags & O_TRUNC) ? out.entry.inode : 0);
+}
+// OPEN with O_TRUNC truncates on the device: size, mtime, ctime (as fuse_finish_open).
+inline void observe(PathCache& c, const op::Open& op, const fuse::Reply&, const OpenFile&,
+                    std::error_code, uint64_t) {
+  if (op.flags & O_TRUNC) c.drop_attr(op.inode);
 }
 template <class Result>
 void observe(PathCache& c, const op::Link& op, const fuse::Reply&, const Result&,
              std::error_code, uint64_t) {
   c.drop_name(op.newparent, op.newname, op.inode);  // the target's link count and ctime
 }
-// Both names, RENAME_EXCHANGE too; a directory moved keeps the names below it (keyed by inode).
+// Both names, RENAME_EXCHANGE too; a directory moved loses the names below it with its last
+// cached name (PathCache::erase), to be looked up again under the new one.
 template <class Result>
 void observe(PathCache& c, const op::Rename& op, const fuse::Reply&, const Result&,
              std::error_code, uint64_t) {

@@ -22,6 +22,7 @@
 #include "client/file_operations.hpp"
 #include "client/operations.hpp"
 #include "fs/session.hpp"
+#include "log/log.hpp"
 #include "virtiofs/client.hpp"
 
 namespace virtiofs {
@@ -121,9 +122,15 @@ struct Runner {
   PathCache cache;          // started at connect (Options::path_cache_entries)
   AllCallPools pools;
 
-  // Gives back references this library took itself (walks, the path cache).
-  void forget_ref(Inode inode, uint64_t n) {
-    if (inode != kRootInode && n != 0 && ledger.take(inode, n)) session->forget(inode, n);
+  // Gives back references this library took itself: a walk's own, or the path cache's. One
+  // the ledger refuses is a bug of this library's: reported, never sent (virtiofsd aborts).
+  void forget_ref(Inode inode, uint64_t n, bool cached = false) {
+    if (inode == kRootInode || n == 0) return;
+    if (cached ? ledger.from_cache(inode, n) : ledger.take(inode, n))
+      session->forget(inode, n);
+    else
+      log::warn("path layer: a FORGET of %llu reference(s) of node %llu refused by the ledger",
+                static_cast<unsigned long long>(n), static_cast<unsigned long long>(inode));
   }
 
   // A stop for a call the device holds: FUSE_INTERRUPT, or give the call up (Options::interrupts).
@@ -189,6 +196,9 @@ struct Runner {
   // cancelling leaks nothing on the device. READDIRPLUS entries are not kept (their data is
   // dropped): the device frees those references when the session ends.
   void give_back_dropped(const fs::DroppedReply& d) {
+    // The device is done with it: the cache may store again (result() counted it).
+    if (may_change_cached(d.opcode)) cache.mutation_settled();
+    if (d.reply.header.error != 0) return;  // nothing was handed out
     Entry entry;
     OpenFile file;
     Created created;
@@ -245,7 +255,11 @@ struct Runner {
       else
         note_references(ledger, out);
     }
-    if (cache.on()) observe(cache, op, c.reply, out, ec, epoch);
+    if (cache.on()) {
+      // Given up while the device holds it: it may still run, after this drop (PathCache).
+      if (c.left_with_device && may_change_cached(c.frame.opcode)) cache.mutation_unsettled();
+      observe(cache, op, c.reply, out, ec, epoch);
+    }
     return c.ec ? c.ec : checked(ec);
   }
   // Parsers answer EIO only for replies that break the protocol: after one, the device is not

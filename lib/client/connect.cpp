@@ -35,7 +35,7 @@ std::unique_ptr<Client> client::Connector::start(OpenedDevice device, const Opti
                                                       impl->session->memory_keepalive());
   impl->ledger.start(client::lookup_accounting_on(options.lookup_accounting));
   impl->cache.start(options.path_cache_entries,
-                    [runner = impl.get()](Inode inode, uint64_t n) { runner->forget_ref(inode, n); });
+                    [runner = impl.get()](Inode inode, uint64_t n) { runner->forget_ref(inode, n, true); });
   impl->tag = std::move(device.tag);
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }

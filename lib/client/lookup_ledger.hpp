@@ -35,8 +35,15 @@ class LookupLedger {
   void add(Inode inode, uint64_t n = 1) {
     if (shards_ && inode != 0 && inode != kRootInode) add_counted(inode, n);
   }
-  // Gives n references back: false, changing nothing, when fewer are held. Always true off.
-  bool take(Inode inode, uint64_t n) { return !shards_ || take_counted(inode, n); }
+  // Gives n references back: false, changing nothing, when fewer are held (not counting the
+  // path cache's). Always true off.
+  bool take(Inode inode, uint64_t n) { return !shards_ || take_counted(inode, n, false); }
+  // The path cache took one of the references handed out / gives n of its own back (false,
+  // changing nothing, when it holds fewer): a user's forget can't take the cache's.
+  void to_cache(Inode inode) {
+    if (shards_ && inode != 0 && inode != kRootInode) to_cache_counted(inode);
+  }
+  bool from_cache(Inode inode, uint64_t n) { return !shards_ || take_counted(inode, n, true); }
   // References held (0 when off); for tests and diagnostics.
   uint64_t held(Inode inode) const;
 
@@ -45,11 +52,16 @@ class LookupLedger {
   static constexpr size_t kShards = 16;
   struct alignas(64) Shard {
     std::mutex mu;                                 // guards counts
-    std::unordered_map<Inode, uint64_t> counts;   // no zero entries
+    struct Count {
+      uint64_t all = 0;    // handed out, not given back
+      uint64_t cache = 0;  // of them, the path cache's
+    };
+    std::unordered_map<Inode, Count> counts;  // no zero entries
   };
   Shard& shard(Inode inode) const { return shards_[inode % kShards]; }
   void add_counted(Inode inode, uint64_t n);
-  bool take_counted(Inode inode, uint64_t n);
+  bool take_counted(Inode inode, uint64_t n, bool cache);
+  void to_cache_counted(Inode inode);
 
   std::unique_ptr<Shard[]> shards_;  // null when off
 };

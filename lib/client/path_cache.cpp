@@ -28,6 +28,19 @@ bool PathCache::holds(Inode dir) const {
   return it != nodes_.end() && it->second.names > 0;
 }
 
+namespace {
+// The same node id with another file type or generation is another object (as fuse_iget and
+// fuse_dentry_revalidate see it): the old one's names below must not be served under it.
+template <class N>
+bool same_object(const N& n, const Entry& e) {
+  return n.inode == e.inode && n.generation == e.generation && n.type == (e.attr.mode & S_IFMT);
+}
+}  // namespace
+
+bool PathCache::storing(uint64_t epoch) const {
+  return unsettled_ == 0 && epoch == epoch_.load(std::memory_order_relaxed);
+}
+
 void PathCache::give_back(Drops& drops) {
   for (auto [inode, n] : drops)
     if (inode != kRootInode && n != 0 && forget_) forget_(inode, n);
@@ -102,18 +115,6 @@ PathCache::Found PathCache::find(Inode parent, std::string_view name, Hit& out) 
   return Found::kPositive;
 }
 
-bool PathCache::pin(Inode inode, Attr* attr, bool* attr_fresh) {
-  if (!on()) return false;
-  std::lock_guard lock(mu_);
-  auto it = nodes_.find(inode);
-  if (it == nodes_.end() || (inode != kRootInode && it->second.refs == 0)) return false;
-  ++it->second.pins;
-  const bool fresh = it->second.attr_expires > now_();
-  if (attr_fresh) *attr_fresh = fresh;
-  if (attr && fresh) *attr = it->second.attr;
-  return true;
-}
-
 void PathCache::unpin(Inode inode) {
   Drops drops;
   {
@@ -134,7 +135,7 @@ bool PathCache::insert(Inode parent, std::string_view name, const Entry& e, uint
   bool taken = false;
   {
     std::lock_guard lock(mu_);
-    if (epoch != epoch_.load(std::memory_order_relaxed) || !holds(parent)) return false;
+    if (!storing(epoch) || !holds(parent)) return false;
     taken = insert_locked(parent, name, e, drops);
   }
   give_back(drops);
@@ -144,10 +145,9 @@ bool PathCache::insert(Inode parent, std::string_view name, const Entry& e, uint
 bool PathCache::insert_locked(Inode parent, std::string_view name, const Entry& e, Drops& drops) {
   {
     auto old = names_.find(KeyView{parent, name});
-    if (old != names_.end() && old->second.inode == e.inode) {
+    if (old != names_.end() && same_object(old->second, e)) {
       // Revalidated: the same node, whose names below stay; the new reference is one too many.
       old->second.expires = deadline(e.entry_valid);
-      old->second.generation = e.generation;
       lru_.splice(lru_.begin(), lru_, old->second.lru);
       drops.emplace_back(e.inode, 1);
     } else {
@@ -175,7 +175,7 @@ void PathCache::insert_negative(Inode parent, std::string_view name, const Times
   Drops drops;
   {
     std::lock_guard lock(mu_);
-    if (epoch != epoch_.load(std::memory_order_relaxed) || !holds(parent)) return;
+    if (!storing(epoch) || !holds(parent)) return;
     put_name(parent, name, Name{0, 0, 0, deadline(valid), {}}, drops);
     evict(drops);
   }
@@ -186,7 +186,7 @@ void PathCache::store_attr(Inode inode, const Attr& attr, const Timespec& valid,
   if (!on()) return;
   std::lock_guard lock(mu_);
   auto it = nodes_.find(inode);
-  if (epoch != epoch_.load(std::memory_order_relaxed) || it == nodes_.end()) return;
+  if (!storing(epoch) || it == nodes_.end()) return;
   if (!positive(valid)) {
     it->second.attr_expires = {};
     return;
@@ -202,10 +202,10 @@ void PathCache::refresh(Inode parent, std::string_view name, const Entry& e, uin
     std::lock_guard lock(mu_);
     auto it = names_.find(KeyView{parent, name});
     if (it == names_.end()) return;
-    if (it->second.inode != e.inode) {
+    if (!same_object(it->second, e)) {
       erase(it, drops);  // the name moved on: never serve the old node for it
       epoch_.fetch_add(1, std::memory_order_release);
-    } else if (epoch == epoch_.load(std::memory_order_relaxed) && positive(e.entry_valid)) {
+    } else if (storing(epoch) && positive(e.entry_valid)) {
       it->second.expires = deadline(e.entry_valid);
       Node& node = nodes_.at(e.inode);
       if (positive(e.attr_valid)) {
@@ -217,7 +217,12 @@ void PathCache::refresh(Inode parent, std::string_view name, const Entry& e, uin
   give_back(drops);
 }
 
-void PathCache::drop_name(Inode parent, std::string_view name, Inode stale_attr) {
+void PathCache::drop_linked() {
+  for (auto& [inode, node] : nodes_)
+    if (node.attr.nlink > 1 && (node.attr.mode & S_IFMT) != S_IFDIR) node.attr_expires = {};
+}
+
+void PathCache::drop_name(Inode parent, std::string_view name, Inode stale_attr, bool removes) {
   if (!on()) return;
   Drops drops;
   {
@@ -228,6 +233,8 @@ void PathCache::drop_name(Inode parent, std::string_view name, Inode stale_attr)
       const Inode victim = it->second.inode;
       erase(it, drops);
       if (auto n = nodes_.find(victim); n != nodes_.end()) n->second.attr_expires = {};
+    } else if (removes) {
+      drop_linked();  // another name of a node held here may have gone (a hard link)
     }
     if (auto n = nodes_.find(stale_attr); n != nodes_.end()) n->second.attr_expires = {};
     // The directory's own mtime, ctime and link count changed too.
@@ -247,6 +254,8 @@ void PathCache::drop_names(Inode p1, std::string_view n1, Inode p2, std::string_
         const Inode moved = it->second.inode;
         erase(it, drops);
         if (auto node = nodes_.find(moved); node != nodes_.end()) node->second.attr_expires = {};
+      } else {
+        drop_linked();  // an uncached target replaced: its node is unknown (a hard link?)
       }
       if (auto node = nodes_.find(p); node != nodes_.end()) node->second.attr_expires = {};
     }
@@ -264,7 +273,7 @@ void PathCache::drop_attr(Inode inode) {
 void PathCache::own_setattr(Inode inode, const Attr& attr, const Timespec& valid, uint64_t sent) {
   if (!on()) return;
   std::lock_guard lock(mu_);
-  const bool current = sent == epoch_.load(std::memory_order_relaxed);
+  const bool current = storing(sent);
   epoch_.fetch_add(1, std::memory_order_release);
   auto it = nodes_.find(inode);
   if (it == nodes_.end()) return;
@@ -274,6 +283,21 @@ void PathCache::own_setattr(Inode inode, const Attr& attr, const Timespec& valid
   } else {
     it->second.attr_expires = {};
   }
+}
+
+void PathCache::mutation_unsettled() {
+  if (!on()) return;
+  std::lock_guard lock(mu_);
+  ++unsettled_;
+  epoch_.fetch_add(1, std::memory_order_release);
+}
+
+void PathCache::mutation_settled() {
+  if (!on()) return;
+  std::lock_guard lock(mu_);
+  --unsettled_;
+  // A reply sent before the device ran the mutation may come after this: refused by the epoch.
+  epoch_.fetch_add(1, std::memory_order_release);
 }
 
 void PathCache::clear() {

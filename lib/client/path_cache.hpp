@@ -15,6 +15,10 @@
 //   request was sent in; anything older is refused, so a reply that crossed one of this
 //   client's own mutations never puts stale data back.
 // - Attributes are kept only for nodes the cache holds (a reference keeps the id from reuse).
+// - A mutation given up while the device holds it (Session::abandon) may still run at any
+//   time: until the device hands its request back, nothing is stored (its own invalidation
+//   ran when it was given up), and when it does the epoch moves, so no reply that may have
+//   crossed it is kept.
 #pragma once
 
 #include <sys/stat.h>
@@ -62,8 +66,6 @@ class PathCache {
   };
   // A fresh positive name is pinned (unpin it when done); a stale one is a miss.
   Found find(Inode parent, std::string_view name, Hit& out);
-  // Pins a node the cache holds (false when it holds none) and returns its fresh attributes.
-  bool pin(Inode inode, Attr* attr = nullptr, bool* attr_fresh = nullptr);
   void unpin(Inode inode);
 
   uint64_t epoch() const;
@@ -79,11 +81,17 @@ class PathCache {
   void refresh(Inode parent, std::string_view name, const Entry& e, uint64_t epoch);
 
   // This client's own changes (each bumps the epoch once).
-  void drop_name(Inode parent, std::string_view name, Inode stale_attr = 0);
+  // `removes`: the name's node may lose a link (UNLINK, RMDIR); when the cache does not hold
+  // the name, that node is unknown, so every held node with other links loses its attributes.
+  void drop_name(Inode parent, std::string_view name, Inode stale_attr = 0, bool removes = false);
   void drop_names(Inode p1, std::string_view n1, Inode p2, std::string_view n2);
   void drop_attr(Inode inode);
   // SETATTR's answer: the attributes replace the node's, if no other change came in between.
   void own_setattr(Inode inode, const Attr& attr, const Timespec& valid, uint64_t sent);
+
+  // A mutation was given up while the device holds it / the device handed it back.
+  void mutation_unsettled();
+  void mutation_settled();
 
   // Drops every name, giving back every reference not pinned (pinned ones when unpinned).
   void clear();
@@ -137,7 +145,9 @@ class PathCache {
   void put_name(Inode parent, std::string_view name, Name n, Drops& out);
   void evict(Drops& out);
   bool holds(Inode dir) const;
+  bool storing(uint64_t epoch) const;  // a reply sent in `epoch` may be stored now
   void give_back(Drops& drops);  // without mu_
+  void drop_linked();             // attributes of held non-directories with nlink > 1
 
   size_t capacity_ = 0;
   Forget forget_;
@@ -148,6 +158,9 @@ class PathCache {
   Names names_;
   std::list<Names::iterator> lru_;  // front: most recently used
   std::unordered_map<Inode, Node> nodes_;
+  // Mutations given up that the device still holds. Its reply may be reaped before the giving
+  // up is counted (-1 for a while): storing waits for 0 either way.
+  int64_t unsettled_ = 0;
   // Written under mu_ only; read without it (a request's epoch when sent) and compared under it.
   std::atomic<uint64_t> epoch_{0};
   std::atomic<uint64_t> hits_{0}, misses_{0};

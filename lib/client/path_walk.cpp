@@ -95,7 +95,11 @@ std::error_code PathWalk::step(std::string_view name) {
       impl_.cache.insert_negative(dir, name, e.entry_valid, sent);
     return ec;
   }
-  next.kind = impl_.cache.insert(dir, name, e, sent) ? Held::Kind::kPinned : Held::Kind::kOwned;
+  next.kind = Held::Kind::kOwned;
+  if (impl_.cache.insert(dir, name, e, sent)) {
+    impl_.ledger.to_cache(e.inode);  // before the pin goes: nothing gives it back until then
+    next.kind = Held::Kind::kPinned;
+  }
   next.inode = e.inode;
   next.generation = e.generation;
   next.type = e.attr.mode & S_IFMT;
@@ -141,8 +145,10 @@ void PathWalk::keep_created(Client& fs, Inode parent, std::string_view name, con
                             uint64_t sent) {
   auto& impl = *fs.impl_;
   // The reply's own hook bumped the epoch once: one more means another change came between.
-  if (impl.cache.on() && impl.cache.insert(parent, name, e, sent + 1))
+  if (impl.cache.on() && impl.cache.insert(parent, name, e, sent + 1)) {
+    impl.ledger.to_cache(e.inode);
     impl.cache.unpin(e.inode);
+  }
   else
     impl.forget_ref(e.inode, 1);
 }
@@ -151,8 +157,11 @@ Held PathWalk::keep_opened(Client& fs, Inode parent, std::string_view name, cons
                           uint64_t sent) {
   auto& impl = *fs.impl_;
   Held h;
-  h.kind = impl.cache.on() && impl.cache.insert(parent, name, e, sent + 1) ? Held::Kind::kPinned
-                                                                          : Held::Kind::kOwned;
+  h.kind = Held::Kind::kOwned;
+  if (impl.cache.on() && impl.cache.insert(parent, name, e, sent + 1)) {
+    impl.ledger.to_cache(e.inode);
+    h.kind = Held::Kind::kPinned;
+  }
   h.parent = parent;
   h.inode = e.inode;
   h.generation = e.generation;

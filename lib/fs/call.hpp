@@ -54,6 +54,10 @@ struct Call {
   // reply would leave something the owner cannot give back (a lock granted, directory entries
   // each holding a reference): a stop then waits for the device's answer.
   bool abandonable = true;
+  // Set by Session::abandon when it ended the call while the device still held its request:
+  // the device may still carry it out, and its reply (error or not) reaches the dropped-reply
+  // handler, unless the session fails first. Cleared at submit.
+  bool left_with_device = false;
 
   // Session-private: the waiting-list link while the ring or buffers are full, and where the
   // call went (for interrupt()).

@@ -62,6 +62,7 @@ bool RequestQueue::publish_locked() {
 
 void RequestQueue::submit(Call& call) {
   call.queue_index = index_;
+  call.left_with_device = false;
   bool kick_now = false;
   // Once the call is on the ring it belongs to whoever reaps it: decide here, under the lock,
   // whether this thread must end it, and never read the call after unlocking.
@@ -110,6 +111,7 @@ bool RequestQueue::abandon(Call& call) {
       slot.dropped_opcode = call.frame.opcode;
       slot.dropped_out_args_len = call.frame.out_args_len;
       slot.dropped_nodeid = call.frame.nodeid;
+      call.left_with_device = true;
       SessionCounters::add(counters_.abandoned);
     }
     call.ec = std::make_error_code(std::errc::interrupted);

@@ -75,7 +75,7 @@ void Session::start_device(uint64_t device_features) {
   memory_.queues.clear();
   for (unsigned qi = 1; qi < nqueues; ++qi)
     queues_[qi]->set_dropped_sink([this](const DroppedReply& d) {
-      if (d.reply.header.error == 0 && dropped_handler_) dropped_handler_(d);
+      if (dropped_handler_) dropped_handler_(d);
       // No call ends with a dropped reply, yet the queue may have just become idle: a
       // shutdown waiting for that must hear it.
       if (quiescing_.load(std::memory_order_acquire)) notify_drained();

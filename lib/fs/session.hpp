@@ -80,8 +80,9 @@ class Session {
   // comes. Otherwise (done, being completed, or the device reads or writes app memory for it)
   // nothing changes and the call ends with its real result.
   void abandon(Call& call);
-  // Gets the successful replies of abandoned calls (header and fixed args), on the reaping
-  // thread, so the owner can give back what they handed out. Set before the first call.
+  // Gets the reply of every abandoned call the device held (header and fixed args; errors
+  // too), on the reaping thread, so the owner can give back what it handed out and knows the
+  // device is done with the request. Set before the first call.
   void set_dropped_reply_handler(std::function<void(const DroppedReply&)> handler) {
     dropped_handler_ = std::move(handler);
   }

@@ -288,6 +288,64 @@ TEST_P(PathCacheTest, OffCachesNothing) {
   EXPECT_EQ(client->stats().path_cache_hits + client->stats().path_cache_misses, 0u);
 }
 
+// OPEN (and CREATE) with O_TRUNC through the inode API truncates on the device: the cached
+// size must go with it, as the kernel's fuse_finish_open invalidates the attributes.
+TEST_P(PathCacheTest, InodeOpenWithTruncDropsTheCachedSize) {
+  write_host("f", "abcdef");
+  ASSERT_EQ(size_of("f"), 6u);
+  Entry e;
+  ASSERT_FALSE(client->resolve("f", e));
+  OpenFile of;
+  ASSERT_FALSE(client->open(e.inode, O_WRONLY | O_TRUNC, of));
+  ASSERT_FALSE(client->release(e.inode, of.fh));
+  ASSERT_FALSE(client->forget(e.inode, 1));
+  ASSERT_EQ(std::filesystem::file_size(host("f")), 0u);
+  EXPECT_EQ(size_of("f"), 0u) << "open(O_TRUNC)";
+
+  write_host("g", "abcdef");
+  std::filesystem::create_hard_link(host("g"), host("h"));
+  ASSERT_EQ(size_of("g"), 6u);
+  Created c;  // through a name the cache does not hold
+  ASSERT_FALSE(client->create(kRootInode, "h", O_WRONLY | O_TRUNC, 0644, c));
+  ASSERT_FALSE(client->release(c.entry.inode, c.file.fh));
+  ASSERT_FALSE(client->forget(c.entry.inode, 1));
+  ASSERT_EQ(std::filesystem::file_size(host("g")), 0u);
+  EXPECT_EQ(size_of("g"), 0u) << "create(O_TRUNC) of an existing name";
+}
+
+// Removing a name the cache does not hold (through the inode API) of a node it holds under
+// another name: the link count the cache keeps for that node goes.
+TEST_P(PathCacheTest, RemovingAnUncachedHardLinkDropsTheLinkCount) {
+  write_host("a", "x");
+  std::filesystem::create_hard_link(host("a"), host("b"));
+  std::filesystem::create_hard_link(host("a"), host("c"));
+  write_host("other", "y");
+  Attr a;
+  ASSERT_FALSE(client->stat("a", a));
+  ASSERT_EQ(a.nlink, 3u);
+  ASSERT_FALSE(client->unlink(kRootInode, "b"));
+  ASSERT_FALSE(client->stat("a", a));
+  EXPECT_EQ(a.nlink, 2u) << "unlink";
+  Entry other;  // virtiofsd renames only a node the driver holds
+  ASSERT_FALSE(client->resolve("other", other));
+  ASSERT_FALSE(client->rename(kRootInode, "other", kRootInode, "c"));  // c's node loses a link
+  ASSERT_FALSE(client->forget(other.inode, 1));
+  ASSERT_FALSE(client->stat("a", a));
+  EXPECT_EQ(a.nlink, 1u) << "rename over it";
+}
+
+// With lookup accounting on, the cache's references are not the caller's: a forget of more
+// than the caller was handed is refused, or virtiofsd would free a node the cache still names.
+TEST_P(PathCacheTest, AForgetOfTheCachesReferenceIsRefused) {
+  write_host("f", "abc");
+  Entry e;
+  ASSERT_FALSE(client->resolve("f", e));  // one reference of the caller's
+  EXPECT_EQ(client->forget(e.inode, 2), std::errc::invalid_argument);
+  EXPECT_FALSE(client->forget(e.inode, 1));
+  EXPECT_EQ(client->forget(e.inode, 1), std::errc::invalid_argument);
+  EXPECT_EQ(size_of("f"), 3u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cache, PathCacheTest, ::testing::Values("none", "auto", "always"),
                          [](const ::testing::TestParamInfo<const char*>& p) {
                            return std::string(p.param);

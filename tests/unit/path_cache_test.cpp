@@ -5,9 +5,16 @@
 
 #include <sys/stat.h>
 
-#include <map>
+#include <fcntl.h>
+#include <linux/fuse.h>
 
+#include <map>
+#include <stop_token>
+
+#include "client/connector.hpp"
 #include "client/path_cache.hpp"
+#include "unit/session_fixture.hpp"
+#include "virtiofs/client.hpp"
 
 using namespace virtiofs;
 using client::PathCache;
@@ -181,6 +188,27 @@ TEST_F(PathCacheTest, RevalidatingTheSameNodeKeepsOneReferenceAndTheNamesBelow) 
   EXPECT_EQ(forgotten, (std::map<Inode, uint64_t>{{10, 2}, {11, 1}}));
 }
 
+// A device that answers a name with the same node id but another file type or generation
+// names another object: the old one's names below go, and the walk sees the new type.
+TEST_F(PathCacheTest, TheSameNodeIdWithAnotherTypeOrGenerationIsAnotherNode) {
+  start(16);
+  ASSERT_TRUE(put(kRootInode, "d", entry(10, S_IFDIR)));
+  ASSERT_TRUE(put(10, "x", entry(11)));
+  now += 1s;
+  ASSERT_TRUE(put(kRootInode, "d", entry(10, S_IFREG)));
+  PathCache::Hit hit;
+  ASSERT_EQ(find(kRootInode, "d", &hit), PathCache::Found::kPositive);
+  EXPECT_EQ(hit.type, unsigned{S_IFREG});
+  EXPECT_EQ(find(10, "x"), PathCache::Found::kMiss) << "a name under the old directory";
+  ASSERT_TRUE(put(kRootInode, "e", entry(30, S_IFDIR)));
+  ASSERT_TRUE(put(30, "y", entry(31)));
+  Entry again = entry(30, S_IFDIR);
+  again.generation = 2;  // through the inode API's LOOKUP
+  cache.refresh(kRootInode, "e", again, cache.epoch());
+  EXPECT_EQ(find(30, "y"), PathCache::Found::kMiss);
+  EXPECT_EQ(cache.references(), 1u) << "d's (once), nothing of e's";
+}
+
 TEST_F(PathCacheTest, ClearGivesBackEveryReference) {
   start(16);
   ASSERT_TRUE(put(kRootInode, "d", entry(10, S_IFDIR)));
@@ -214,6 +242,112 @@ TEST_F(PathCacheTest, OwnChangesUpdateAttributesAtOnce) {
   cache.drop_names(kRootInode, "f", kRootInode, "g");  // a rename
   EXPECT_EQ(find(kRootInode, "f"), PathCache::Found::kMiss);
   EXPECT_EQ(forgotten, (std::map<Inode, uint64_t>{{10, 1}}));
+}
+
+// The cache in a Client over the loopback device (MemFs: entry and attribute timeouts of 1 s),
+// its request queue stepped by the test, calls given up on (Options::interrupts off).
+class CachedClientGiveUp : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    loop = std::make_unique<test::LoopbackFs>();
+    Options o;
+    o.queue_size = 8;
+    o.num_request_queues = 1;
+    o.interrupts = false;
+    o.registered_memory_bytes = 1 << 20;
+    client = client::Connector::over(loop->transport(), o);
+    Created c;
+    ASSERT_FALSE(client->create(kRootInode, "a", O_RDWR, 0644, c));
+    ASSERT_FALSE(client->release(c.entry.inode, c.file.fh));
+    ASSERT_FALSE(client->forget(c.entry.inode, 1));
+  }
+  void TearDown() override {
+    if (HasFailure()) loop->device().lose();
+    loop->device().set_all_stepped(false);
+    client.reset();
+  }
+  test::LoopbackDevice& dev() { return loop->device(); }
+  std::function<void()> lose() {
+    return [this] { loop->device().lose(); };
+  }
+  std::optional<test::DeviceChain> next_request(uint32_t opcode) {
+    auto chain = test::take_one(dev(), 1);
+    auto header = chain ? test::request_header(*chain) : std::nullopt;
+    EXPECT_TRUE(header && header->opcode == opcode) << "expected opcode " << opcode;
+    return chain;
+  }
+  void answer(test::DeviceChain chain) {
+    std::vector<test::DeviceChain> held;
+    held.push_back(std::move(chain));
+    dev().answer(1, std::move(held));  // FsServer answers it for real
+  }
+  std::unique_ptr<test::LoopbackFs> loop;
+  std::unique_ptr<Client> client;
+};
+
+// An UNLINK given up while the device holds it may still run later: a LOOKUP of the name the
+// device answers before it runs the UNLINK must not be kept, or "a" is served after it is gone
+// for the entry's timeout (RENAME, SETATTR, ... alike).
+TEST_F(CachedClientGiveUp, AMutationTheDeviceStillHoldsKeepsCrossingRepliesOut) {
+  Attr attr;
+  ASSERT_FALSE(client->stat("a", attr));  // cached
+  dev().set_stepped(1, true);
+  std::stop_source stop;
+  std::error_code removed;
+  std::optional<test::DeviceChain> unlink;
+  {
+    test::JoinedThread caller(lose(), [&] {
+      removed = client->unlink(kRootInode, "a", stop.get_token());
+    });
+    unlink = next_request(FUSE_UNLINK);
+    ASSERT_TRUE(unlink);
+    stop.request_stop();
+    ASSERT_TRUE(caller.finished_within());
+  }
+  EXPECT_EQ(removed, std::errc::interrupted);
+  std::error_code looked;
+  {
+    test::JoinedThread caller(lose(), [&] {
+      Attr a;
+      looked = client->stat("a", a);
+    });
+    auto lookup = next_request(FUSE_LOOKUP);
+    ASSERT_TRUE(lookup);
+    answer(std::move(*lookup));  // answered before the device runs the UNLINK
+    ASSERT_TRUE(caller.finished_within());
+  }
+  EXPECT_FALSE(looked);
+  answer(std::move(*unlink));  // the device removes it now; its reply is dropped
+  ASSERT_TRUE(test::eventually([&] { return client->stats().replies_dropped == 1; }));
+  dev().set_all_stepped(false);
+  EXPECT_EQ(client->stat("a", attr), std::errc::no_such_file_or_directory);
+  EXPECT_FALSE(client->failure());
+}
+
+// The giving up is counted (result) and settled (the dropped reply) on different threads, in
+// either order: an error reply settles it too, and the cache stores again afterwards.
+TEST_F(CachedClientGiveUp, TheCacheStoresAgainOnceTheDeviceAnswered) {
+  dev().set_stepped(1, true);
+  std::stop_source stop;
+  std::error_code removed;
+  std::optional<test::DeviceChain> unlink;
+  {
+    test::JoinedThread caller(lose(), [&] {
+      removed = client->unlink(kRootInode, "nothing", stop.get_token());
+    });
+    unlink = next_request(FUSE_UNLINK);
+    ASSERT_TRUE(unlink);
+    stop.request_stop();
+    ASSERT_TRUE(caller.finished_within());
+  }
+  answer(std::move(*unlink));  // ENOENT, dropped
+  ASSERT_TRUE(test::eventually([&] { return client->stats().replies_dropped == 1; }));
+  dev().set_all_stepped(false);
+  Attr attr;
+  ASSERT_FALSE(client->stat("a", attr));
+  const uint64_t hits = client->stats().path_cache_hits;
+  ASSERT_FALSE(client->stat("a", attr));  // within MemFs's 1 s timeout
+  EXPECT_EQ(client->stats().path_cache_hits, hits + 1) << "the cache no longer stores";
 }
 
 }  // namespace
