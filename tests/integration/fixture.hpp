@@ -17,6 +17,7 @@
 #include <mutex>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "support/virtiofsd.hpp"
 #include "virtiofs/client.hpp"
@@ -44,6 +45,18 @@ class ShareView {
 };
 
 inline const char* vfio_test_device() { return std::getenv("VIRTIOFS_TEST_PCI_DEVICE"); }
+
+// FORGET has no reply: polls the backend's fd table (one per node it holds) until it is back to
+// `baseline` (bounded: 2 s), and returns what it last read.
+inline int wait_for_fds_at_most(const Virtiofsd& backend, int baseline) {
+  int now = 0;
+  for (int i = 0; i < 200; ++i) {
+    now = backend.open_fds();
+    if (now <= baseline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return now;
+}
 
 class VirtiofsdTest : public ::testing::Test {
  protected:

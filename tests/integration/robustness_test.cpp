@@ -19,17 +19,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// FORGET has no reply: poll the backend's fd table until it is back to `baseline` (bounded).
-int wait_for_fds_at_most(const Virtiofsd& backend, int baseline) {
-  int now = 0;
-  for (int i = 0; i < 200; ++i) {
-    now = backend.open_fds();
-    if (now <= baseline) break;
-    std::this_thread::sleep_for(10ms);
-  }
-  return now;
-}
-
 }  // namespace
 
 class SmallRingTest : public VirtiofsdTest {
