@@ -42,6 +42,19 @@ class AdaptivePolling : public SessionLoopback {
   }
   fs::SessionStats stats() { return session->stats(); }
 
+  // One blocking GETATTR of the root, as Client's blocking calls make it (for_wait: the
+  // polling role taken before the kick, Session::submit_for_wait); its error.
+  std::error_code blocking_getattr(bool for_wait = false) {
+    fs::SyncCall c;
+    c.frame = fuse::make_getattr(kRootInode, nullptr);
+    if (for_wait)
+      session->submit_for_wait(c);
+    else
+      session->submit(c);
+    session->wait(c);
+    return c.ec;
+  }
+
   // One blocking GETATTR on another thread; `device` plays the device on this one.
   template <class Device>
   void call_answered_by(Device device) {
@@ -181,11 +194,8 @@ TEST_F(AdaptivePolling, ASlowDeviceStopsTheSpinning) {
   const fs::SessionStats before = stats();
   constexpr int kCalls = 40;
   for (int i = 0; i < kCalls; ++i) {
-    fs::SyncCall c;
-    c.frame = fuse::make_getattr(kRootInode, nullptr);
-    session->submit(c);
-    session->wait(c);
-    ASSERT_FALSE(c.ec) << c.ec.message();
+    const std::error_code ec = blocking_getattr();
+    ASSERT_FALSE(ec) << ec.message();
   }
   // 2 misses, then probes after 1, 2, 4, 8 and 16 skipped waits: 7 in 40 calls (40 without
   // the back-off). Room for a caller descheduled between a look at the clock and one at the
@@ -200,11 +210,7 @@ TEST_F(AdaptivePolling, ZeroNeverPolls) {
   so.poll_us = 0;
   start({}, so);
   for (int i = 0; i < 50; ++i) {
-    fs::SyncCall c;
-    c.frame = fuse::make_getattr(kRootInode, nullptr);
-    session->submit(c);
-    session->wait(c);
-    ASSERT_FALSE(c.ec);
+    ASSERT_FALSE(blocking_getattr());
   }
   EXPECT_EQ(stats().polled, 0u);
   EXPECT_EQ(stats().spin_misses, 0u);
@@ -232,10 +238,7 @@ TEST_P(SpinnerCallbacks, ABlockingCallbackDoesNotRunWhileInterruptsAreOff) {
     cb_saw_t = eventually([&] { return t_done.load(); }, std::chrono::milliseconds(1500));
   };
   auto blocking_call = [&](std::atomic<bool>* done) {
-    fs::SyncCall c;
-    c.frame = fuse::make_getattr(kRootInode, nullptr);
-    session->submit(c);
-    session->wait(c);
+    blocking_getattr();
     if (done) *done = true;
   };
   // S spins (the clock is frozen) and reaps A's reply with its own.
@@ -280,11 +283,8 @@ TEST_F(AdaptivePolling, OnTheRealClockPromptRepliesArePolledNotSignalled) {
   const uint64_t signalled = dev.interrupts_signalled(kQ);
   constexpr uint64_t kCalls = 200;
   for (uint64_t i = 0; i < kCalls; ++i) {
-    fs::SyncCall c;
-    c.frame = fuse::make_getattr(kRootInode, nullptr);
-    session->submit_for_wait(c);
-    session->wait(c);
-    ASSERT_FALSE(c.ec) << c.ec.message();
+    const std::error_code ec = blocking_getattr(/*for_wait=*/true);
+    ASSERT_FALSE(ec) << ec.message();
   }
   const fs::SessionStats after = stats();
   EXPECT_GT(after.polled - before.polled, kCalls / 2);
