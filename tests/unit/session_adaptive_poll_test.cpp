@@ -289,7 +289,10 @@ TEST_F(AdaptivePolling, OnTheRealClockPromptRepliesArePolledNotSignalled) {
   const fs::SessionStats after = stats();
   EXPECT_GT(after.polled - before.polled, kCalls / 2);
   EXPECT_LT(dev.interrupts_signalled(kQ) - signalled, kCalls / 2);
-  EXPECT_LT(after.interrupts - before.interrupts, kCalls / 2);
+  // Wake-ups handled also count eventfd reads that found another thread's signal (a leader
+  // and the completion thread on one fd): below the call count, not half of it, which the
+  // signalled count above already proves. At kCalls / 2 it failed about 1 run in 15.
+  EXPECT_LT(after.interrupts - before.interrupts, kCalls);
 }
 
 }  // namespace
